@@ -1,0 +1,204 @@
+/**
+ * The ports the sync engine is run through: Store (durable state), Bus (post-commit fan-out), Clock.
+ * Type-only: adapters in src/storage and src/bus implement them; src/service drives them. See
+ * docs/architecture.md "Ports".
+ */
+
+/** A registered account. */
+export interface UserRow {
+  uin: number;
+  /** Case-folded, `^[a-z0-9_]{3,32}$`. */
+  username: string;
+  displayName: string;
+  /** `scrypt$N$r$p$salt$hash`, base64url parts. */
+  pwHash: string;
+  /** Opaque; changes only when the log may have lost entries. */
+  epoch: string;
+  createTime: number;
+}
+
+/** Per-user log heads: the last seq overall and the last seq of each selector bit. */
+export interface Heads {
+  head: number;
+  /** selector bit → last seq that set it. */
+  bySelector: Record<number, number>;
+}
+
+/** One device session. The bearer token itself is never stored, only its SHA-256. */
+export interface SessionRow {
+  /** Public id (shown in the device list, used to revoke). */
+  sessionId: string;
+  tokenHash: string;
+  uin: number;
+  deviceId: string;
+  deviceName: string;
+  createTime: number;
+  lastSeenTime: number;
+  /** The highest SyncKey this device has presented. */
+  ackedKey: number;
+  /** 0 while active; else the ret a later call gets (1100 logged out, 1101 replaced/revoked). */
+  endedRet: number;
+}
+
+/** A stored message (the log holds one entry per participant; this is the shared record). */
+export interface MessageRow {
+  msgId: number;
+  fromUin: number;
+  clientMsgId: string;
+  /** The address as sent: a username or group id. */
+  to: string;
+  /** Direct chat: the recipient's uin; group: 0. */
+  toUin: number;
+  /** Group number (without `@@`), or 0 for a direct chat. */
+  groupId: number;
+  type: number;
+  content: string;
+  mediaId: string | null;
+  createTime: number;
+  /** Seq of the entry in the sender's log: the answer to a duplicate send. */
+  senderSeq: number;
+  revoked: boolean;
+}
+
+/** One side of a contact relation. */
+export interface ContactRow {
+  uin: number;
+  peerUin: number;
+  /** `accepted`, `outgoing` (uin asked peer) or `incoming` (peer asked uin). */
+  state: 'accepted' | 'outgoing' | 'incoming';
+  note: string;
+  updateTime: number;
+}
+
+/** A group chat. */
+export interface GroupRow {
+  groupId: number;
+  name: string;
+  ownerUin: number;
+  createTime: number;
+}
+
+/** One log entry as stored: `json` is the full entry, `seq` and `kind` included. */
+export interface LogRow {
+  uin: number;
+  seq: number;
+  kind: string;
+  json: string;
+}
+
+/** A read marker: the last msgId a user has read in a conversation. */
+export interface ReadMarkerRow {
+  uin: number;
+  peer: string;
+  msgId: number;
+}
+
+/**
+ * Everything a write transaction may do. Methods see the transaction's own earlier writes.
+ * Async so that a network database (PostgreSQL) can implement it; the embedded adapter answers at once.
+ */
+export interface StoreTx {
+  getUser(uin: number): Promise<UserRow | undefined>;
+  getUserByName(username: string): Promise<UserRow | undefined>;
+  getUsers(uins: readonly number[]): Promise<UserRow[]>;
+  /** Inserts a user and returns its new uin. Fails (throws) on a duplicate username: check first. */
+  insertUser(user: Omit<UserRow, 'uin'>): Promise<number>;
+  setDisplayName(uin: number, displayName: string): Promise<void>;
+
+  getSessionByToken(tokenHash: string): Promise<SessionRow | undefined>;
+  getSession(sessionId: string): Promise<SessionRow | undefined>;
+  listSessions(uin: number): Promise<SessionRow[]>;
+  insertSession(session: SessionRow): Promise<void>;
+  endSession(sessionId: string, ret: number): Promise<void>;
+  /** Records acknowledged keys and last-seen times; keys only grow. */
+  touchSessions(updates: readonly { sessionId: string; ackedKey: number; lastSeenTime: number }[]): Promise<void>;
+
+  /**
+   * Appends entries to users' logs. Each row's seq must be `heads(uin).head + 1, + 2, …` in call order (the
+   * service allocates them from {@link StoreTx.heads}); the adapter advances the heads, per selector too.
+   */
+  appendLog(rows: readonly LogRow[], selectorOf: (kind: string) => number): Promise<void>;
+  heads(uin: number): Promise<Heads>;
+
+  /** Next msgId: strictly greater than every earlier one. */
+  nextMsgId(): Promise<number>;
+  getMessage(msgId: number): Promise<MessageRow | undefined>;
+  findSend(fromUin: number, clientMsgId: string): Promise<MessageRow | undefined>;
+  insertMessage(msg: MessageRow): Promise<void>;
+  setRevoked(msgId: number): Promise<void>;
+
+  getContact(uin: number, peerUin: number): Promise<ContactRow | undefined>;
+  listContacts(uin: number): Promise<ContactRow[]>;
+  putContact(row: ContactRow): Promise<void>;
+  deleteContact(uin: number, peerUin: number): Promise<void>;
+
+  nextGroupId(): Promise<number>;
+  getGroup(groupId: number): Promise<GroupRow | undefined>;
+  putGroup(group: GroupRow): Promise<void>;
+  /** Member uins in join order. */
+  getMembers(groupId: number): Promise<number[]>;
+  addMembers(groupId: number, uins: readonly number[], joinTime: number): Promise<void>;
+  removeMembers(groupId: number, uins: readonly number[]): Promise<void>;
+  /** Groups the user belongs to. */
+  listGroups(uin: number): Promise<number[]>;
+
+  getReadMarker(uin: number, peer: string): Promise<number>;
+  setReadMarker(row: ReadMarkerRow): Promise<void>;
+}
+
+/**
+ * Durable state. Contract (tested for every adapter by test/storage/store.case.ts):
+ * - `transaction(fn)` runs fn against one write transaction; it commits only if fn resolves, and a resolved
+ *   `transaction` means the commit is durable (the embedded default syncs to disk). If fn rejects, nothing of
+ *   it is kept. Transactions never interleave: one writer at a time.
+ * - Reads outside a transaction see only committed state.
+ * - `readLog` returns entries with seq > afterSeq ascending, at most `limit`, reading only that page.
+ */
+export interface Store {
+  readonly name: string;
+  transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T>;
+  /** A read-only view of committed state (same methods; must not write). */
+  readonly read: StoreTx;
+  readLog(uin: number, afterSeq: number, limit: number): Promise<LogRow[]>;
+  close(): Promise<void>;
+}
+
+/** News for one user after a commit. */
+export interface NewsEvent {
+  uin: number;
+  /** The user's head before this commit's entries. */
+  prevSeq: number;
+  /** The head after. */
+  head: number;
+  /** Selector bits of the new entries. */
+  selector: number;
+  /** The new entries, JSON, ascending. */
+  entries: string[];
+}
+
+/** A session that ended (logout, replaced, revoked): its connections close with `ret`. */
+export interface SessionEndedEvent {
+  sessionId: string;
+  uin: number;
+  ret: number;
+}
+
+/** What the bus carries. */
+export type BusEvent = { type: 'news'; news: NewsEvent } | { type: 'sessionEnded'; ended: SessionEndedEvent };
+
+/**
+ * Post-commit fan-out. Contract: `publish` is called only after the commit it describes; delivery is best
+ * effort and in publish order per publisher: a lost event costs latency, never data (the next sync finds it).
+ */
+export interface Bus {
+  readonly name: string;
+  publish(events: readonly BusEvent[]): void;
+  /** Registers a listener; returns the function that removes it. */
+  subscribe(listener: (events: readonly BusEvent[]) => void): () => void;
+  close(): Promise<void>;
+}
+
+/** Time and randomness, injected so the core stays pure and tests stay deterministic. */
+export interface Clock {
+  now(): number;
+}

@@ -1,0 +1,139 @@
+/**
+ * Pure rules of the sync engine: names, selectors, the send/recall/read/group decisions. No I/O, no clock:
+ * every input is a parameter. See docs/architecture.md "core".
+ */
+import { LIMITS, MSG_TYPE, RET, SELECTOR_OF_KIND, isGroupId, type EntryKind, type Ret } from '../protocol/index.ts';
+import type { ContactRow, Heads, MessageRow } from './ports.ts';
+
+/** An expected refusal: the caller turns it into `{ret, errMsg}`. */
+export interface Refusal {
+  ok: false;
+  ret: Ret;
+  errMsg: string;
+}
+
+/** Builds a refusal. */
+export function refuse(ret: Ret, errMsg: string): Refusal {
+  return { ok: false, ret, errMsg };
+}
+
+/** PROTOCOL.md "Model": usernames are case-folded; `Alice` registers and logs in as `alice`. */
+export function foldUsername(username: string): string {
+  return username.toLowerCase();
+}
+
+/** True for a well-formed (folded) username. */
+export function isUsername(s: string): boolean {
+  return /^[a-z0-9_]{3,32}$/.test(s);
+}
+
+/** Group address ↔ number. */
+export function groupAddress(groupId: number): string {
+  return `@@${groupId}`;
+}
+
+/** Parses `@@123` → 123; undefined if not a group address. */
+export function parseGroupAddress(peer: string): number | undefined {
+  return isGroupId(peer) ? Number(peer.slice(2)) : undefined;
+}
+
+/** Selector bit of an entry kind (0 for an unknown kind). */
+export function selectorOfKind(kind: string): number {
+  return (SELECTOR_OF_KIND as Record<string, number>)[kind] ?? 0;
+}
+
+/** Selector of everything after `key`: the bits whose last entry is newer than key. */
+export function selectorAfter(heads: Heads, key: number): number {
+  if (heads.head <= key) return 0;
+  let selector = 0;
+  for (const [bit, seq] of Object.entries(heads.bySelector)) if (seq > key) selector |= Number(bit);
+  return selector;
+}
+
+/**
+ * Encodes an entry with its seq first. Entries are JSON once, at append time; sync pages and pushes splice
+ * the stored text without parsing it again.
+ */
+export function encodeEntry(seq: number, kind: EntryKind, fields: Record<string, unknown> | string): string {
+  const body = typeof fields === 'string' ? fields : JSON.stringify(fields);
+  // Fan-out encodes the shared fields once and splices each recipient's seq in front (issue #6: encode once).
+  return body.length <= 2 ? `{"seq":${seq},"kind":"${kind}"}` : `{"seq":${seq},"kind":"${kind}",${body.slice(1)}`;
+}
+
+const utf8 = new TextEncoder();
+
+/** Checks a send request's type and content; the address and membership are checked by the caller. */
+export function checkSendContent(type: number, content: string, mediaId: string | undefined): Refusal | undefined {
+  if (type === MSG_TYPE.SYSTEM) return refuse(RET.BAD_REQUEST, 'type 10000 (system) is made by the server only');
+  if (utf8.encode(content).length > LIMITS.maxContentBytes) {
+    return refuse(RET.TOO_LARGE, `content exceeds ${LIMITS.maxContentBytes} bytes`);
+  }
+  if (type === MSG_TYPE.TEXT && content.length === 0) return refuse(RET.BAD_REQUEST, 'text content is empty');
+  if (type === MSG_TYPE.VOICE && !/^[0-9]{1,9}$/.test(content)) {
+    return refuse(RET.BAD_REQUEST, 'voice content must be the duration in ms');
+  }
+  if ((type === MSG_TYPE.IMAGE || type === MSG_TYPE.VOICE || type === MSG_TYPE.FILE) && !mediaId) {
+    return refuse(RET.BAD_REQUEST, 'this message type needs a mediaId');
+  }
+  return undefined;
+}
+
+/** True when uin and peer are accepted contacts (as seen from uin's side). */
+export function isAcceptedContact(row: ContactRow | undefined): boolean {
+  return row?.state === 'accepted';
+}
+
+/** Recall rule: sender only, within {@link LIMITS.recallWindowMs}. */
+export function checkRecall(msg: MessageRow | undefined, byUin: number, nowMs: number): Refusal | undefined {
+  if (!msg) return refuse(RET.NOT_FOUND, 'no such message');
+  if (msg.fromUin !== byUin) return refuse(RET.FORBIDDEN, 'only the sender may recall a message');
+  if (msg.type === MSG_TYPE.SYSTEM) return refuse(RET.FORBIDDEN, 'system messages cannot be recalled');
+  if (nowMs - msg.createTime > LIMITS.recallWindowMs) {
+    return refuse(RET.FORBIDDEN, `the recall window of ${LIMITS.recallWindowMs / 1000} s has passed`);
+  }
+  return undefined;
+}
+
+/** Group membership change rule. */
+export function checkMembersChange(opts: {
+  byUin: number;
+  ownerUin: number;
+  members: readonly number[];
+  add: readonly number[];
+  remove: readonly number[];
+}): Refusal | undefined {
+  const { byUin, ownerUin, members, add, remove } = opts;
+  if (!members.includes(byUin)) return refuse(RET.FORBIDDEN, 'not a member of this group');
+  const isOwner = byUin === ownerUin;
+  if (add.length > 0 && !isOwner) return refuse(RET.FORBIDDEN, 'only the group owner may add members');
+  // PROTOCOL.md groups/members: creator/admin only; leaving yourself always allowed.
+  if (remove.some((u) => u !== byUin) && !isOwner) return refuse(RET.FORBIDDEN, 'only the group owner may remove members');
+  const after = new Set(members);
+  for (const u of remove) after.delete(u);
+  for (const u of add) after.add(u);
+  if (after.size > LIMITS.maxGroupMembers) return refuse(RET.TOO_LARGE, `a group has at most ${LIMITS.maxGroupMembers} members`);
+  return undefined;
+}
+
+/** Who owns a group after a change: the owner, or if the owner left, the longest-standing remaining member. */
+export function nextOwner(ownerUin: number, membersInJoinOrder: readonly number[]): number {
+  if (membersInJoinOrder.includes(ownerUin)) return ownerUin;
+  return membersInJoinOrder[0] ?? 0;
+}
+
+/** Clamps a sync page size: default 200, at most 1000. */
+export function clampSyncLimit(limit: number | undefined): number {
+  if (limit === undefined) return LIMITS.defaultSyncLimit;
+  return Math.max(1, Math.min(limit, LIMITS.maxSyncLimit));
+}
+
+/** Clamps a synccheck hold: default 25 s, at most 60 s. */
+export function clampSynccheckTimeout(timeoutMs: number | undefined): number {
+  if (timeoutMs === undefined) return LIMITS.defaultSynccheckTimeoutMs;
+  return Math.max(0, Math.min(timeoutMs, LIMITS.maxSynccheckTimeoutMs));
+}
+
+/** A read marker only moves forward. */
+export function isNewerReadMarker(current: number, msgId: number): boolean {
+  return msgId > current;
+}

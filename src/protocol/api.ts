@@ -1,0 +1,165 @@
+/**
+ * The HTTP API table (PROTOCOL.md "HTTP"): every call's path, method, whether it needs a session, and the
+ * JSON schema of its request. The same table drives the HTTP routes and the long connection's CALL op, so a
+ * call validates identically on every transport. Plain JSON Schema objects: no runtime dependency.
+ */
+import { MSG_TYPE } from './entries.ts';
+
+/** JSON Schema (draft-07 subset) as plain data. */
+export type JsonSchema = Readonly<Record<string, unknown>>;
+
+/** Limits that appear in schemas and rules. */
+export const LIMITS = {
+  /** Text content, in UTF-8 bytes. */
+  maxContentBytes: 16 * 1024,
+  maxClientMsgIdChars: 64,
+  maxDeviceIdChars: 64,
+  maxDisplayNameChars: 64,
+  minPasswordChars: 8,
+  maxPasswordChars: 256,
+  maxGroupMembers: 500,
+  maxGroupNameChars: 64,
+  maxNoteChars: 256,
+  /** Default and maximum `limit` of one sync page. */
+  defaultSyncLimit: 200,
+  maxSyncLimit: 1000,
+  /** Default and maximum synccheck hold, in ms. */
+  defaultSynccheckTimeoutMs: 25_000,
+  maxSynccheckTimeoutMs: 60_000,
+  /** Recall window, in ms. */
+  recallWindowMs: 120_000,
+} as const;
+
+const USERNAME = { type: 'string', minLength: 3, maxLength: 32, pattern: '^[A-Za-z0-9_]{3,32}$' } as const;
+const PEER = { type: 'string', minLength: 3, maxLength: 32, pattern: '^([A-Za-z0-9_]{3,32}|@@[1-9][0-9]{0,15})$' } as const;
+const GROUP_ID = { type: 'string', pattern: '^@@[1-9][0-9]{0,15}$' } as const;
+const MSG_ID = { type: 'string', pattern: '^[1-9][0-9]{0,15}$' } as const;
+const SYNC_KEY = { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER } as const;
+const DISPLAY_NAME = { type: 'string', minLength: 1, maxLength: LIMITS.maxDisplayNameChars } as const;
+const PRINTABLE = '^[\\x21-\\x7E][\\x20-\\x7E]*$';
+
+function obj(properties: Record<string, unknown>, required: string[] = []): JsonSchema {
+  return { type: 'object', additionalProperties: false, properties, required };
+}
+
+/** One API call. */
+export interface CallSpec {
+  readonly method: 'GET' | 'POST';
+  /** Needs `Authorization: Bearer <sid>`. */
+  readonly auth: boolean;
+  /** Schema of the JSON body (POST) or of the query (GET). */
+  readonly schema: JsonSchema;
+}
+
+/** Every API call by path. Media and QR login rows arrive with their issues. */
+export const CALLS = {
+  '/api/register': {
+    method: 'POST',
+    auth: false,
+    schema: obj(
+      {
+        username: USERNAME,
+        password: { type: 'string', minLength: LIMITS.minPasswordChars, maxLength: LIMITS.maxPasswordChars },
+        displayName: DISPLAY_NAME,
+      },
+      ['username', 'password', 'displayName'],
+    ),
+  },
+  '/api/login': {
+    method: 'POST',
+    auth: false,
+    schema: obj(
+      {
+        username: { type: 'string', minLength: 1, maxLength: 64 },
+        password: { type: 'string', minLength: 1, maxLength: LIMITS.maxPasswordChars },
+        deviceId: { type: 'string', minLength: 1, maxLength: LIMITS.maxDeviceIdChars, pattern: PRINTABLE },
+        deviceName: { type: 'string', maxLength: 64 },
+      },
+      ['username', 'password', 'deviceId'],
+    ),
+  },
+  '/api/logout': { method: 'POST', auth: true, schema: obj({}) },
+  '/api/synccheck': {
+    method: 'GET',
+    auth: true,
+    schema: obj({ syncKey: SYNC_KEY, timeout: { type: 'integer', minimum: 0 }, _: {} }, ['syncKey']),
+  },
+  '/api/sync': {
+    method: 'POST',
+    auth: true,
+    schema: obj({ syncKey: SYNC_KEY, limit: { type: 'integer', minimum: 1 } }, ['syncKey']),
+  },
+  '/api/sendmsg': {
+    method: 'POST',
+    auth: true,
+    schema: obj(
+      {
+        clientMsgId: { type: 'string', minLength: 1, maxLength: LIMITS.maxClientMsgIdChars, pattern: PRINTABLE },
+        to: PEER,
+        type: { type: 'integer', enum: Object.values(MSG_TYPE) },
+        content: { type: 'string', maxLength: LIMITS.maxContentBytes },
+        mediaId: { type: 'string', minLength: 1, maxLength: 128 },
+      },
+      ['clientMsgId', 'to', 'type', 'content'],
+    ),
+  },
+  '/api/read': { method: 'POST', auth: true, schema: obj({ peer: PEER, msgId: MSG_ID }, ['peer', 'msgId']) },
+  '/api/revoke': { method: 'POST', auth: true, schema: obj({ msgId: MSG_ID }, ['msgId']) },
+  '/api/contacts/request': {
+    method: 'POST',
+    auth: true,
+    schema: obj({ username: USERNAME, note: { type: 'string', maxLength: LIMITS.maxNoteChars } }, ['username']),
+  },
+  '/api/contacts/accept': { method: 'POST', auth: true, schema: obj({ username: USERNAME }, ['username']) },
+  '/api/contacts/decline': { method: 'POST', auth: true, schema: obj({ username: USERNAME }, ['username']) },
+  '/api/contacts/remove': { method: 'POST', auth: true, schema: obj({ username: USERNAME }, ['username']) },
+  '/api/contacts/list': { method: 'POST', auth: true, schema: obj({}) },
+  '/api/users/lookup': { method: 'POST', auth: true, schema: obj({ username: USERNAME }, ['username']) },
+  '/api/profile': { method: 'POST', auth: true, schema: obj({ displayName: DISPLAY_NAME }, ['displayName']) },
+  '/api/groups/create': {
+    method: 'POST',
+    auth: true,
+    schema: obj(
+      {
+        name: { type: 'string', minLength: 1, maxLength: LIMITS.maxGroupNameChars },
+        members: { type: 'array', items: USERNAME, maxItems: LIMITS.maxGroupMembers, uniqueItems: true },
+      },
+      ['name', 'members'],
+    ),
+  },
+  '/api/groups/members': {
+    method: 'POST',
+    auth: true,
+    schema: obj(
+      {
+        groupId: GROUP_ID,
+        add: { type: 'array', items: USERNAME, maxItems: LIMITS.maxGroupMembers, uniqueItems: true },
+        remove: { type: 'array', items: USERNAME, maxItems: LIMITS.maxGroupMembers, uniqueItems: true },
+      },
+      ['groupId'],
+    ),
+  },
+  '/api/groups/rename': {
+    method: 'POST',
+    auth: true,
+    schema: obj({ groupId: GROUP_ID, name: { type: 'string', minLength: 1, maxLength: LIMITS.maxGroupNameChars } }, [
+      'groupId',
+      'name',
+    ]),
+  },
+  '/api/sessions': { method: 'POST', auth: true, schema: obj({}) },
+  '/api/sessions/revoke': {
+    method: 'POST',
+    auth: true,
+    schema: obj({ sessionId: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } }, ['sessionId']),
+  },
+  '/api/gateways': { method: 'GET', auth: false, schema: obj({}) },
+} as const satisfies Record<string, CallSpec>;
+
+/** A path of the API table. */
+export type CallPath = keyof typeof CALLS;
+
+/** True when `path` names an API call. */
+export function isCallPath(path: string): path is CallPath {
+  return Object.prototype.hasOwnProperty.call(CALLS, path);
+}

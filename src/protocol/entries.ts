@@ -1,0 +1,104 @@
+/**
+ * Sync log entries and selector bits (PROTOCOL.md "Model" and the entry list under "HTTP").
+ * Every entry carries `seq` (its place in the owner's log) and `kind`.
+ */
+
+/** Selector bits: what changed after a key. */
+export const SELECTOR = {
+  MESSAGES: 1,
+  CONTACTS: 2,
+  READ: 4,
+  GROUPS: 8,
+  RECALLS: 16,
+} as const;
+
+/** Message types. */
+export const MSG_TYPE = {
+  TEXT: 1,
+  IMAGE: 3,
+  VOICE: 34,
+  FILE: 49,
+  SYSTEM: 10000,
+} as const;
+
+/** A message in a conversation, as seen by the log's owner. */
+export interface MsgEntry {
+  seq: number;
+  kind: 'msg';
+  msgId: string;
+  clientMsgId: string;
+  from: string;
+  to: string;
+  /** The conversation as seen by the log's owner: the other user, or the group id. */
+  peer: string;
+  type: number;
+  content: string;
+  mediaId?: string;
+  createTime: number;
+}
+
+/** A read marker (own other devices) or a receipt (the peer in a direct chat). */
+export interface ReadEntry {
+  seq: number;
+  kind: 'read';
+  peer: string;
+  msgId: string;
+  by: string;
+}
+
+/** A recalled message. */
+export interface RevokeEntry {
+  seq: number;
+  kind: 'revoke';
+  msgId: string;
+  peer: string;
+}
+
+/** Someone asks to become a contact. */
+export interface ContactRequestEntry {
+  seq: number;
+  kind: 'contactRequest';
+  from: string;
+  displayName?: string;
+  note: string;
+}
+
+/** A contact was added, changed or removed. */
+export interface ContactEntry {
+  seq: number;
+  kind: 'contact';
+  username: string;
+  displayName: string;
+  removed?: boolean;
+}
+
+/** A group as it now is; `removed` when the owner is no longer a member. */
+export interface GroupEntry {
+  seq: number;
+  kind: 'group';
+  groupId: string;
+  name: string;
+  members: string[];
+  removed?: boolean;
+}
+
+/** Any sync entry. */
+export type Entry = MsgEntry | ReadEntry | RevokeEntry | ContactRequestEntry | ContactEntry | GroupEntry;
+
+/** Entry kind name. */
+export type EntryKind = Entry['kind'];
+
+/** The selector bit an entry kind sets. */
+export const SELECTOR_OF_KIND: Readonly<Record<EntryKind, number>> = {
+  msg: SELECTOR.MESSAGES,
+  contactRequest: SELECTOR.CONTACTS,
+  contact: SELECTOR.CONTACTS,
+  read: SELECTOR.READ,
+  group: SELECTOR.GROUPS,
+  revoke: SELECTOR.RECALLS,
+};
+
+/** `^@@\d+$`: a group address. */
+export function isGroupId(peer: string): boolean {
+  return /^@@[1-9][0-9]{0,15}$/.test(peer);
+}

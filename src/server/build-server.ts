@@ -1,0 +1,140 @@
+/**
+ * The composition root: picks the adapters (SQLite + in-process bus by default), builds the service, and puts
+ * transports in front of it. `buildCore` and `buildGateway` are the two halves that src/server/cluster.ts runs
+ * in separate processes; `buildServer` runs both in one (tests, `SYNCHAT_WORKERS=0`).
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import pino from 'pino';
+import { LocalBus } from '../bus/local/local-bus.ts';
+import type { Bus, Store } from '../core/ports.ts';
+import { ChatService, type ChatApi, type GatewayInfo, type Logger } from '../service/index.ts';
+import { SqliteStore } from '../storage/sqlite/sqlite-store.ts';
+import { Hub } from '../transports/hub.ts';
+import { buildHttpTransport } from '../transports/http/http-transport.ts';
+import { SynccheckHandler } from '../transports/longpoll/synccheck.ts';
+import { TimerWheel } from '../transports/timer-wheel.ts';
+import type { Config } from './config.ts';
+
+/** The core half: storage, bus and the sync service. */
+export interface Core {
+  service: ChatService;
+  store: Store;
+  bus: Bus;
+  close(): Promise<void>;
+}
+
+/** A gateway: the listeners of one process. */
+export interface Gateway {
+  httpPort: number;
+  tcpPort: number;
+  /** Parked long-polls, for metrics and tests. */
+  readonly parkedPolls: number;
+  close(): Promise<void>;
+}
+
+/** A whole server in one process. */
+export interface RunningServer extends Gateway {
+  core: Core;
+}
+
+/** The process logger. */
+export function makeLogger(config: Pick<Config, 'logLevel'>, name: string): pino.Logger {
+  return pino({ level: config.logLevel, name });
+}
+
+/** The gateway directory for `/api/gateways`, from the listening addresses. */
+export function gatewayDirectory(config: Pick<Config, 'host'>, ports: () => { httpPort: number; tcpPort: number }): () => GatewayInfo[] {
+  return () => {
+    const { httpPort } = ports();
+    const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+    return [{ transport: 'http', url: `http://${host}:${httpPort}` }];
+  };
+}
+
+/** Builds storage, bus and service. */
+export async function buildCore(config: Config, logger: Logger, gateways: () => GatewayInfo[]): Promise<Core> {
+  if (config.postgresUrl || config.redisUrl) {
+    throw new Error('SYNCHAT_POSTGRES_URL / SYNCHAT_REDIS_URL: several nodes are not supported by this version yet (docs/scaling.md)');
+  }
+  mkdirSync(config.dataDir, { recursive: true });
+  const store = new SqliteStore({ file: join(config.dataDir, 'synchat.db'), synchronous: config.sqliteSynchronous });
+  const bus = new LocalBus();
+  const service = new ChatService({
+    store,
+    bus,
+    clock: { now: Date.now },
+    logger,
+    passwordLog2N: config.passwordLog2N,
+    isGroupCommit: config.groupCommit === 'on',
+    isRateLimited: config.rateLimit === 'on',
+    gateways,
+  });
+  return {
+    service,
+    store,
+    bus,
+    async close() {
+      await service.close();
+      await bus.close();
+      await store.close();
+    },
+  };
+}
+
+/** Builds and starts the listeners of one process in front of `api`. */
+export async function buildGateway(config: Config, api: ChatApi, logger: pino.Logger): Promise<Gateway> {
+  const hub = new Hub(api);
+  const wheel = new TimerWheel({ tickMs: 250 });
+  const synccheck = new SynccheckHandler(api, hub, wheel);
+  const app = buildHttpTransport({
+    api,
+    synccheck,
+    logger: config.logLevel === 'silent' ? false : { level: config.logLevel, name: 'http' },
+    bodyLimitBytes: config.bodyLimitBytes,
+  });
+  await app.listen({ port: config.httpPort, host: config.host });
+  const address = app.server.address();
+  const httpPort = typeof address === 'object' && address ? address.port : config.httpPort;
+  logger.info({ httpPort }, 'gateway listening');
+  return {
+    httpPort,
+    tcpPort: 0,
+    get parkedPolls() {
+      return synccheck.parked;
+    },
+    async close() {
+      synccheck.closeAll();
+      wheel.stop();
+      hub.close();
+      await app.close();
+    },
+  };
+}
+
+/** Everything in one process. */
+export async function buildServer(config: Config): Promise<RunningServer> {
+  const logger = makeLogger(config, 'synchat');
+  let ports = { httpPort: config.httpPort, tcpPort: config.tcpPort };
+  const core = await buildCore(config, logger, gatewayDirectory(config, () => ports));
+  let gateway: Gateway;
+  try {
+    gateway = await buildGateway(config, core.service, logger);
+  } catch (err) {
+    await core.close();
+    throw err;
+  }
+  ports = { httpPort: gateway.httpPort, tcpPort: gateway.tcpPort };
+  return {
+    core,
+    httpPort: gateway.httpPort,
+    tcpPort: gateway.tcpPort,
+    get parkedPolls() {
+      return gateway.parkedPolls;
+    },
+    async close() {
+      await gateway.close();
+      await core.close();
+    },
+  };
+}

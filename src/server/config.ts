@@ -1,0 +1,111 @@
+/**
+ * Server configuration: one Config type, one DEFAULTS object (units in names and comments), and loadConfig(env)
+ * which reads `SYNCHAT_*`, validates with Ajv, and rejects unknown SYNCHAT_ keys. buildServer never reads
+ * process.env; only main.ts does.
+ */
+import { availableParallelism } from 'node:os';
+import { Ajv } from 'ajv';
+
+/** Every setting of a Synchat server. */
+export interface Config {
+  /** HTTP (API, long-poll, WebSocket `/ws`, web app) port; 0 = ephemeral. */
+  httpPort: number;
+  /** Raw TCP long-connection port; 0 = ephemeral. */
+  tcpPort: number;
+  /** Listen address. */
+  host: string;
+  /** Where the embedded database (and later media) live. */
+  dataDir: string;
+  /** `on`: throttle sends per user; `off` for load tests on loopback. Failed logins are always throttled. */
+  rateLimit: 'on' | 'off';
+  /** Connection-holding gateway processes; 0 = everything in one process. */
+  workers: number;
+  /** SQLite `synchronous`: FULL survives power loss; NORMAL only a process crash. */
+  sqliteSynchronous: 'FULL' | 'NORMAL' | 'OFF';
+  /** Gather concurrent writes into one transaction (`off` only to measure its worth). */
+  groupCommit: 'on' | 'off';
+  /** scrypt cost, log2(N). */
+  passwordLog2N: number;
+  /** Heartbeat period announced in AUTH_OK, in ms. */
+  heartbeatMs: number;
+  /** Largest long-connection packet, header included, in bytes. */
+  maxPacketBytes: number;
+  /** Largest JSON request body, in bytes. */
+  bodyLimitBytes: number;
+  /** pino level. */
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** PostgreSQL URL for several nodes (not yet supported: see docs/scaling.md). */
+  postgresUrl: string;
+  /** Redis URL for fan-out between nodes (not yet supported: see docs/scaling.md). */
+  redisUrl: string;
+}
+
+/** Defaults. */
+export const DEFAULTS: Config = {
+  httpPort: 8080,
+  tcpPort: 8081,
+  host: '127.0.0.1',
+  dataDir: './data',
+  rateLimit: 'on',
+  workers: availableParallelism(),
+  sqliteSynchronous: 'FULL',
+  groupCommit: 'on',
+  passwordLog2N: 14, // 16 MiB and ~40 ms per hash
+  heartbeatMs: 30_000, // 30 s; idle close after 2.5 × this
+  maxPacketBytes: 1024 * 1024, // 1 MiB
+  bodyLimitBytes: 64 * 1024, // 64 KiB
+  logLevel: 'info',
+  postgresUrl: '',
+  redisUrl: '',
+};
+
+const SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    httpPort: { type: 'integer', minimum: 0, maximum: 65535 },
+    tcpPort: { type: 'integer', minimum: 0, maximum: 65535 },
+    host: { type: 'string', minLength: 1 },
+    dataDir: { type: 'string', minLength: 1 },
+    rateLimit: { enum: ['on', 'off'] },
+    workers: { type: 'integer', minimum: 0, maximum: 64 },
+    sqliteSynchronous: { enum: ['FULL', 'NORMAL', 'OFF'] },
+    groupCommit: { enum: ['on', 'off'] },
+    passwordLog2N: { type: 'integer', minimum: 10, maximum: 20 },
+    heartbeatMs: { type: 'integer', minimum: 1000, maximum: 600_000 },
+    maxPacketBytes: { type: 'integer', minimum: 1024, maximum: 64 * 1024 * 1024 },
+    bodyLimitBytes: { type: 'integer', minimum: 1024, maximum: 16 * 1024 * 1024 },
+    logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+    postgresUrl: { type: 'string' },
+    redisUrl: { type: 'string' },
+  },
+} as const;
+
+const validate = new Ajv({ coerceTypes: true, allErrors: false }).compile(SCHEMA);
+
+/** `SYNCHAT_HTTP_PORT` ↔ `httpPort`. */
+export function envName(key: keyof Config): string {
+  return 'SYNCHAT_' + key.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase().replace('LOG2_N', 'LOG2N');
+}
+
+/** A configuration error naming the variable. */
+export class ConfigError extends Error {}
+
+/** Reads `SYNCHAT_*` from env over DEFAULTS (and `overrides` over both). Throws ConfigError naming the variable. */
+export function loadConfig(env: Record<string, string | undefined>, overrides: Partial<Config> = {}): Config {
+  const byEnv = new Map((Object.keys(DEFAULTS) as (keyof Config)[]).map((k) => [envName(k), k]));
+  const raw: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith('SYNCHAT_') || value === undefined) continue;
+    const key = byEnv.get(name);
+    if (!key) throw new ConfigError(`${name} is not a Synchat setting (known: ${[...byEnv.keys()].join(', ')})`);
+    raw[key] = value;
+  }
+  const merged: Record<string, unknown> = { ...DEFAULTS, ...raw, ...overrides };
+  if (!validate(merged)) {
+    const e = validate.errors![0]!;
+    const key = e.instancePath.slice(1) as keyof Config;
+    throw new ConfigError(`${key ? envName(key) : 'config'} ${e.message ?? 'is invalid'}`);
+  }
+  return merged as unknown as Config;
+}

@@ -1,0 +1,153 @@
+/**
+ * The link between gateway processes and the core process (node:cluster's IPC channel, structured-clone
+ * serialization). Messages are batched per event-loop turn in both directions. The message types live beside
+ * the service API (src/service/api.ts). See docs/architecture.md "Processes".
+ */
+import type { Worker } from 'node:cluster';
+import type {
+  AttachReply,
+  BusEvent,
+  CallContext,
+  ChatApi,
+  ChatService,
+  CoreToGateway,
+  GatewayToCore,
+  Reply,
+} from '../service/index.ts';
+
+/** Anything with process-like `send` and `on('message')` (a cluster Worker, or `process` in a worker). */
+interface Channel {
+  send(message: unknown): boolean;
+  on(event: 'message', listener: (message: any) => void): unknown;
+}
+
+/** Queues messages and sends them as one array per event-loop turn. */
+class Batcher<T> {
+  #queue: T[] = [];
+  readonly #channel: Channel;
+  constructor(channel: Channel) {
+    this.#channel = channel;
+  }
+  push(msg: T): void {
+    if (this.#queue.length === 0) setImmediate(() => this.flush());
+    this.#queue.push(msg);
+  }
+  flush(): void {
+    if (this.#queue.length === 0) return;
+    const batch = this.#queue;
+    this.#queue = [];
+    try {
+      this.#channel.send(batch);
+    } catch {
+      // The other side is gone; its exit handler cleans up.
+    }
+  }
+}
+
+/** Core side: serves one gateway process. */
+export class IpcCoreHost {
+  readonly #service: ChatService;
+  readonly #out: Batcher<CoreToGateway>;
+  /** uin → number of attaches this gateway holds. */
+  readonly #subs = new Map<number, number>();
+  readonly #off: () => void;
+
+  constructor(service: ChatService, worker: Worker) {
+    this.#service = service;
+    this.#out = new Batcher(worker);
+    worker.on('message', (batch: GatewayToCore[]) => {
+      if (!Array.isArray(batch)) return;
+      for (const msg of batch) this.#handle(msg);
+    });
+    this.#off = service.onEvents((events) => this.#forward(events));
+  }
+
+  /** Stops forwarding (the worker exited). */
+  close(): void {
+    this.#off();
+    this.#subs.clear();
+  }
+
+  #handle(msg: GatewayToCore): void {
+    switch (msg.t) {
+      case 'call':
+        void this.#service.call(msg.path, msg.body, msg.ctx).then((reply) => this.#out.push({ t: 'reply', id: msg.id, reply }));
+        break;
+      case 'attach':
+        void this.#service
+          .attach(msg.sid, msg.syncKey, msg.ip, (uin) => this.#subs.set(uin, (this.#subs.get(uin) ?? 0) + 1))
+          .then((reply) => this.#out.push({ t: 'attached', id: msg.id, reply }));
+        break;
+      case 'detach': {
+        const n = (this.#subs.get(msg.uin) ?? 0) - 1;
+        if (n > 0) this.#subs.set(msg.uin, n);
+        else this.#subs.delete(msg.uin);
+        break;
+      }
+      case 'ack':
+        this.#service.ack(msg.sessionId, msg.syncKey);
+        break;
+    }
+  }
+
+  #forward(events: readonly BusEvent[]): void {
+    const mine: BusEvent[] = [];
+    for (const ev of events) {
+      const uin = ev.type === 'news' ? ev.news.uin : ev.ended.uin;
+      if (this.#subs.has(uin)) mine.push(ev);
+    }
+    if (mine.length > 0) this.#out.push({ t: 'events', events: mine });
+  }
+}
+
+/** Gateway side: the ChatApi of a gateway process, served by the core process. */
+export class IpcChatClient implements ChatApi {
+  readonly #out: Batcher<GatewayToCore>;
+  readonly #pending = new Map<number, (v: any) => void>();
+  readonly #listeners = new Set<(events: readonly BusEvent[]) => void>();
+  #nextId = 1;
+
+  constructor(channel: Channel) {
+    this.#out = new Batcher(channel);
+    channel.on('message', (batch: CoreToGateway[]) => {
+      if (!Array.isArray(batch)) return;
+      for (const msg of batch) {
+        if (msg.t === 'events') for (const l of this.#listeners) l(msg.events);
+        else {
+          const resolve = this.#pending.get(msg.id);
+          this.#pending.delete(msg.id);
+          resolve?.(msg.reply);
+        }
+      }
+    });
+  }
+
+  call(path: string, body: unknown, ctx: CallContext): Promise<Reply> {
+    const id = this.#nextId++;
+    return new Promise((resolve) => {
+      this.#pending.set(id, resolve);
+      this.#out.push({ t: 'call', id, path, body, ctx });
+    });
+  }
+
+  attach(sid: string, syncKey: number | undefined, ip: string): Promise<AttachReply> {
+    const id = this.#nextId++;
+    return new Promise((resolve) => {
+      this.#pending.set(id, resolve);
+      this.#out.push({ t: 'attach', id, sid, syncKey, ip });
+    });
+  }
+
+  detach(uin: number): void {
+    this.#out.push({ t: 'detach', uin });
+  }
+
+  ack(sessionId: string, syncKey: number): void {
+    this.#out.push({ t: 'ack', sessionId, syncKey });
+  }
+
+  onEvents(listener: (events: readonly BusEvent[]) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * The service's public API: what transports (in this process or in gateway processes over IPC) call.
+ * Everything crossing a process boundary is plain data, defined here beside the API, never inside core.
+ * See docs/architecture.md "Processes".
+ */
+import type { BusEvent } from '../core/ports.ts';
+
+export type { BusEvent, NewsEvent, SessionEndedEvent } from '../core/ports.ts';
+
+/** Who is calling. */
+export interface CallContext {
+  /** Bearer token, for calls that need a session. */
+  sid?: string;
+  /** Remote address, for throttling. */
+  ip: string;
+  /** For logs. */
+  requestId?: string;
+}
+
+/**
+ * An answer, ready for the wire: `body` is the JSON text (with `ret`, and `errMsg` when ret ≠ 0). Built once
+ * by the service so sync pages splice stored entry JSON without re-encoding.
+ */
+export interface Reply {
+  ret: number;
+  body: string;
+  /** Seconds, with ret 1205. */
+  retryAfterSec?: number;
+}
+
+/** Answer to {@link ChatApi.attach}. */
+export interface AttachReply {
+  ret: number;
+  errMsg?: string;
+  sessionId?: string;
+  uin?: number;
+  username?: string;
+  /** The user's head. */
+  head?: number;
+  epoch?: string;
+  /** Bits of what lies after the presented key (0 if none or no key). */
+  selector?: number;
+}
+
+/**
+ * What a transport needs from the sync service. Implemented by ChatService in-process and by the IPC client
+ * in gateway processes; both keep the same order guarantee: events about a commit arrive after that commit's
+ * replies were sent... and in commit order.
+ */
+export interface ChatApi {
+  /** Runs one API call (validation included). */
+  call(path: string, body: unknown, ctx: CallContext): Promise<Reply>;
+  /**
+   * Authenticates a long-lived listener (synccheck, TCP/WS connection), records `syncKey` as acknowledged if
+   * given, and starts delivering news of that user to this process until {@link ChatApi.detach}. Counted:
+   * every successful attach needs one detach.
+   */
+  attach(sid: string, syncKey: number | undefined, ip: string): Promise<AttachReply>;
+  /** Ends one attach of this user. */
+  detach(uin: number): void;
+  /** Records a device's acknowledged key (ACK op); fire-and-forget. */
+  ack(sessionId: string, syncKey: number): void;
+  /** Listens to post-commit events; returns the unsubscribe function. */
+  onEvents(listener: (events: readonly BusEvent[]) => void): () => void;
+}
+
+/** Messages from a gateway process to the core process. */
+export type GatewayToCore =
+  | { t: 'call'; id: number; path: string; body: unknown; ctx: CallContext }
+  | { t: 'attach'; id: number; sid: string; syncKey: number | undefined; ip: string }
+  | { t: 'detach'; uin: number }
+  | { t: 'ack'; sessionId: string; syncKey: number };
+
+/** Messages from the core process to a gateway process. */
+export type CoreToGateway =
+  | { t: 'reply'; id: number; reply: Reply }
+  | { t: 'attached'; id: number; reply: AttachReply }
+  | { t: 'events'; events: BusEvent[] };

@@ -1,0 +1,4 @@
+// The service layer's public API for transports and the composition root; see docs/architecture.md "service".
+export type { AttachReply, CallContext, ChatApi, CoreToGateway, GatewayToCore, Reply, BusEvent, NewsEvent, SessionEndedEvent } from './api.ts';
+export { ChatService, type GatewayInfo, type Logger, type ServiceOptions } from './service.ts';
+export { validateCall } from './validate.ts';

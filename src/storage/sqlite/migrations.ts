@@ -1,0 +1,82 @@
+/**
+ * Versioned schema of the embedded store. Each entry runs once, in order, inside one transaction; the
+ * database's `user_version` records how many ran. Never edit a shipped migration: add one.
+ */
+export const MIGRATIONS: readonly string[] = [
+  // 1: accounts, sessions, logs, messages, contacts, groups, read markers.
+  `
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+  CREATE TABLE users (
+    uin INTEGER PRIMARY KEY,
+    username TEXT NOT NULL UNIQUE,
+    display_name TEXT NOT NULL,
+    pw_hash TEXT NOT NULL,
+    epoch TEXT NOT NULL,
+    create_time INTEGER NOT NULL,
+    head INTEGER NOT NULL DEFAULT 0,
+    heads_by_selector TEXT NOT NULL DEFAULT '{}'
+  );
+  CREATE TABLE sessions (
+    session_id TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,
+    uin INTEGER NOT NULL,
+    device_id TEXT NOT NULL,
+    device_name TEXT NOT NULL,
+    create_time INTEGER NOT NULL,
+    last_seen_time INTEGER NOT NULL,
+    acked_key INTEGER NOT NULL DEFAULT 0,
+    ended_ret INTEGER NOT NULL DEFAULT 0
+  ) WITHOUT ROWID;
+  CREATE INDEX sessions_by_uin ON sessions (uin);
+  CREATE TABLE log (
+    uin INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    json TEXT NOT NULL,
+    PRIMARY KEY (uin, seq)
+  ) WITHOUT ROWID;
+  CREATE TABLE messages (
+    msg_id INTEGER PRIMARY KEY,
+    from_uin INTEGER NOT NULL,
+    client_msg_id TEXT NOT NULL,
+    to_addr TEXT NOT NULL,
+    to_uin INTEGER NOT NULL,
+    group_id INTEGER NOT NULL,
+    type INTEGER NOT NULL,
+    content TEXT NOT NULL,
+    media_id TEXT,
+    create_time INTEGER NOT NULL,
+    sender_seq INTEGER NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE UNIQUE INDEX messages_by_send ON messages (from_uin, client_msg_id);
+  CREATE TABLE contacts (
+    uin INTEGER NOT NULL,
+    peer_uin INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    note TEXT NOT NULL,
+    update_time INTEGER NOT NULL,
+    PRIMARY KEY (uin, peer_uin)
+  ) WITHOUT ROWID;
+  CREATE TABLE chat_groups (
+    group_id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    owner_uin INTEGER NOT NULL,
+    create_time INTEGER NOT NULL
+  );
+  CREATE TABLE group_members (
+    group_id INTEGER NOT NULL,
+    uin INTEGER NOT NULL,
+    join_time INTEGER NOT NULL,
+    join_seq INTEGER NOT NULL,
+    PRIMARY KEY (group_id, uin)
+  ) WITHOUT ROWID;
+  CREATE INDEX group_members_by_uin ON group_members (uin);
+  CREATE TABLE read_markers (
+    uin INTEGER NOT NULL,
+    peer TEXT NOT NULL,
+    msg_id INTEGER NOT NULL,
+    PRIMARY KEY (uin, peer)
+  ) WITHOUT ROWID;
+  `,
+];

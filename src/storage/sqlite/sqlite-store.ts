@@ -1,0 +1,352 @@
+/**
+ * The embedded Store on SQLite (better-sqlite3 12.x). One writer connection (WAL, `synchronous=FULL` by default:
+ * a committed transaction survives power loss) and one read-only connection, so reads never see a write that
+ * is not yet committed. See docs/architecture.md "storage".
+ */
+import Database from 'better-sqlite3';
+import type { ContactRow, GroupRow, Heads, LogRow, MessageRow, SessionRow, Store, StoreTx, UserRow } from '../../core/ports.ts';
+import { MIGRATIONS } from './migrations.ts';
+
+/** Options of the embedded store. */
+export interface SqliteStoreOptions {
+  /** Database file; `:memory:` is refused because the reader needs the same file. */
+  file: string;
+  /** `FULL` (default) syncs the WAL on every commit; `NORMAL` survives a process crash but not power loss. */
+  synchronous?: 'FULL' | 'NORMAL' | 'OFF';
+}
+
+type Row = Record<string, any>;
+
+function toUser(r: Row | undefined): UserRow | undefined {
+  if (!r) return undefined;
+  return {
+    uin: r.uin,
+    username: r.username,
+    displayName: r.display_name,
+    pwHash: r.pw_hash,
+    epoch: r.epoch,
+    createTime: r.create_time,
+  };
+}
+
+function toSession(r: Row | undefined): SessionRow | undefined {
+  if (!r) return undefined;
+  return {
+    sessionId: r.session_id,
+    tokenHash: r.token_hash,
+    uin: r.uin,
+    deviceId: r.device_id,
+    deviceName: r.device_name,
+    createTime: r.create_time,
+    lastSeenTime: r.last_seen_time,
+    ackedKey: r.acked_key,
+    endedRet: r.ended_ret,
+  };
+}
+
+function toMessage(r: Row | undefined): MessageRow | undefined {
+  if (!r) return undefined;
+  return {
+    msgId: r.msg_id,
+    fromUin: r.from_uin,
+    clientMsgId: r.client_msg_id,
+    to: r.to_addr,
+    toUin: r.to_uin,
+    groupId: r.group_id,
+    type: r.type,
+    content: r.content,
+    mediaId: r.media_id ?? null,
+    createTime: r.create_time,
+    senderSeq: r.sender_seq,
+    revoked: r.revoked === 1,
+  };
+}
+
+function toContact(r: Row | undefined): ContactRow | undefined {
+  if (!r) return undefined;
+  return { uin: r.uin, peerUin: r.peer_uin, state: r.state, note: r.note, updateTime: r.update_time };
+}
+
+/** Prepared statements and row mapping over one connection. */
+class SqliteAccess implements StoreTx {
+  /** Writer only: head cache, valid because this connection is the only writer. Cleared on rollback. */
+  readonly #heads: Map<number, Heads> | undefined;
+  #msgId = -1;
+  #groupId = -1;
+  readonly #s: Record<string, Database.Statement>;
+
+  constructor(db: Database.Database, isWriter: boolean) {
+    this.#heads = isWriter ? new Map() : undefined;
+    const p = (sql: string): Database.Statement => db.prepare(sql);
+    this.#s = {
+      user: p('SELECT * FROM users WHERE uin = ?'),
+      userByName: p('SELECT * FROM users WHERE username = ?'),
+      insertUser: p(
+        'INSERT INTO users (username, display_name, pw_hash, epoch, create_time) VALUES (?, ?, ?, ?, ?) RETURNING uin',
+      ),
+      setDisplayName: p('UPDATE users SET display_name = ? WHERE uin = ?'),
+      heads: p('SELECT head, heads_by_selector FROM users WHERE uin = ?'),
+      setHeads: p('UPDATE users SET head = ?, heads_by_selector = ? WHERE uin = ?'),
+      sessionByToken: p('SELECT * FROM sessions WHERE token_hash = ?'),
+      session: p('SELECT * FROM sessions WHERE session_id = ?'),
+      sessionsOf: p('SELECT * FROM sessions WHERE uin = ? ORDER BY create_time'),
+      insertSession: p(
+        `INSERT INTO sessions (session_id, token_hash, uin, device_id, device_name, create_time, last_seen_time, acked_key, ended_ret)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      endSession: p('UPDATE sessions SET ended_ret = ? WHERE session_id = ? AND ended_ret = 0'),
+      touchSession: p(
+        'UPDATE sessions SET acked_key = MAX(acked_key, ?), last_seen_time = MAX(last_seen_time, ?) WHERE session_id = ?',
+      ),
+      appendLog: p('INSERT INTO log (uin, seq, kind, json) VALUES (?, ?, ?, ?)'),
+      readLog: p('SELECT uin, seq, kind, json FROM log WHERE uin = ? AND seq > ? ORDER BY seq LIMIT ?'),
+      maxMsgId: p('SELECT COALESCE(MAX(msg_id), 0) AS m FROM messages'),
+      message: p('SELECT * FROM messages WHERE msg_id = ?'),
+      findSend: p('SELECT * FROM messages WHERE from_uin = ? AND client_msg_id = ?'),
+      insertMessage: p(
+        `INSERT INTO messages (msg_id, from_uin, client_msg_id, to_addr, to_uin, group_id, type, content, media_id, create_time, sender_seq, revoked)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      setRevoked: p('UPDATE messages SET revoked = 1 WHERE msg_id = ?'),
+      contact: p('SELECT * FROM contacts WHERE uin = ? AND peer_uin = ?'),
+      contactsOf: p('SELECT * FROM contacts WHERE uin = ? ORDER BY update_time'),
+      putContact: p(
+        `INSERT INTO contacts (uin, peer_uin, state, note, update_time) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (uin, peer_uin) DO UPDATE SET state = excluded.state, note = excluded.note, update_time = excluded.update_time`,
+      ),
+      deleteContact: p('DELETE FROM contacts WHERE uin = ? AND peer_uin = ?'),
+      maxGroupId: p('SELECT COALESCE(MAX(group_id), 0) AS m FROM chat_groups'),
+      group: p('SELECT * FROM chat_groups WHERE group_id = ?'),
+      putGroup: p(
+        `INSERT INTO chat_groups (group_id, name, owner_uin, create_time) VALUES (?, ?, ?, ?)
+         ON CONFLICT (group_id) DO UPDATE SET name = excluded.name, owner_uin = excluded.owner_uin`,
+      ),
+      members: p('SELECT uin FROM group_members WHERE group_id = ? ORDER BY join_seq'),
+      addMember: p(
+        `INSERT OR IGNORE INTO group_members (group_id, uin, join_time, join_seq)
+         VALUES (?, ?, ?, (SELECT COALESCE(MAX(join_seq), 0) + 1 FROM group_members WHERE group_id = ?))`,
+      ),
+      removeMember: p('DELETE FROM group_members WHERE group_id = ? AND uin = ?'),
+      groupsOf: p('SELECT group_id FROM group_members WHERE uin = ? ORDER BY group_id'),
+      readMarker: p('SELECT msg_id FROM read_markers WHERE uin = ? AND peer = ?'),
+      setReadMarker: p(
+        `INSERT INTO read_markers (uin, peer, msg_id) VALUES (?, ?, ?)
+         ON CONFLICT (uin, peer) DO UPDATE SET msg_id = MAX(msg_id, excluded.msg_id)`,
+      ),
+    };
+  }
+
+  /** Forgets cached heads and counters (after a rollback). */
+  resetCaches(): void {
+    this.#heads?.clear();
+    this.#msgId = -1;
+    this.#groupId = -1;
+  }
+
+  readLogSync(uin: number, afterSeq: number, limit: number): LogRow[] {
+    return this.#s.readLog!.all(uin, afterSeq, limit) as LogRow[];
+  }
+
+  async getUser(uin: number): Promise<UserRow | undefined> {
+    return toUser(this.#s.user!.get(uin) as Row | undefined);
+  }
+  async getUserByName(username: string): Promise<UserRow | undefined> {
+    return toUser(this.#s.userByName!.get(username) as Row | undefined);
+  }
+  async getUsers(uins: readonly number[]): Promise<UserRow[]> {
+    const out: UserRow[] = [];
+    for (const uin of uins) {
+      const u = toUser(this.#s.user!.get(uin) as Row | undefined);
+      if (u) out.push(u);
+    }
+    return out;
+  }
+  async insertUser(user: Omit<UserRow, 'uin'>): Promise<number> {
+    const r = this.#s.insertUser!.get(user.username, user.displayName, user.pwHash, user.epoch, user.createTime) as Row;
+    return r.uin as number;
+  }
+  async setDisplayName(uin: number, displayName: string): Promise<void> {
+    this.#s.setDisplayName!.run(displayName, uin);
+  }
+
+  async getSessionByToken(tokenHash: string): Promise<SessionRow | undefined> {
+    return toSession(this.#s.sessionByToken!.get(tokenHash) as Row | undefined);
+  }
+  async getSession(sessionId: string): Promise<SessionRow | undefined> {
+    return toSession(this.#s.session!.get(sessionId) as Row | undefined);
+  }
+  async listSessions(uin: number): Promise<SessionRow[]> {
+    return (this.#s.sessionsOf!.all(uin) as Row[]).map((r) => toSession(r)!);
+  }
+  async insertSession(s: SessionRow): Promise<void> {
+    this.#s.insertSession!.run(s.sessionId, s.tokenHash, s.uin, s.deviceId, s.deviceName, s.createTime, s.lastSeenTime, s.ackedKey, s.endedRet);
+  }
+  async endSession(sessionId: string, ret: number): Promise<void> {
+    this.#s.endSession!.run(ret, sessionId);
+  }
+  async touchSessions(updates: readonly { sessionId: string; ackedKey: number; lastSeenTime: number }[]): Promise<void> {
+    for (const u of updates) this.#s.touchSession!.run(u.ackedKey, u.lastSeenTime, u.sessionId);
+  }
+
+  #headsSync(uin: number): Heads {
+    const cached = this.#heads?.get(uin);
+    if (cached) return cached;
+    const r = this.#s.heads!.get(uin) as Row | undefined;
+    const heads: Heads = r ? { head: r.head, bySelector: JSON.parse(r.heads_by_selector) } : { head: 0, bySelector: {} };
+    this.#heads?.set(uin, heads);
+    return heads;
+  }
+  async heads(uin: number): Promise<Heads> {
+    const h = this.#headsSync(uin);
+    return { head: h.head, bySelector: { ...h.bySelector } };
+  }
+  async appendLog(rows: readonly LogRow[], selectorOf: (kind: string) => number): Promise<void> {
+    const touched = new Map<number, Heads>();
+    for (const row of rows) {
+      const heads = touched.get(row.uin) ?? this.#headsSync(row.uin);
+      // Store contract: seq = head + 1 in call order; a violation is a broken invariant, not a user error.
+      if (row.seq !== heads.head + 1) throw new Error(`log seq ${row.seq} for uin ${row.uin} does not follow head ${heads.head}`);
+      this.#s.appendLog!.run(row.uin, row.seq, row.kind, row.json);
+      heads.head = row.seq;
+      const bit = selectorOf(row.kind);
+      if (bit) heads.bySelector[bit] = row.seq;
+      touched.set(row.uin, heads);
+    }
+    for (const [uin, heads] of touched) this.#s.setHeads!.run(heads.head, JSON.stringify(heads.bySelector), uin);
+  }
+
+  async nextMsgId(): Promise<number> {
+    if (this.#msgId < 0) this.#msgId = (this.#s.maxMsgId!.get() as Row).m as number;
+    return ++this.#msgId;
+  }
+  async getMessage(msgId: number): Promise<MessageRow | undefined> {
+    return toMessage(this.#s.message!.get(msgId) as Row | undefined);
+  }
+  async findSend(fromUin: number, clientMsgId: string): Promise<MessageRow | undefined> {
+    return toMessage(this.#s.findSend!.get(fromUin, clientMsgId) as Row | undefined);
+  }
+  async insertMessage(m: MessageRow): Promise<void> {
+    this.#s.insertMessage!.run(m.msgId, m.fromUin, m.clientMsgId, m.to, m.toUin, m.groupId, m.type, m.content, m.mediaId, m.createTime, m.senderSeq, m.revoked ? 1 : 0);
+  }
+  async setRevoked(msgId: number): Promise<void> {
+    this.#s.setRevoked!.run(msgId);
+  }
+
+  async getContact(uin: number, peerUin: number): Promise<ContactRow | undefined> {
+    return toContact(this.#s.contact!.get(uin, peerUin) as Row | undefined);
+  }
+  async listContacts(uin: number): Promise<ContactRow[]> {
+    return (this.#s.contactsOf!.all(uin) as Row[]).map((r) => toContact(r)!);
+  }
+  async putContact(c: ContactRow): Promise<void> {
+    this.#s.putContact!.run(c.uin, c.peerUin, c.state, c.note, c.updateTime);
+  }
+  async deleteContact(uin: number, peerUin: number): Promise<void> {
+    this.#s.deleteContact!.run(uin, peerUin);
+  }
+
+  async nextGroupId(): Promise<number> {
+    if (this.#groupId < 0) this.#groupId = (this.#s.maxGroupId!.get() as Row).m as number;
+    return ++this.#groupId;
+  }
+  async getGroup(groupId: number): Promise<GroupRow | undefined> {
+    const r = this.#s.group!.get(groupId) as Row | undefined;
+    return r ? { groupId: r.group_id, name: r.name, ownerUin: r.owner_uin, createTime: r.create_time } : undefined;
+  }
+  async putGroup(g: GroupRow): Promise<void> {
+    this.#s.putGroup!.run(g.groupId, g.name, g.ownerUin, g.createTime);
+  }
+  async getMembers(groupId: number): Promise<number[]> {
+    return (this.#s.members!.all(groupId) as Row[]).map((r) => r.uin as number);
+  }
+  async addMembers(groupId: number, uins: readonly number[], joinTime: number): Promise<void> {
+    for (const uin of uins) this.#s.addMember!.run(groupId, uin, joinTime, groupId);
+  }
+  async removeMembers(groupId: number, uins: readonly number[]): Promise<void> {
+    for (const uin of uins) this.#s.removeMember!.run(groupId, uin);
+  }
+  async listGroups(uin: number): Promise<number[]> {
+    return (this.#s.groupsOf!.all(uin) as Row[]).map((r) => r.group_id as number);
+  }
+
+  async getReadMarker(uin: number, peer: string): Promise<number> {
+    const r = this.#s.readMarker!.get(uin, peer) as Row | undefined;
+    return r ? (r.msg_id as number) : 0;
+  }
+  async setReadMarker(row: { uin: number; peer: string; msgId: number }): Promise<void> {
+    this.#s.setReadMarker!.run(row.uin, row.peer, row.msgId);
+  }
+}
+
+/** Opens (and migrates) a database file. */
+function openDatabase(file: string, synchronous: string): Database.Database {
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  db.pragma(`synchronous = ${synchronous}`);
+  db.pragma('foreign_keys = OFF');
+  db.pragma('busy_timeout = 5000');
+  // Checkpoint more often than the default 1000 pages would under a burst; keeps the WAL file small.
+  db.pragma('wal_autocheckpoint = 4000');
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > MIGRATIONS.length) {
+    db.close();
+    throw new Error(`${file} has schema version ${version}, newer than this server knows (${MIGRATIONS.length})`);
+  }
+  for (let v = version; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+  return db;
+}
+
+/** The embedded default Store. */
+export class SqliteStore implements Store {
+  readonly name = 'sqlite';
+  readonly #writer: Database.Database;
+  readonly #reader: Database.Database;
+  readonly #w: SqliteAccess;
+  readonly #r: SqliteAccess;
+  #inTransaction = false;
+
+  constructor(opts: SqliteStoreOptions) {
+    if (opts.file === ':memory:') throw new Error('SqliteStore needs a file: the read connection opens it too');
+    this.#writer = openDatabase(opts.file, opts.synchronous ?? 'FULL');
+    this.#reader = new Database(opts.file, { readonly: true });
+    this.#reader.pragma('busy_timeout = 5000');
+    this.#w = new SqliteAccess(this.#writer, true);
+    this.#r = new SqliteAccess(this.#reader, false);
+  }
+
+  get read(): StoreTx {
+    return this.#r;
+  }
+
+  async transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
+    // Store contract: one writer at a time. The service's group commit never overlaps batches.
+    if (this.#inTransaction) throw new Error('SqliteStore.transaction: transactions never interleave');
+    this.#inTransaction = true;
+    this.#writer.exec('BEGIN IMMEDIATE');
+    try {
+      const result = await fn(this.#w);
+      this.#writer.exec('COMMIT');
+      return result;
+    } catch (err) {
+      if (this.#writer.inTransaction) this.#writer.exec('ROLLBACK');
+      this.#w.resetCaches();
+      throw err;
+    } finally {
+      this.#inTransaction = false;
+    }
+  }
+
+  async readLog(uin: number, afterSeq: number, limit: number): Promise<LogRow[]> {
+    return this.#r.readLogSync(uin, afterSeq, limit);
+  }
+
+  async close(): Promise<void> {
+    this.#reader.close();
+    this.#writer.close();
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * The HTTP transport: Fastify routes for every call of the API table, long-poll synccheck, and the JSON error
+ * edge (every failure is `{ret, errMsg}` with the table's status; unexpected errors are ret 9, logged, never
+ * echoed). See docs/protocol.md "HTTP".
+ */
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { CALLS, RET, SynchatError, httpStatusOf, type CallPath } from '../../protocol/index.ts';
+import { validateCall, type ChatApi } from '../../service/index.ts';
+import type { SynccheckHandler } from '../longpoll/synccheck.ts';
+
+/** Options of the HTTP transport. */
+export interface HttpTransportOptions {
+  api: ChatApi;
+  synccheck: SynccheckHandler;
+  /** pino logger options or false. */
+  logger: boolean | Record<string, unknown>;
+  /** Largest JSON body, in bytes. @default 65536 (64 KiB) */
+  bodyLimitBytes: number;
+  /** Seconds a request may take before the server answers 408; must exceed the longest synccheck. @default 90 */
+  requestTimeoutSec?: number;
+}
+
+function bearer(req: FastifyRequest): string | undefined {
+  const h = req.headers.authorization;
+  if (!h) return undefined;
+  const m = /^Bearer\s+(\S+)$/i.exec(h);
+  return m ? m[1] : undefined;
+}
+
+function send(reply: FastifyReply, ret: number, body: string, retryAfterSec?: number): void {
+  if (retryAfterSec !== undefined) reply.header('retry-after', String(retryAfterSec));
+  reply.code(httpStatusOf(ret)).header('content-type', 'application/json; charset=utf-8').header('cache-control', 'no-store').send(body);
+}
+
+function sendError(reply: FastifyReply, err: SynchatError): void {
+  send(reply, err.ret, JSON.stringify({ ret: err.ret, errMsg: err.errMsg }));
+}
+
+/** Builds the Fastify app (not listening). */
+export function buildHttpTransport(opts: HttpTransportOptions): FastifyInstance {
+  const app = Fastify({
+    logger: opts.logger,
+    bodyLimit: opts.bodyLimitBytes,
+    requestTimeout: (opts.requestTimeoutSec ?? 90) * 1000,
+    // Synccheck holds requests for up to 60 s; keep idle keep-alive sockets a little longer than a poll gap.
+    keepAliveTimeout: 75_000,
+    return503OnClosing: true,
+    // Per-request logs cost more than the requests; errors are still logged.
+    logController: new LogController({ disableRequestLogging: true }),
+    genReqId: (() => {
+      let n = 0;
+      return () => (++n).toString(36);
+    })(),
+  });
+
+  // An empty JSON body means `{}` (POST /api/logout with no body is fine); bad JSON is ret 1.
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, text, done) => {
+    const s = String(text);
+    if (s.trim() === '') return done(null, {});
+    try {
+      done(null, JSON.parse(s));
+    } catch {
+      done(new SynchatError(RET.BAD_REQUEST, 'body is not valid JSON'), undefined);
+    }
+  });
+
+  app.setErrorHandler((err: any, req, reply) => {
+    if (err instanceof SynchatError) return sendError(reply, err);
+    const code: string | undefined = err?.code;
+    if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') return sendError(reply, new SynchatError(RET.TOO_LARGE, `body exceeds ${opts.bodyLimitBytes} bytes`));
+    if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return sendError(reply, new SynchatError(RET.BAD_REQUEST, 'Content-Type must be application/json'));
+    if (typeof err?.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+      return sendError(reply, new SynchatError(RET.BAD_REQUEST, String(err.message ?? 'bad request')));
+    }
+    req.log.error({ err }, 'unhandled error');
+    sendError(reply, new SynchatError(RET.SERVER_ERROR));
+  });
+
+  app.setNotFoundHandler((req, reply) => {
+    sendError(reply, new SynchatError(RET.NOT_FOUND, `no such route: ${req.method} ${req.url.split('?')[0]}`));
+  });
+
+  for (const [path, spec] of Object.entries(CALLS) as [CallPath, (typeof CALLS)[CallPath]][]) {
+    if (path === '/api/synccheck') continue;
+    app.route({
+      method: spec.method,
+      url: path,
+      handler: async (req, reply) => {
+        const input = spec.method === 'GET' ? req.query : req.body;
+        const r = await opts.api.call(path, input, { sid: bearer(req), ip: req.ip, requestId: req.id });
+        send(reply, r.ret, r.body, r.retryAfterSec);
+      },
+    });
+  }
+
+  app.get('/api/synccheck', (req, reply) => {
+    let q: Record<string, any>;
+    try {
+      q = validateCall('/api/synccheck', req.query);
+    } catch (err) {
+      return sendError(reply, err as SynchatError);
+    }
+    let isDone = false;
+    const respond = (ret: number, body: string) => {
+      if (isDone) return;
+      isDone = true;
+      if (!reply.raw.destroyed) send(reply, ret, body);
+    };
+    void opts.synccheck.handle(bearer(req), q.syncKey, q.timeout, req.ip, respond).then((cancel) => {
+      if (isDone) return;
+      // A client that goes away unparks its poll at once.
+      reply.raw.once('close', () => {
+        if (!isDone) {
+          isDone = true;
+          cancel();
+        }
+      });
+    }, (err) => {
+      req.log.error({ err }, 'synccheck failed');
+      respond(RET.SERVER_ERROR, JSON.stringify({ ret: RET.SERVER_ERROR, errMsg: 'server error' }));
+    });
+    return reply;
+  });
+
+  return app;
+}

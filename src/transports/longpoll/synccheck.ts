@@ -1,0 +1,136 @@
+/**
+ * Long-poll `synccheck` (PROTOCOL.md "HTTP"): answers at once when entries after the presented key exist,
+ * else parks the request until news for its user commits, its timeout passes, a newer poll of the same
+ * session replaces it, or the session ends. A parked poll is one small object on a timer wheel.
+ */
+import { LIMITS, RET } from '../../protocol/index.ts';
+import type { ChatApi, NewsEvent } from '../../service/index.ts';
+import type { Hub, HubListener } from '../hub.ts';
+import type { TimerWheel, WheelItem } from '../timer-wheel.ts';
+
+/** Every selector bit: the answer when we cannot tell which kinds arrived (the client syncs either way). */
+const selectorAll = 31;
+
+/** Writes the answer: JSON body text; the transport picks the HTTP status from `ret`. */
+export type Respond = (ret: number, body: string) => void;
+
+class ParkedPoll implements HubListener, WheelItem {
+  readonly uin: number;
+  readonly sessionId: string;
+  readonly key: number;
+  readonly epoch: string;
+  deadline: number;
+  #respond: Respond | undefined;
+  readonly #owner: SynccheckHandler;
+
+  constructor(owner: SynccheckHandler, uin: number, sessionId: string, key: number, epoch: string, deadline: number, respond: Respond) {
+    this.#owner = owner;
+    this.uin = uin;
+    this.sessionId = sessionId;
+    this.key = key;
+    this.epoch = epoch;
+    this.deadline = deadline;
+    this.#respond = respond;
+  }
+
+  get isOpen(): boolean {
+    return this.#respond !== undefined;
+  }
+
+  /** Answers once and unparks. */
+  finish(ret: number, body: string): void {
+    const respond = this.#respond;
+    if (!respond) return;
+    this.#respond = undefined;
+    this.deadline = Infinity;
+    this.#owner.unpark(this);
+    respond(ret, body);
+  }
+
+  answer(selector: number, syncKey: number): void {
+    this.finish(RET.OK, `{"ret":0,"selector":${selector},"syncKey":${syncKey},"epoch":${JSON.stringify(this.epoch)}}`);
+  }
+
+  onNews(news: NewsEvent): void {
+    if (news.head > this.key) this.answer(news.selector, news.head);
+  }
+
+  onSessionEnded(ret: number): void {
+    this.finish(ret, JSON.stringify({ ret, errMsg: ret === RET.SESSION_REPLACED ? 'session replaced or revoked' : 'session ended' }));
+  }
+
+  onDeadline(): void {
+    this.answer(0, this.key);
+  }
+}
+
+/** Parks and answers synccheck requests of this process. */
+export class SynccheckHandler {
+  readonly #api: ChatApi;
+  readonly #hub: Hub;
+  readonly #wheel: TimerWheel;
+  /** sessionId → its parked poll: a new poll of the same device ends the previous one. */
+  readonly #bySession = new Map<string, ParkedPoll>();
+
+  constructor(api: ChatApi, hub: Hub, wheel: TimerWheel) {
+    this.#api = api;
+    this.#hub = hub;
+    this.#wheel = wheel;
+  }
+
+  /** Parked polls now. */
+  get parked(): number {
+    return this.#bySession.size;
+  }
+
+  /**
+   * Handles one poll. `syncKey` and `timeoutMs` are validated; `timeoutMs` is clamped here.
+   * Returns a cancel function for a client that goes away (no-op once answered).
+   */
+  async handle(sid: string | undefined, syncKey: number, timeoutMs: number | undefined, ip: string, respond: Respond): Promise<() => void> {
+    const mark = this.#hub.mark();
+    const attached = await this.#api.attach(sid ?? '', syncKey, ip);
+    if (attached.ret !== RET.OK) {
+      respond(attached.ret, JSON.stringify({ ret: attached.ret, errMsg: attached.errMsg }));
+      return () => {};
+    }
+    const { uin, sessionId, head, epoch, selector } = attached as Required<typeof attached>;
+    const hold = Math.max(0, Math.min(timeoutMs ?? LIMITS.defaultSynccheckTimeoutMs, LIMITS.maxSynccheckTimeoutMs));
+    const poll = new ParkedPoll(this, uin, sessionId, syncKey, epoch, Date.now() + hold, respond);
+    this.#bySession.get(sessionId)?.answer(0, this.#bySession.get(sessionId)!.key);
+    if (syncKey > head) {
+      this.#api.detach(uin);
+      respond(RET.BAD_REQUEST, JSON.stringify({ ret: RET.BAD_REQUEST, errMsg: `syncKey ${syncKey} is ahead of this log (head ${head}); check epoch and sync from 0`, epoch }));
+      return () => {};
+    }
+    if (selector > 0 || hold === 0) {
+      this.#api.detach(uin);
+      respond(RET.OK, `{"ret":0,"selector":${selector},"syncKey":${head},"epoch":${JSON.stringify(epoch)}}`);
+      return () => {};
+    }
+    this.#bySession.set(sessionId, poll);
+    this.#hub.add(poll);
+    this.#wheel.add(poll);
+    // News that committed while the attach was in flight reached the hub before this poll was listening.
+    const missed = this.#hub.newsSince(mark, uin, syncKey);
+    if (missed === 'overflow') poll.answer(selectorAll, head);
+    else for (const n of missed) poll.onNews(n as NewsEvent);
+    return () => {
+      if (poll.isOpen) {
+        poll.deadline = Infinity;
+        this.unpark(poll);
+      }
+    };
+  }
+
+  /** Ends every parked poll with selector 0 (shutdown). */
+  closeAll(): void {
+    for (const poll of [...this.#bySession.values()]) poll.answer(0, poll.key);
+  }
+
+  /** @internal called by a poll when it ends. */
+  unpark(poll: ParkedPoll): void {
+    if (this.#bySession.get(poll.sessionId) === poll) this.#bySession.delete(poll.sessionId);
+    this.#hub.remove(poll);
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * Test helpers: a real server on ephemeral ports with its own temp data folder, and a small JSON client.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildServer, type RunningServer } from '../../src/server/build-server.ts';
+import { loadConfig, type Config } from '../../src/server/config.ts';
+
+/** A started server and its data folder. */
+export interface TestServer extends RunningServer {
+  url: string;
+  dataDir: string;
+  config: Config;
+  /** Closes the server and removes its data folder. */
+  stop(): Promise<void>;
+}
+
+/** Starts a one-process server on ephemeral ports; cheap password hashing, rate limiting off unless asked. */
+export async function startServer(overrides: Partial<Config> = {}): Promise<TestServer> {
+  const dataDir = overrides.dataDir ?? mkdtempSync(join(tmpdir(), 'synchat-test-'));
+  const config = loadConfig({}, {
+    httpPort: 0,
+    tcpPort: 0,
+    workers: 0,
+    dataDir,
+    logLevel: 'silent',
+    passwordLog2N: 10,
+    rateLimit: 'off',
+    ...overrides,
+  });
+  const server = await buildServer(config);
+  return Object.assign(server, {
+    url: `http://127.0.0.1:${server.httpPort}`,
+    dataDir,
+    config,
+    async stop() {
+      await server.close();
+      if (!overrides.dataDir) rmSync(dataDir, { recursive: true, force: true });
+    },
+  });
+}
+
+/** One JSON answer with its HTTP status. */
+export interface Answer {
+  status: number;
+  headers: Headers;
+  body: any;
+}
+
+/** POSTs JSON (or GETs with a query) and returns status + parsed body. */
+export async function api(base: string, path: string, body?: unknown, sid?: string, method?: 'GET' | 'POST'): Promise<Answer> {
+  const headers: Record<string, string> = {};
+  if (sid) headers.authorization = `Bearer ${sid}`;
+  const m = method ?? (path.startsWith('/api/synccheck') || path.startsWith('/api/gateways') ? 'GET' : 'POST');
+  if (m === 'POST') headers['content-type'] = 'application/json';
+  const res = await fetch(base + path, { method: m, headers, body: m === 'POST' ? JSON.stringify(body ?? {}) : undefined });
+  const text = await res.text();
+  let parsed: any;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = text;
+  }
+  return { status: res.status, headers: res.headers, body: parsed };
+}
+
+/** A logged-in device. */
+export interface Device {
+  username: string;
+  sid: string;
+  uin: number;
+  syncKey: number;
+  epoch: string;
+}
+
+/** Registers a user (ignoring "taken") and logs a device in. */
+export async function userDevice(base: string, username: string, deviceId = 'dev1', password = 'password-' + username): Promise<Device> {
+  await api(base, '/api/register', { username, password, displayName: username.toUpperCase() });
+  const r = await api(base, '/api/login', { username, password, deviceId });
+  if (r.body.ret !== 0) throw new Error(`login ${username} failed: ${JSON.stringify(r.body)}`);
+  return { username: r.body.username, sid: r.body.sid, uin: r.body.uin, syncKey: r.body.syncKey, epoch: r.body.epoch };
+}
+
+/** Makes two users contacts. */
+export async function befriend(base: string, a: Device, b: Device): Promise<void> {
+  const r1 = await api(base, '/api/contacts/request', { username: b.username, note: 'hi' }, a.sid);
+  if (r1.body.ret !== 0) throw new Error(JSON.stringify(r1.body));
+  const r2 = await api(base, '/api/contacts/accept', { username: a.username }, b.sid);
+  if (r2.body.ret !== 0) throw new Error(JSON.stringify(r2.body));
+}
+
+/** Syncs every page from `key`; returns all entries and the final key. */
+export async function syncAll(base: string, sid: string, key = 0, limit?: number): Promise<{ entries: any[]; syncKey: number }> {
+  const entries: any[] = [];
+  for (;;) {
+    const r = await api(base, '/api/sync', { syncKey: key, ...(limit ? { limit } : {}) }, sid);
+    if (r.body.ret !== 0) throw new Error(JSON.stringify(r.body));
+    entries.push(...r.body.entries);
+    key = r.body.syncKey;
+    if (!r.body.continueFlag) return { entries, syncKey: key };
+  }
+}
