@@ -1,0 +1,30 @@
+/**
+ * `npm run bench -- <scenario> [options]`: Synchat's load tool. Each scenario is a module in bench/scenarios/
+ * exporting `run(args)`; this file only dispatches. Results are printed and, with `--json FILE`, written.
+ */
+const SCENARIOS: Record<string, { describe: string; load: () => Promise<{ run(argv: string[]): Promise<void> }> }> = {
+  'http-sends': {
+    describe: 'committed sends per second over HTTP, group commit on vs off (spawns its own servers)',
+    load: () => import('./scenarios/http-sends.ts'),
+  },
+  'longpoll-memory': {
+    describe: 'server memory of N parked synccheck long-polls (spawns its own server)',
+    load: () => import('./scenarios/longpoll-memory.ts'),
+  },
+};
+
+async function main(): Promise<void> {
+  const [name, ...rest] = process.argv.slice(2);
+  if (!name || !SCENARIOS[name]) {
+    console.log('usage: npm run bench -- <scenario> [options]\n\nscenarios:');
+    for (const [n, s] of Object.entries(SCENARIOS)) console.log(`  ${n.padEnd(18)} ${s.describe}`);
+    process.exit(name ? 2 : 0);
+  }
+  const mod = await SCENARIOS[name]!.load();
+  await mod.run(rest);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
