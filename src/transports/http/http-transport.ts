@@ -45,6 +45,8 @@ export function buildHttpTransport(opts: HttpTransportOptions): FastifyInstance 
     // Synccheck holds requests for up to 60 s; keep idle keep-alive sockets a little longer than a poll gap.
     keepAliveTimeout: 75_000,
     return503OnClosing: true,
+    // On shutdown parked polls are answered first (SynccheckHandler.closeAll); idle keep-alive sockets must not hold close() for 75 s.
+    forceCloseConnections: true,
     // Per-request logs cost more than the requests; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: (() => {

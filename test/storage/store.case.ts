@@ -1,0 +1,150 @@
+/**
+ * The Store contract (src/core/ports.ts), run against every adapter: each adapter's test file calls
+ * runStoreContract with a factory (hono's common.case.test.ts, centrifuge's map_broker_shared_test.go).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Store } from '../../src/core/ports.ts';
+import { selectorOfKind } from '../../src/core/rules.ts';
+
+/** How to open a fresh store; `reopen` opens the same data again (durability checks). */
+export interface StoreFactory {
+  name: string;
+  open(): Promise<{ store: Store; reopen(): Promise<Store>; cleanup(): Promise<void> }>;
+  /** Why the suite is skipped here, if it is. */
+  skip?: string;
+}
+
+const user = (username: string) => ({ username, displayName: username, pwHash: 'x', epoch: 'e-' + username, createTime: 1 });
+
+/** Registers the contract tests for one adapter. */
+export function runStoreContract(f: StoreFactory): void {
+  describe(`Store contract: ${f.name}`, { skip: f.skip }, () => {
+    it('commits a transaction durably and makes it visible to reads only after commit', async () => {
+      const h = await f.open();
+      try {
+        let seenInside: unknown = 'unset';
+        const uin = await h.store.transaction(async (tx) => {
+          const id = await tx.insertUser(user('alice'));
+          seenInside = await h.store.read.getUser(id);
+          return id;
+        });
+        assert.equal(seenInside, undefined, 'a read outside the transaction must not see uncommitted rows');
+        assert.equal((await h.store.read.getUser(uin))?.username, 'alice');
+        await h.store.close();
+        const again = await h.reopen();
+        assert.equal((await again.read.getUserByName('alice'))?.uin, uin);
+        await again.close();
+      } finally {
+        await h.cleanup();
+      }
+    });
+
+    it('keeps nothing of a transaction whose function rejects', async () => {
+      const h = await f.open();
+      try {
+        await assert.rejects(
+          h.store.transaction(async (tx) => {
+            const uin = await tx.insertUser(user('bob'));
+            await tx.appendLog([{ uin, seq: 1, kind: 'msg', json: '{}' }], selectorOfKind);
+            throw new Error('boom');
+          }),
+          /boom/,
+        );
+        assert.equal(await h.store.read.getUserByName('bob'), undefined);
+        // The adapter's caches forgot the rolled-back head: the next append starts at 1 again.
+        const uin = await h.store.transaction((tx) => tx.insertUser(user('bob')));
+        await h.store.transaction(async (tx) => {
+          assert.equal((await tx.heads(uin)).head, 0);
+          await tx.appendLog([{ uin, seq: 1, kind: 'msg', json: '{"seq":1}' }], selectorOfKind);
+        });
+        assert.equal((await h.store.read.heads(uin)).head, 1);
+        await h.store.close();
+      } finally {
+        await h.cleanup();
+      }
+    });
+
+    it('appends in seq order, tracks heads per selector, and reads pages after a key', async () => {
+      const h = await f.open();
+      try {
+        const uin = await h.store.transaction((tx) => tx.insertUser(user('carol')));
+        await assert.rejects(
+          h.store.transaction(async (tx) => {
+            await tx.appendLog([{ uin, seq: 1, kind: 'msg', json: '{"seq":1}' }], selectorOfKind);
+            await tx.appendLog([{ uin, seq: 9, kind: 'msg', json: '{}' }], selectorOfKind);
+          }),
+          /does not follow/,
+        );
+        // The rejected append rolled the whole transaction back.
+        assert.equal((await h.store.read.heads(uin)).head, 0);
+        await h.store.transaction(async (tx) => {
+          const kinds = ['msg', 'contact', 'msg', 'read', 'group', 'revoke', 'msg'];
+          await tx.appendLog(kinds.map((kind, i) => ({ uin, seq: i + 1, kind, json: `{"seq":${i + 1}}` })), selectorOfKind);
+        });
+        const heads = await h.store.read.heads(uin);
+        assert.equal(heads.head, 7);
+        assert.deepEqual(heads.bySelector, { 1: 7, 2: 2, 4: 4, 8: 5, 16: 6 });
+        assert.deepEqual((await h.store.readLog(uin, 2, 3)).map((r) => r.seq), [3, 4, 5]);
+        assert.deepEqual((await h.store.readLog(uin, 7, 10)).map((r) => r.seq), []);
+        await h.store.close();
+      } finally {
+        await h.cleanup();
+      }
+    });
+
+    it('finds a send by (sender, clientMsgId) and allocates increasing msgIds and group ids', async () => {
+      const h = await f.open();
+      try {
+        const ids = await h.store.transaction(async (tx) => {
+          const a = await tx.nextMsgId();
+          const b = await tx.nextMsgId();
+          await tx.insertMessage({ msgId: b, fromUin: 1, clientMsgId: 'c1', to: 'x', toUin: 2, groupId: 0, type: 1, content: 'hi', mediaId: null, createTime: 5, senderSeq: 3, revoked: false });
+          return [a, b, await tx.nextGroupId(), await tx.nextGroupId()];
+        });
+        assert.ok(ids[1]! > ids[0]! && ids[3]! > ids[2]!);
+        assert.equal((await h.store.read.findSend(1, 'c1'))?.senderSeq, 3);
+        assert.equal(await h.store.read.findSend(1, 'c2'), undefined);
+        await h.store.close();
+        const again = await h.reopen();
+        const next = await again.transaction((tx) => tx.nextMsgId());
+        assert.ok(next > ids[1]!, 'msgIds keep increasing across restarts');
+        await again.close();
+      } finally {
+        await h.cleanup();
+      }
+    });
+
+    it('keeps contacts, group members in join order, sessions and read markers', async () => {
+      const h = await f.open();
+      try {
+        await h.store.transaction(async (tx) => {
+          await tx.putContact({ uin: 1, peerUin: 2, state: 'outgoing', note: 'n', updateTime: 1 });
+          await tx.putContact({ uin: 1, peerUin: 2, state: 'accepted', note: '', updateTime: 2 });
+          await tx.putGroup({ groupId: 1, name: 'g', ownerUin: 3, createTime: 1 });
+          await tx.addMembers(1, [3], 1);
+          await tx.addMembers(1, [1, 2], 1);
+          await tx.removeMembers(1, [1]);
+          await tx.insertSession({ sessionId: 's1', tokenHash: 'h1', uin: 1, deviceId: 'd', deviceName: 'd', createTime: 1, lastSeenTime: 1, ackedKey: 0, endedRet: 0 });
+          await tx.setReadMarker({ uin: 1, peer: 'bob', msgId: 10 });
+          await tx.setReadMarker({ uin: 1, peer: 'bob', msgId: 5 });
+        });
+        await h.store.transaction(async (tx) => {
+          await tx.touchSessions([{ sessionId: 's1', ackedKey: 7, lastSeenTime: 9 }]);
+          await tx.touchSessions([{ sessionId: 's1', ackedKey: 3, lastSeenTime: 4 }]);
+          await tx.endSession('s1', 1101);
+        });
+        const r = h.store.read;
+        assert.equal((await r.getContact(1, 2))?.state, 'accepted');
+        assert.deepEqual(await r.getMembers(1), [3, 2]);
+        assert.deepEqual(await r.listGroups(2), [1]);
+        const s = await r.getSessionByToken('h1');
+        assert.deepEqual([s?.ackedKey, s?.lastSeenTime, s?.endedRet], [7, 9, 1101]);
+        assert.equal(await r.getReadMarker(1, 'bob'), 10, 'read markers only move forward');
+        await h.store.close();
+      } finally {
+        await h.cleanup();
+      }
+    });
+  });
+}
