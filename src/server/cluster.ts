@@ -75,6 +75,8 @@ export async function startPrimary(config: Config, logger: pino.Logger): Promise
 export async function runGatewayWorker(config: Config): Promise<void> {
   const logger = makeLogger(config, `gateway-${process.pid}`);
   const api = new IpcChatClient(process as unknown as { send(m: unknown): boolean; on(e: 'message', l: (m: any) => void): unknown });
+  // The core process is gone (crash, kill -9): a gateway without its core must not hold the ports.
+  process.once('disconnect', () => process.exit(1));
   try {
     const gateway = await buildGateway(config, api, logger);
     process.on('message', (batch: any) => {
