@@ -144,3 +144,30 @@ export function parseArgs(argv: string[], defaults: Record<string, string>): Rec
   }
   return out;
 }
+
+/** Pids of a process and all its descendants (gateway workers of a cluster). */
+export function processTree(pid: number): number[] {
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) {
+    try {
+      const children = readFileSync(`/proc/${out[i]}/task/${out[i]}/children`, 'utf8').trim();
+      if (children) out.push(...children.split(/\s+/).map(Number));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
+}
+
+/** CPU seconds of a process tree. */
+export function treeCpuSeconds(pid: number): number {
+  let total = 0;
+  for (const p of processTree(pid)) {
+    try {
+      total += cpuSeconds(p);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return total;
+}

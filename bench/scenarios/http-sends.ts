@@ -6,7 +6,7 @@
  *   npm run bench -- http-sends [--pairs 50] [--concurrency 64] [--seconds 10] [--workers 0] [--json FILE]
  */
 import { writeFileSync } from 'node:fs';
-import { call, cpuSeconds, parseArgs, percentile, spawnServer } from '../lib/proc.ts';
+import { call, parseArgs, percentile, spawnServer, treeCpuSeconds } from '../lib/proc.ts';
 
 async function measure(mode: 'on' | 'off', o: Record<string, string>): Promise<Record<string, number | string>> {
   const server = await spawnServer({ SYNCHAT_GROUP_COMMIT: mode, SYNCHAT_WORKERS: o.workers! });
@@ -28,7 +28,7 @@ async function measure(mode: 'on' | 'off', o: Record<string, string>): Promise<R
     const latencies: number[] = [];
     let errors = 0;
     let n = 0;
-    const cpu0 = cpuSeconds(server.pid);
+    const cpu0 = treeCpuSeconds(server.pid);
     const t0 = performance.now();
     const end = t0 + seconds * 1000;
     await Promise.all(
@@ -43,7 +43,7 @@ async function measure(mode: 'on' | 'off', o: Record<string, string>): Promise<R
       }),
     );
     const elapsed = (performance.now() - t0) / 1000;
-    const cpu = cpuSeconds(server.pid) - cpu0;
+    const cpu = treeCpuSeconds(server.pid) - cpu0;
     latencies.sort((a, b) => a - b);
     return {
       groupCommit: mode,
