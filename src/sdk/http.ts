@@ -26,16 +26,21 @@ export interface HttpRequestOptions {
   /** Send `Authorization: Bearer <sid>` when a sid is known. @default true */
   isAuthed?: boolean;
   signal?: AbortSignal;
+  /** Give up (reject with an AbortError) after this many ms. @default the client's timeoutMs */
+  timeoutMs?: number;
 }
 
 /** JSON over HTTP against one base URL. */
 export class HttpClient {
   readonly baseUrl: string;
   sid: string | undefined;
+  /** Default request timeout in ms: a request through a dead network must not hang forever. @default 30000 */
+  timeoutMs: number;
   readonly #fetch: FetchLike;
 
-  constructor(baseUrl: string, fetchImpl?: FetchLike) {
+  constructor(baseUrl: string, fetchImpl?: FetchLike, timeoutMs = 30_000) {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
+    this.timeoutMs = timeoutMs;
     const f = fetchImpl ?? (globalThis as { fetch?: FetchLike }).fetch;
     if (!f) throw new Error('HttpClient: no global fetch; pass one');
     this.#fetch = f.bind(globalThis) as FetchLike;
@@ -50,7 +55,9 @@ export class HttpClient {
 
   /** Long-poll `GET /api/synccheck`; resolves with `{ret, selector, syncKey, epoch}`. */
   async synccheck(syncKey: number, timeoutMs: number, signal?: AbortSignal): Promise<any> {
-    return (await this.request('/api/synccheck', { method: 'GET', query: { syncKey, timeout: timeoutMs }, signal })).body;
+    // The server answers by timeoutMs; past that plus a grace period the network is dead.
+    const limitMs = timeoutMs + Math.min(this.timeoutMs, 10_000);
+    return (await this.request('/api/synccheck', { method: 'GET', query: { syncKey, timeout: timeoutMs }, signal, timeoutMs: limitMs })).body;
   }
 
   /** Any request relative to the base URL. Network failures reject (TypeError / AbortError). */
@@ -76,8 +83,20 @@ export class HttpClient {
         headers['content-type'] ??= 'application/json';
       }
     }
-    const res = await this.#fetch(url, { method, headers, body, signal: options.signal });
-    const text = await res.text();
+    const ac = new AbortController();
+    const onAbort = () => ac.abort(options.signal?.reason);
+    if (options.signal?.aborted) ac.abort(options.signal.reason);
+    else options.signal?.addEventListener('abort', onAbort, { once: true });
+    const timer = setTimeout(() => ac.abort(new Error(`HTTP ${method} ${path}: no answer within ${options.timeoutMs ?? this.timeoutMs} ms`)), options.timeoutMs ?? this.timeoutMs);
+    let res: Response;
+    let text: string;
+    try {
+      res = await this.#fetch(url, { method, headers, body, signal: ac.signal });
+      text = await res.text();
+    } finally {
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+    }
     let parsed: any;
     try {
       parsed = text ? JSON.parse(text) : {};
