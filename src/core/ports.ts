@@ -93,6 +93,63 @@ export interface ReadMarkerRow {
   msgId: number;
 }
 
+/** A chunked upload in progress (`pending`) or finished (`done`, kept until expiry so `complete` can repeat). */
+export interface MediaUploadRow {
+  uploadId: string;
+  uin: number;
+  /** Lowercase hex SHA-256 of the whole file, as declared at init and verified at complete. */
+  sha256: string;
+  size: number;
+  chunkSize: number;
+  /** The MIME type the client declared (checked against the bytes at complete). */
+  mime: string;
+  /** Original file name (made safe), or ''. */
+  name: string;
+  state: 'pending' | 'done';
+  mediaId: string | null;
+  createTime: number;
+  /** Last init/complete on it; expiry counts from here. */
+  updateTime: number;
+}
+
+/** Stored content, shared by every media object of the same SHA-256 (de-duplication). */
+export interface MediaBlobRow {
+  sha256: string;
+  /** Size of the uploaded bytes. */
+  size: number;
+  kind: 'image' | 'voice' | 'file';
+  /** MIME type detected from the bytes (of the served original). */
+  mime: string;
+  /** Size of the served original (images are re-encoded when they carry metadata). */
+  servedBytes: number;
+  width: number;
+  height: number;
+  /** 0 when there is no thumbnail. */
+  thumbBytes: number;
+  thumbMime: string;
+  createTime: number;
+}
+
+/** One user's handle on stored content: what `mediaId` names. */
+export interface MediaRow {
+  mediaId: string;
+  /** The uploader. */
+  uin: number;
+  sha256: string;
+  /** Original file name (made safe), or ''. */
+  name: string;
+  createTime: number;
+  /** Bytes that counted against the uploader's daily limit (0 for an instant upload). */
+  countedBytes: number;
+}
+
+/** A conversation a media object was sent in: a group (`groupId`), or a direct chat of `uinA` ≤ `uinB`. */
+export interface MediaSendRow {
+  groupId: number;
+  uinA: number;
+  uinB: number;
+}
+
 /**
  * Everything a write transaction may do. Methods see the transaction's own earlier writes.
  * Async so that a network database (PostgreSQL) can implement it; the embedded adapter answers at once.
@@ -144,6 +201,32 @@ export interface StoreTx {
 
   getReadMarker(uin: number, peer: string): Promise<number>;
   setReadMarker(row: ReadMarkerRow): Promise<void>;
+
+  // ---- media (docs/protocol.md "Media") ----
+  getUpload(uploadId: string): Promise<MediaUploadRow | undefined>;
+  /** The user's pending upload of this content, if any (resume). */
+  findPendingUpload(uin: number, sha256: string, size: number): Promise<MediaUploadRow | undefined>;
+  insertUpload(row: MediaUploadRow): Promise<void>;
+  /** Marks an upload done with its media id (a repeated `complete` answers the same). */
+  finishUpload(uploadId: string, mediaId: string, updateTime: number): Promise<void>;
+  /** Records activity on an upload (expiry counts from its last activity). */
+  touchUpload(uploadId: string, updateTime: number): Promise<void>;
+  deleteUpload(uploadId: string): Promise<void>;
+  /** Uploads (pending or done) last touched before `beforeTime`, oldest first, at most `limit`. */
+  listStaleUploads(beforeTime: number, limit: number): Promise<MediaUploadRow[]>;
+  /** Bytes a user started uploading since `sinceTime`: pending uploads plus counted completed media. */
+  usedUploadBytes(uin: number, sinceTime: number): Promise<number>;
+  getMediaBlob(sha256: string): Promise<MediaBlobRow | undefined>;
+  /** Inserts a blob row; a row for the same sha256 already there is kept. */
+  insertMediaBlob(row: MediaBlobRow): Promise<void>;
+  getMedia(mediaId: string): Promise<MediaRow | undefined>;
+  /** Media objects of this content, the user's own first, at most `limit`. */
+  findMediaBySha(sha256: string, preferUin: number, limit: number): Promise<MediaRow[]>;
+  insertMedia(row: MediaRow): Promise<void>;
+  /** Conversations the media object was sent in. */
+  listMediaSends(mediaId: string): Promise<MediaSendRow[]>;
+  /** Records a send (idempotent). */
+  addMediaSend(mediaId: string, send: MediaSendRow): Promise<void>;
 }
 
 /**
@@ -196,6 +279,30 @@ export interface Bus {
   /** Registers a listener; returns the function that removes it. */
   subscribe(listener: (events: readonly BusEvent[]) => void): () => void;
   close(): Promise<void>;
+}
+
+/**
+ * Bytes of media, by key (`/`-separated, `[A-Za-z0-9._/-]`). Local disk by default (src/storage/blobs); an object
+ * store can implement it. Contract:
+ * - `put` is atomic: a reader sees the whole new value or the old one (or none), never a part; two puts of the
+ *   same key race harmlessly, the last one wins.
+ * - `concat` writes `target` as the given keys' bytes in order, atomically (object stores: a compose/multipart copy).
+ * - `read` streams `[start, end]` inclusive (whole value by default); `size` is undefined for a missing key.
+ * - `delete` and `deletePrefix` ignore missing keys.
+ * Metadata (who may read what) lives in the {@link Store}, never here.
+ */
+export interface BlobStore {
+  readonly name: string;
+  put(key: string, bytes: Uint8Array): Promise<void>;
+  concat(target: string, sources: readonly string[]): Promise<void>;
+  read(key: string, start?: number, end?: number): AsyncIterable<Uint8Array>;
+  /** The whole value in memory (for images, bounded by the per-file limit). */
+  get(key: string): Promise<Uint8Array>;
+  size(key: string): Promise<number | undefined>;
+  /** Keys directly under `prefix/` (one level), names only. */
+  list(prefix: string): Promise<string[]>;
+  delete(key: string): Promise<void>;
+  deletePrefix(prefix: string): Promise<void>;
 }
 
 /** Time and randomness, injected so the core stays pure and tests stay deterministic. */

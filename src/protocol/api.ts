@@ -37,6 +37,8 @@ const MSG_ID = { type: 'string', pattern: '^[1-9][0-9]{0,15}$' } as const;
 const SYNC_KEY = { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER } as const;
 const DISPLAY_NAME = { type: 'string', minLength: 1, maxLength: LIMITS.maxDisplayNameChars } as const;
 const PRINTABLE = '^[\\x21-\\x7E][\\x20-\\x7E]*$';
+/** Upload and media ids: URL-safe, opaque. */
+const MEDIA_ID = { type: 'string', pattern: '^[A-Za-z0-9_-]{8,64}$' } as const;
 
 function obj(properties: Record<string, unknown>, required: string[] = []): JsonSchema {
   return { type: 'object', additionalProperties: false, properties, required };
@@ -154,6 +156,30 @@ export const CALLS = {
     schema: obj({ sessionId: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } }, ['sessionId']),
   },
   '/api/gateways': { method: 'GET', auth: false, schema: obj({}) },
+  // Media (docs/protocol.md "Media"). Chunk bytes arrive as `PUT /api/media/<uploadId>/<index>`; complete also
+  // answers at `POST /api/media/<uploadId>/complete`; reads are `GET /api/media/<mediaId>` and `/thumb`.
+  '/api/media/init': {
+    method: 'POST',
+    auth: true,
+    schema: obj(
+      {
+        size: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+        sha256: { type: 'string', pattern: '^[0-9A-Fa-f]{64}$' },
+        mime: { type: 'string', minLength: 1, maxLength: 127, pattern: '^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9!#$&^_.+*-]+$' },
+        chunkSize: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
+        name: { type: 'string', maxLength: 1024 },
+      },
+      ['size', 'sha256', 'mime', 'chunkSize'],
+    ),
+  },
+  '/api/media/chunk': {
+    method: 'POST',
+    auth: true,
+    // `bytes` is a Uint8Array handed over by a transport (the PUT route, the long connection); JSON cannot carry it.
+    schema: obj({ uploadId: MEDIA_ID, index: { type: 'integer', minimum: 0, maximum: 1_000_000 }, bytes: {} }, ['uploadId', 'index', 'bytes']),
+  },
+  '/api/media/complete': { method: 'POST', auth: true, schema: obj({ uploadId: MEDIA_ID }, ['uploadId']) },
+  '/api/media/info': { method: 'POST', auth: true, schema: obj({ mediaId: MEDIA_ID }, ['mediaId']) },
 } as const satisfies Record<string, CallSpec>;
 
 /** A path of the API table. */

@@ -10,6 +10,8 @@ import { LocalBus } from '../bus/local/local-bus.ts';
 import type { Bus, Store } from '../core/ports.ts';
 import { ChatService, type ChatApi, type GatewayInfo, type Logger } from '../service/index.ts';
 import { SqliteStore } from '../storage/sqlite/sqlite-store.ts';
+import { LocalBlobStore } from '../storage/blobs/local-blob-store.ts';
+import { MAX_CHUNK_BYTES } from '../core/media-rules.ts';
 import { Hub } from '../transports/hub.ts';
 import { buildHttpTransport } from '../transports/http/http-transport.ts';
 import { SynccheckHandler } from '../transports/longpoll/synccheck.ts';
@@ -52,6 +54,11 @@ export function gatewayDirectory(config: Pick<Config, 'host'>, ports: () => { ht
   };
 }
 
+/** The media BlobStore: files under SYNCHAT_DATA_DIR/media. */
+export function mediaBlobs(config: Pick<Config, 'dataDir'>): LocalBlobStore {
+  return new LocalBlobStore(join(config.dataDir, 'media'));
+}
+
 /** Builds storage, bus and service. */
 export async function buildCore(config: Config, logger: Logger, gateways: () => GatewayInfo[]): Promise<Core> {
   if (config.postgresUrl || config.redisUrl) {
@@ -68,6 +75,12 @@ export async function buildCore(config: Config, logger: Logger, gateways: () => 
     passwordLog2N: config.passwordLog2N,
     isGroupCommit: config.groupCommit === 'on',
     isRateLimited: config.rateLimit === 'on',
+    media: {
+      blobs: mediaBlobs(config),
+      maxFileBytes: config.mediaMaxFileBytes,
+      maxDailyBytes: config.mediaMaxDailyBytes,
+      uploadExpiryMs: config.mediaUploadExpiryMs,
+    },
     gateways,
   });
   return {
@@ -92,6 +105,8 @@ export async function buildGateway(config: Config, api: ChatApi, logger: pino.Lo
     synccheck,
     logger: config.logLevel === 'silent' ? false : { level: config.logLevel, name: 'http' },
     bodyLimitBytes: config.bodyLimitBytes,
+    // Gateways read media bytes from the same folder the core writes (one machine); see docs/architecture.md "Media".
+    media: { blobs: mediaBlobs(config), maxChunkBytes: MAX_CHUNK_BYTES },
   });
   await app.listen({ port: config.httpPort, host: config.host });
   const address = app.server.address();

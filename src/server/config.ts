@@ -32,6 +32,12 @@ export interface Config {
   maxPacketBytes: number;
   /** Largest JSON request body, in bytes. */
   bodyLimitBytes: number;
+  /** Largest media file, in bytes. */
+  mediaMaxFileBytes: number;
+  /** Media bytes one user may upload per rolling 24 hours (instant, de-duplicated uploads are free). */
+  mediaMaxDailyBytes: number;
+  /** A media upload untouched this long is removed with its chunks, in ms. */
+  mediaUploadExpiryMs: number;
   /** pino level. */
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** PostgreSQL URL for several nodes (not yet supported: see docs/scaling.md). */
@@ -54,6 +60,9 @@ export const DEFAULTS: Config = {
   heartbeatMs: 30_000, // 30 s; idle close after 2.5 × this
   maxPacketBytes: 1024 * 1024, // 1 MiB
   bodyLimitBytes: 64 * 1024, // 64 KiB
+  mediaMaxFileBytes: 100 * 1024 * 1024, // 100 MiB
+  mediaMaxDailyBytes: 2 * 1024 * 1024 * 1024, // 2 GiB per user per 24 h
+  mediaUploadExpiryMs: 24 * 60 * 60_000, // 24 h
   logLevel: 'info',
   postgresUrl: '',
   redisUrl: '',
@@ -75,6 +84,9 @@ const SCHEMA = {
     heartbeatMs: { type: 'integer', minimum: 1000, maximum: 600_000 },
     maxPacketBytes: { type: 'integer', minimum: 1024, maximum: 64 * 1024 * 1024 },
     bodyLimitBytes: { type: 'integer', minimum: 1024, maximum: 16 * 1024 * 1024 },
+    mediaMaxFileBytes: { type: 'integer', minimum: 1, maximum: 1024 * 1024 * 1024 * 1024 },
+    mediaMaxDailyBytes: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
+    mediaUploadExpiryMs: { type: 'integer', minimum: 100, maximum: 365 * 24 * 60 * 60_000 },
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
     postgresUrl: { type: 'string' },
     redisUrl: { type: 'string' },

@@ -23,6 +23,7 @@ import { RET, SynchatError, isCallPath, type CallPath } from '../protocol/index.
 import type { AttachReply, CallContext, ChatApi, Reply } from './api.ts';
 import { GroupCommit, type Effects } from './group-commit.ts';
 import { hashPassword, verifyPassword } from './passwords.ts';
+import { MediaService, type MediaOptions } from './media.ts';
 import { WindowCounter } from './rate-limit.ts';
 import { validateCall } from './validate.ts';
 
@@ -53,6 +54,8 @@ export interface ServiceOptions {
   isRateLimited: boolean;
   /** The gateway directory. */
   gateways: () => GatewayInfo[];
+  /** Media uploads and reads; without it the media calls answer ret 1. */
+  media?: MediaOptions;
 }
 
 type Body = Record<string, any>;
@@ -101,6 +104,7 @@ export class ChatService implements ChatApi {
   readonly #sends = new WindowCounter(SENDS_PER_WINDOW, SEND_WINDOW_MS);
   readonly #touchTimer: NodeJS.Timeout;
   readonly #handlers: Partial<Record<CallPath, Handler>>;
+  readonly #media: MediaService | undefined;
 
   constructor(options: ServiceOptions) {
     this.#o = options;
@@ -131,6 +135,18 @@ export class ChatService implements ChatApi {
       '/api/sessions': (s) => this.#sessionList(s),
       '/api/sessions/revoke': (s, b) => this.#sessionRevoke(s, b),
     };
+    this.#media = options.media
+      ? new MediaService(options.media, { store: options.store, clock: options.clock, logger: options.logger, run: (job) => this.#gc.run(job) })
+      : undefined;
+    const media = this.#media;
+    if (media) {
+      Object.assign(this.#handlers, {
+        '/api/media/init': (s: SessionRow, b: Body) => media.init(s, b),
+        '/api/media/chunk': (s: SessionRow, b: Body) => media.putChunk(s, b),
+        '/api/media/complete': (s: SessionRow, b: Body) => media.complete(s, b),
+        '/api/media/info': (s: SessionRow, b: Body) => media.info(s, b),
+      });
+    }
   }
 
   /** Group-commit figures (batches, jobs, largest batch). */
@@ -209,6 +225,7 @@ export class ChatService implements ChatApi {
   /** Writes pending acks, waits for queued writes, stops timers. Does not close the store. */
   async close(): Promise<void> {
     clearInterval(this.#touchTimer);
+    await this.#media?.close();
     await this.#flushTouches();
     await this.#gc.idle();
   }
@@ -420,6 +437,12 @@ export class ChatService implements ChatApi {
             { uin: peer.uin, peer: me },
           ];
         }
+      }
+      // A media message: the sender may use this media, and from now on this conversation may read it.
+      if (b.mediaId) {
+        if (!this.#media) fail(RET.BAD_REQUEST, 'media is not enabled on this server');
+        await this.#media.checkSend(tx, s.uin, b.type, b.mediaId);
+        await this.#media.recordSend(tx, b.mediaId, s.uin, toUin, groupId ?? 0);
       }
       const msgId = await tx.nextMsgId();
       const createTime = this.#o.clock.now();

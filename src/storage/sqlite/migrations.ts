@@ -79,4 +79,51 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (uin, peer)
   ) WITHOUT ROWID;
   `,
+  // 2: media — uploads in progress, stored blobs (by SHA-256), per-user media ids, conversations they were sent in.
+  `
+  CREATE TABLE media_uploads (
+    upload_id TEXT PRIMARY KEY,
+    uin INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    chunk_size INTEGER NOT NULL,
+    mime TEXT NOT NULL,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    media_id TEXT,
+    create_time INTEGER NOT NULL,
+    update_time INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX media_uploads_by_content ON media_uploads (uin, sha256, size);
+  CREATE INDEX media_uploads_by_time ON media_uploads (update_time);
+  CREATE TABLE media_blobs (
+    sha256 TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    mime TEXT NOT NULL,
+    served_bytes INTEGER NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    thumb_bytes INTEGER NOT NULL,
+    thumb_mime TEXT NOT NULL,
+    create_time INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE TABLE media (
+    media_id TEXT PRIMARY KEY,
+    uin INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    name TEXT NOT NULL,
+    create_time INTEGER NOT NULL,
+    counted_bytes INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX media_by_sha ON media (sha256, uin);
+  CREATE INDEX media_by_uin_time ON media (uin, create_time);
+  CREATE TABLE media_sends (
+    media_id TEXT NOT NULL,
+    group_id INTEGER NOT NULL,
+    uin_a INTEGER NOT NULL,
+    uin_b INTEGER NOT NULL,
+    PRIMARY KEY (media_id, group_id, uin_a, uin_b)
+  ) WITHOUT ROWID;
+  `,
 ];

@@ -7,6 +7,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyReply, type F
 import { CALLS, RET, SynchatError, httpStatusOf, type CallPath } from '../../protocol/index.ts';
 import { validateCall, type ChatApi } from '../../service/index.ts';
 import type { SynccheckHandler } from '../longpoll/synccheck.ts';
+import { registerMediaRoutes, type MediaRoutesOptions } from './media-routes.ts';
 
 /** Options of the HTTP transport. */
 export interface HttpTransportOptions {
@@ -18,6 +19,8 @@ export interface HttpTransportOptions {
   bodyLimitBytes: number;
   /** Seconds a request may take before the server answers 408; must exceed the longest synccheck. @default 90 */
   requestTimeoutSec?: number;
+  /** Media routes (chunk PUT, complete, GET with Range); absent: no media routes. */
+  media?: Omit<MediaRoutesOptions, 'api'>;
 }
 
 function bearer(req: FastifyRequest): string | undefined {
@@ -95,6 +98,8 @@ export function buildHttpTransport(opts: HttpTransportOptions): FastifyInstance 
       },
     });
   }
+
+  if (opts.media) registerMediaRoutes(app, { api: opts.api, ...opts.media });
 
   app.get('/api/synccheck', (req, reply) => {
     let q: Record<string, any>;

@@ -1,0 +1,404 @@
+/**
+ * MediaService: chunked uploads, de-duplicated storage, thumbnails, and read authorization for images, voice
+ * and files (PROTOCOL.md media rows; docs/protocol.md "Media"). The imperative shell over src/core/media-rules.ts:
+ * metadata goes through the chat service's group commit into the same Store as messages; bytes go to a
+ * {@link BlobStore}. Chunks are files (`uploads/<uploadId>/<index>`), so the chunks present are the ones
+ * received; content lives once per SHA-256 (`content/<xx>/<sha256>/original|thumb`).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import sharp from 'sharp';
+import {
+  MAX_IMAGE_PIXELS,
+  SNIFF_BYTES,
+  THUMB_MAX_PX,
+  checkDeclaredType,
+  checkMediaForType,
+  checkUploadInit,
+  chunkCount,
+  chunkLength,
+  detectType,
+  mayReadMedia,
+  mediaSendOf,
+  missingChunks,
+  safeFileName,
+  type DetectedType,
+} from '../core/media-rules.ts';
+import type { BlobStore, Clock, MediaBlobRow, MediaRow, MediaUploadRow, SessionRow, Store, StoreTx } from '../core/ports.ts';
+import { RET, SynchatError } from '../protocol/index.ts';
+import type { Job } from './group-commit.ts';
+import type { Logger } from './service.ts';
+
+/** Media settings (from the server configuration). */
+export interface MediaOptions {
+  blobs: BlobStore;
+  /** Largest file, in bytes. @default 104857600 (100 MiB) */
+  maxFileBytes: number;
+  /** Bytes one user may upload per rolling 24 h; instant (de-duplicated) uploads are free. @default 2147483648 (2 GiB) */
+  maxDailyBytes: number;
+  /** An upload untouched this long is removed with its chunks, in ms. @default 86400000 (24 h) */
+  uploadExpiryMs: number;
+}
+
+/** What the media service needs from the chat service. */
+export interface MediaDeps {
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  /** Runs a write job in the chat service's group commit (the Store allows one writer). */
+  run<T>(job: Job<T>): Promise<T>;
+}
+
+type Body = Record<string, any>;
+type Variant = 'original' | 'thumb';
+
+const DAY_MS = 24 * 60 * 60_000;
+/** How many other users' media objects of one content the instant-upload check looks at. */
+const INSTANT_CANDIDATES = 50;
+/** Stale uploads removed per sweep. */
+const SWEEP_BATCH = 200;
+
+/** Blob key of stored content (`variant` original or thumb); the HTTP transport reads it from the same BlobStore. */
+export function mediaBlobKey(sha256: string, variant: Variant): string {
+  return `content/${sha256.slice(0, 2)}/${sha256}/${variant}`;
+}
+
+function chunkPrefix(uploadId: string): string {
+  return `uploads/${uploadId}`;
+}
+
+function newId(): string {
+  return randomBytes(16).toString('base64url');
+}
+
+function fail(ret: SynchatError['ret'], errMsg: string, data?: Record<string, unknown>): never {
+  throw new SynchatError(ret, errMsg, data);
+}
+
+/** The served original and thumbnail of an image. */
+interface ProcessedImage {
+  original: Uint8Array;
+  width: number;
+  height: number;
+  thumb: Uint8Array;
+}
+
+/**
+ * Makes what is served of an image: EXIF orientation applied, metadata (EXIF with GPS, XMP, IPTC, comments)
+ * removed by re-encoding when present (the ICC profile is kept so colours stay right), and a WebP thumbnail
+ * inside {@link THUMB_MAX_PX}². An image without such metadata is served as uploaded (no re-encoding loss).
+ * Throws on bytes the library cannot decode.
+ */
+async function processImage(input: Uint8Array, mime: string): Promise<ProcessedImage> {
+  const isMultiFrame = mime === 'image/gif' || mime === 'image/webp';
+  const opts = { limitInputPixels: MAX_IMAGE_PIXELS, failOn: 'error' as const };
+  const meta = await sharp(input, opts).metadata();
+  const orientation = meta.orientation ?? 1;
+  const hasMetadata = Boolean(meta.exif || meta.xmp || meta.iptc || meta.tifftagPhotoshop || meta.comments?.length || orientation !== 1);
+  const pages = meta.pages ?? 1;
+  const width = orientation >= 5 ? (meta.pageHeight ?? meta.height) : meta.width;
+  const height = orientation >= 5 ? meta.width : (meta.pageHeight ?? meta.height);
+  let original = input;
+  if (hasMetadata) {
+    const animated = isMultiFrame && pages > 1;
+    let img = sharp(input, { ...opts, animated }).keepIccProfile();
+    if (!animated) img = img.rotate(); // honour EXIF orientation, then drop it with the rest
+    if (mime === 'image/jpeg') img = img.jpeg({ quality: 90 });
+    else if (mime === 'image/png') img = img.png();
+    else if (mime === 'image/webp') img = img.webp({ quality: 90 });
+    else if (mime === 'image/gif') img = img.gif();
+    else img = img.avif({ quality: 60 });
+    original = await img.toBuffer();
+  }
+  const thumb = await sharp(input, opts)
+    .rotate()
+    .resize(THUMB_MAX_PX, THUMB_MAX_PX, { fit: 'inside', withoutEnlargement: true })
+    .webp({ quality: 70 })
+    .toBuffer();
+  return { original, width: width ?? 0, height: height ?? 0, thumb };
+}
+
+/** Media uploads and reads. Created by the chat service, which routes the media calls here. */
+export class MediaService {
+  readonly #o: MediaOptions;
+  readonly #d: MediaDeps;
+  readonly #completing = new Map<string, Promise<Record<string, unknown>>>();
+  readonly #sweepTimer: NodeJS.Timeout;
+  #lastSweep = 0;
+  #sweeping: Promise<void> | undefined;
+
+  constructor(options: MediaOptions, deps: MediaDeps) {
+    this.#o = options;
+    this.#d = deps;
+    this.#sweepTimer = setInterval(() => void this.sweep(), Math.max(250, Math.min(options.uploadExpiryMs / 2, 10 * 60_000)));
+    this.#sweepTimer.unref();
+  }
+
+  /** Stops the expiry timer and waits for a running sweep. */
+  async close(): Promise<void> {
+    clearInterval(this.#sweepTimer);
+    await this.#sweeping;
+  }
+
+  // ---- calls -------------------------------------------------------------------------------------------------
+
+  /** `/api/media/init`: resume, instant (content the user may already read), or a new upload. */
+  async init(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
+    const now = this.#d.clock.now();
+    if (now - this.#lastSweep > Math.min(this.#o.uploadExpiryMs / 4, 60_000)) await this.sweep();
+    const sha256 = String(b.sha256).toLowerCase();
+    const size: number = b.size;
+    const name = b.name === undefined ? '' : safeFileName(b.name);
+    const read = this.#d.store.read;
+
+    // Instant upload only for content this user may already read: anyone else uploads every chunk, so the
+    // answer never tells a user that someone else stored this content (docs/protocol.md "Media").
+    const blob = await read.getMediaBlob(sha256);
+    if (blob && blob.size === size) {
+      for (const m of await read.findMediaBySha(sha256, s.uin, INSTANT_CANDIDATES)) {
+        if (!(await this.#mayRead(read, s.uin, m))) continue;
+        const refusal = checkDeclaredType(String(b.mime), { kind: blob.kind, mime: blob.mime });
+        if (refusal) fail(refusal.ret, refusal.errMsg);
+        return this.#d.run(async (tx) => {
+          const reuse = m.uin === s.uin && m.name === name;
+          const mediaId = reuse ? m.mediaId : newId();
+          if (!reuse) await tx.insertMedia({ mediaId, uin: s.uin, sha256, name, createTime: now, countedBytes: 0 });
+          const uploadId = newId();
+          await tx.insertUpload({
+            uploadId, uin: s.uin, sha256, size, chunkSize: b.chunkSize, mime: String(b.mime), name,
+            state: 'done', mediaId, createTime: now, updateTime: now,
+          });
+          return { uploadId, missing: [], mediaId, chunkSize: b.chunkSize };
+        });
+      }
+    }
+
+    const pending = await read.findPendingUpload(s.uin, sha256, size);
+    if (pending) return this.#resume(pending, now);
+    const used = await read.usedUploadBytes(s.uin, now - DAY_MS);
+    const refusal = checkUploadInit({ size, chunkSize: b.chunkSize }, this.#o, used);
+    if (refusal) fail(refusal.ret, refusal.errMsg);
+    const created = await this.#d.run(async (tx) => {
+      const again = await tx.findPendingUpload(s.uin, sha256, size);
+      if (again) return { row: again, isNew: false };
+      const row: MediaUploadRow = {
+        uploadId: newId(), uin: s.uin, sha256, size, chunkSize: b.chunkSize, mime: String(b.mime), name,
+        state: 'pending', mediaId: null, createTime: now, updateTime: now,
+      };
+      await tx.insertUpload(row);
+      return { row, isNew: true };
+    });
+    if (!created.isNew) return this.#resume(created.row, now);
+    return { uploadId: created.row.uploadId, missing: missingChunks(chunkCount(size, b.chunkSize), []), chunkSize: b.chunkSize };
+  }
+
+  async #resume(up: MediaUploadRow, now: number): Promise<Record<string, unknown>> {
+    await this.#d.run((tx) => tx.touchUpload(up.uploadId, now));
+    const present = (await this.#o.blobs.list(chunkPrefix(up.uploadId))).map(Number).filter(Number.isInteger);
+    return { uploadId: up.uploadId, missing: missingChunks(chunkCount(up.size, up.chunkSize), present), chunkSize: up.chunkSize };
+  }
+
+  /** `/api/media/chunk`: one chunk's bytes (from `PUT /api/media/<uploadId>/<index>` or the long connection). */
+  async putChunk(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
+    const bytes: unknown = b.bytes;
+    if (!(bytes instanceof Uint8Array)) fail(RET.BAD_REQUEST, 'chunk bytes travel as the raw body of PUT /api/media/<uploadId>/<index>');
+    const up = await this.#d.store.read.getUpload(b.uploadId);
+    if (!up || up.uin !== s.uin) fail(RET.NOT_FOUND, 'no such upload');
+    if (up.state === 'done') return {}; // already complete: a late retry changes nothing
+    const expected = chunkLength(up.size, up.chunkSize, b.index);
+    if (expected < 0) fail(RET.BAD_REQUEST, `index: must be below ${chunkCount(up.size, up.chunkSize)}`);
+    if (bytes.length !== expected) fail(RET.BAD_REQUEST, `chunk ${b.index} must be ${expected} bytes, got ${bytes.length}`);
+    await this.#o.blobs.put(`${chunkPrefix(up.uploadId)}/${b.index}`, bytes);
+    return {};
+  }
+
+  /** `/api/media/complete`: verify, detect, store once per content, answer the media id. Repeatable. */
+  complete(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
+    const uploadId: string = b.uploadId;
+    const key = `${s.uin}:${uploadId}`;
+    let p = this.#completing.get(key);
+    if (!p) {
+      p = this.#complete(s, uploadId).finally(() => this.#completing.delete(key));
+      this.#completing.set(key, p);
+    }
+    return p;
+  }
+
+  async #complete(s: SessionRow, uploadId: string): Promise<Record<string, unknown>> {
+    const read = this.#d.store.read;
+    const up = await read.getUpload(uploadId);
+    if (!up || up.uin !== s.uin) fail(RET.NOT_FOUND, 'no such upload');
+    if (up.state === 'done') return this.#describe(up.mediaId!, await read.getMediaBlob(up.sha256));
+    const blobs = this.#o.blobs;
+    const count = chunkCount(up.size, up.chunkSize);
+    const prefix = chunkPrefix(uploadId);
+    const missing = missingChunks(count, (await blobs.list(prefix)).map(Number).filter(Number.isInteger));
+    if (missing.length) fail(RET.BAD_REQUEST, `chunks still missing: ${missing.length} of ${count}`, { missing });
+    const keys = Array.from({ length: count }, (_, i) => `${prefix}/${i}`);
+
+    // Verify before anything is stored: size, then SHA-256 over the chunks in order.
+    const hash = createHash('sha256');
+    let total = 0;
+    const head: Uint8Array[] = [];
+    for (const key of keys) {
+      for await (const part of blobs.read(key)) {
+        if (total < SNIFF_BYTES) head.push(part.subarray(0, SNIFF_BYTES - total));
+        total += part.length;
+        hash.update(part);
+      }
+    }
+    if (total !== up.size) await this.#discard(up, `size mismatch: received ${total} bytes, declared ${up.size}`);
+    const digest = hash.digest('hex');
+    if (digest !== up.sha256) {
+      await this.#discard(up, `sha256 mismatch: the uploaded bytes hash to ${digest}, not ${up.sha256}; nothing was stored, upload again`);
+    }
+    const detected = detectType(Buffer.concat(head));
+    const refusal = checkDeclaredType(up.mime, detected);
+    if (refusal) await this.#discard(up, refusal.errMsg);
+
+    let blob = await read.getMediaBlob(up.sha256);
+    if (blob) {
+      // Same content already stored (by anyone): keep one copy. The answer is the same as a first upload.
+      const again = checkDeclaredType(up.mime, { kind: blob.kind, mime: blob.mime });
+      if (again) await this.#discard(up, again.errMsg);
+    } else blob = await this.#store(up, keys, detected);
+
+    const now = this.#d.clock.now();
+    const mediaId = newId();
+    const stored = blob;
+    await this.#d.run(async (tx) => {
+      await tx.insertMediaBlob(stored);
+      await tx.insertMedia({ mediaId, uin: s.uin, sha256: up.sha256, name: up.name, createTime: now, countedBytes: up.size });
+      await tx.finishUpload(uploadId, mediaId, now);
+    });
+    await blobs.deletePrefix(prefix).catch((err) => this.#d.logger.warn({ err, uploadId }, 'could not remove chunks'));
+    return this.#describe(mediaId, stored);
+  }
+
+  /** Writes the served original (and thumbnail) of new content; answers its blob row. */
+  async #store(up: MediaUploadRow, keys: string[], detected: DetectedType): Promise<MediaBlobRow> {
+    const blobs = this.#o.blobs;
+    const row: MediaBlobRow = {
+      sha256: up.sha256, size: up.size, kind: detected.kind, mime: detected.mime, servedBytes: up.size,
+      width: 0, height: 0, thumbBytes: 0, thumbMime: '', createTime: this.#d.clock.now(),
+    };
+    if (detected.kind === 'image') {
+      const input = Buffer.concat(await Promise.all(keys.map((k) => blobs.get(k))));
+      let image: ProcessedImage | undefined;
+      try {
+        image = await processImage(input, detected.mime);
+      } catch (err) {
+        if (up.mime.toLowerCase().startsWith('image/')) {
+          await this.#discard(up, `the image could not be decoded: ${(err as Error).message.split('\n')[0]}`);
+        }
+        // Declared as a file: keep it as one.
+        row.kind = 'file';
+        row.mime = 'application/octet-stream';
+      }
+      if (image) {
+        await blobs.put(mediaBlobKey(up.sha256, 'original'), image.original);
+        await blobs.put(mediaBlobKey(up.sha256, 'thumb'), image.thumb);
+        Object.assign(row, {
+          servedBytes: image.original.length, width: image.width, height: image.height,
+          thumbBytes: image.thumb.length, thumbMime: 'image/webp',
+        });
+        return row;
+      }
+    }
+    await blobs.concat(mediaBlobKey(up.sha256, 'original'), keys);
+    return row;
+  }
+
+  /** Removes a failed upload and its chunks, then refuses with `errMsg` (ret 1). */
+  async #discard(up: MediaUploadRow, errMsg: string): Promise<never> {
+    await this.#d.run((tx) => tx.deleteUpload(up.uploadId));
+    await this.#o.blobs.deletePrefix(chunkPrefix(up.uploadId));
+    fail(RET.BAD_REQUEST, errMsg);
+  }
+
+  #describe(mediaId: string, blob: MediaBlobRow | undefined): Record<string, unknown> {
+    if (!blob) return { mediaId };
+    return {
+      mediaId,
+      kind: blob.kind,
+      mime: blob.mime,
+      size: blob.servedBytes,
+      ...(blob.kind === 'image' && blob.width ? { width: blob.width, height: blob.height } : {}),
+    };
+  }
+
+  /**
+   * `/api/media/info`: what a reader needs to serve or show the media. Unknown and forbidden look the same
+   * (ret 3), so a stranger learns nothing.
+   */
+  async info(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
+    const read = this.#d.store.read;
+    const media = await read.getMedia(b.mediaId);
+    const blob = media && (await this.#mayRead(read, s.uin, media)) ? await read.getMediaBlob(media.sha256) : undefined;
+    if (!media || !blob) fail(RET.NOT_FOUND, 'no such media');
+    const tag = blob.sha256.slice(0, 32);
+    return {
+      ...this.#describe(media.mediaId, blob),
+      sha256: blob.sha256,
+      name: media.name,
+      createTime: media.createTime,
+      etag: `"${tag}-o"`,
+      thumb: blob.thumbBytes ? { mime: blob.thumbMime, size: blob.thumbBytes, etag: `"${tag}-t"` } : null,
+    };
+  }
+
+  // ---- used by sendmsg ---------------------------------------------------------------------------------------
+
+  /**
+   * Inside a send's transaction: the media must exist, be readable by the sender (its uploader, or a member of
+   * a conversation where it was sent) and fit the message type. Unknown and forbidden are both ret 3.
+   */
+  async checkSend(tx: StoreTx, uin: number, type: number, mediaId: string): Promise<void> {
+    const media = await tx.getMedia(mediaId);
+    if (!media || !(await this.#mayRead(tx, uin, media))) fail(RET.NOT_FOUND, 'no such media');
+    const blob = await tx.getMediaBlob(media.sha256);
+    if (!blob) fail(RET.NOT_FOUND, 'no such media');
+    const refusal = checkMediaForType(type, blob.kind);
+    if (refusal) fail(refusal.ret, refusal.errMsg);
+  }
+
+  /** Inside a send's transaction: its recipients may read the media from now on. */
+  recordSend(tx: StoreTx, mediaId: string, fromUin: number, toUin: number, groupId: number): Promise<void> {
+    return tx.addMediaSend(mediaId, mediaSendOf(fromUin, toUin, groupId));
+  }
+
+  async #mayRead(tx: StoreTx, uin: number, media: MediaRow): Promise<boolean> {
+    if (media.uin === uin) return true;
+    const sends = await tx.listMediaSends(media.mediaId);
+    const groups = new Set<number>();
+    for (const send of sends) if (send.groupId && (await tx.getMembers(send.groupId)).includes(uin)) groups.add(send.groupId);
+    return mayReadMedia(uin, media.uin, sends, (g) => groups.has(g));
+  }
+
+  // ---- expiry ------------------------------------------------------------------------------------------------
+
+  /** Removes uploads untouched for `uploadExpiryMs` (pending ones with their chunks). */
+  sweep(): Promise<void> {
+    this.#sweeping ??= this.#sweep().finally(() => (this.#sweeping = undefined));
+    return this.#sweeping;
+  }
+
+  async #sweep(): Promise<void> {
+    const now = this.#d.clock.now();
+    this.#lastSweep = now;
+    try {
+      const stale = await this.#d.store.read.listStaleUploads(now - this.#o.uploadExpiryMs, SWEEP_BATCH);
+      for (const up of stale) {
+        if (this.#completing.has(`${up.uin}:${up.uploadId}`)) continue;
+        const isDeleted = await this.#d.run(async (tx) => {
+          const current = await tx.getUpload(up.uploadId);
+          if (!current || current.updateTime !== up.updateTime) return false; // touched meanwhile: resumed
+          await tx.deleteUpload(up.uploadId);
+          return true;
+        });
+        if (isDeleted && up.state === 'pending') await this.#o.blobs.deletePrefix(chunkPrefix(up.uploadId));
+      }
+    } catch (err) {
+      this.#d.logger.warn({ err }, 'media sweep failed');
+    }
+  }
+}
