@@ -125,8 +125,8 @@ export class FrameDecoder {
     }
     if (data === chunk) {
       if (pos < end) {
-        // Keep the tail; copy because the caller may reuse its chunk.
-        this.#buf = chunk.slice(pos, end);
+        // Keep the tail; copy because the caller may reuse its chunk (a Node Buffer's own slice() is a view).
+        this.#buf = Uint8Array.prototype.slice.call(chunk, pos, end);
         this.#start = 0;
         this.#end = this.#buf.length;
       }

@@ -12,10 +12,13 @@ import { ChatService, type ChatApi, type GatewayInfo, type Logger } from '../ser
 import { SqliteStore } from '../storage/sqlite/sqlite-store.ts';
 import { LocalBlobStore } from '../storage/blobs/local-blob-store.ts';
 import { MAX_CHUNK_BYTES } from '../core/media-rules.ts';
+import { Connections } from '../transports/conn/connections.ts';
 import { Hub } from '../transports/hub.ts';
 import { buildHttpTransport } from '../transports/http/http-transport.ts';
 import { SynccheckHandler } from '../transports/longpoll/synccheck.ts';
+import { portOf, startTcpTransport } from '../transports/tcp/tcp-transport.ts';
 import { TimerWheel } from '../transports/timer-wheel.ts';
+import { WS_PATH, attachWsTransport } from '../transports/ws/ws-transport.ts';
 import type { Config } from './config.ts';
 
 /** The core half: storage, bus and the sync service. */
@@ -32,6 +35,8 @@ export interface Gateway {
   tcpPort: number;
   /** Parked long-polls, for metrics and tests. */
   readonly parkedPolls: number;
+  /** The long connections (TCP and WS) of this process, for metrics and tests. */
+  readonly connections: Pick<Connections, 'size' | 'stats' | 'list'>;
   close(): Promise<void>;
 }
 
@@ -48,9 +53,13 @@ export function makeLogger(config: Pick<Config, 'logLevel'>, name: string): pino
 /** The gateway directory for `/api/gateways`, from the listening addresses. */
 export function gatewayDirectory(config: Pick<Config, 'host'>, ports: () => { httpPort: number; tcpPort: number }): () => GatewayInfo[] {
   return () => {
-    const { httpPort } = ports();
+    const { httpPort, tcpPort } = ports();
     const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-    return [{ transport: 'http', url: `http://${host}:${httpPort}` }];
+    return [
+      { transport: 'tcp', url: `tcp://${host}:${tcpPort}` },
+      { transport: 'ws', url: `ws://${host}:${httpPort}${WS_PATH}` },
+      { transport: 'http', url: `http://${host}:${httpPort}` },
+    ];
   };
 }
 
@@ -108,21 +117,48 @@ export async function buildGateway(config: Config, api: ChatApi, logger: pino.Lo
     // Gateways read media bytes from the same folder the core writes (one machine); see docs/architecture.md "Media".
     media: { blobs: mediaBlobs(config), maxChunkBytes: MAX_CHUNK_BYTES },
   });
+  const connections = new Connections({
+    api,
+    hub,
+    wheel,
+    logger,
+    limits: {
+      maxPacketBytes: config.maxPacketBytes,
+      heartbeatMs: config.heartbeatMs,
+      authTimeoutMs: config.authTimeoutMs,
+      outboundBufferBytes: config.outboundBufferBytes,
+      outboundHardBytes: config.outboundHardBytes,
+      outboundStallMs: config.outboundStallMs,
+    },
+  });
+  const stopWs = attachWsTransport(app.server, connections);
   await app.listen({ port: config.httpPort, host: config.host });
   const address = app.server.address();
   const httpPort = typeof address === 'object' && address ? address.port : config.httpPort;
-  logger.info({ httpPort }, 'gateway listening');
+  let tcp;
+  try {
+    tcp = await startTcpTransport(connections, { host: config.host, port: config.tcpPort });
+  } catch (err) {
+    await app.close();
+    throw err;
+  }
+  const tcpPort = portOf(tcp);
+  logger.info({ httpPort, tcpPort }, 'gateway listening');
   return {
     httpPort,
-    tcpPort: 0,
+    tcpPort,
+    connections,
     get parkedPolls() {
       return synccheck.parked;
     },
     async close() {
+      const tcpClosed = new Promise((resolve) => tcp.close(resolve));
+      stopWs();
+      connections.destroyAll();
       synccheck.closeAll();
       wheel.stop();
       hub.close();
-      await app.close();
+      await Promise.all([app.close(), tcpClosed]);
     },
   };
 }
@@ -144,6 +180,7 @@ export async function buildServer(config: Config): Promise<RunningServer> {
     core,
     httpPort: gateway.httpPort,
     tcpPort: gateway.tcpPort,
+    connections: gateway.connections,
     get parkedPolls() {
       return gateway.parkedPolls;
     },

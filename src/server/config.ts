@@ -30,6 +30,14 @@ export interface Config {
   heartbeatMs: number;
   /** Largest long-connection packet, header included, in bytes. */
   maxPacketBytes: number;
+  /** A long connection that has not sent AUTH within this many ms is closed. */
+  authTimeoutMs: number;
+  /** Outbound bytes buffered for one long connection past which the server stops pushing to it (it gets one NOTIFY when it drains). */
+  outboundBufferBytes: number;
+  /** Outbound bytes buffered for one long connection past which it is closed; at least outboundBufferBytes + maxPacketBytes. */
+  outboundHardBytes: number;
+  /** A long connection whose outbound buffer stays above outboundBufferBytes this many ms is closed. */
+  outboundStallMs: number;
   /** Largest JSON request body, in bytes. */
   bodyLimitBytes: number;
   /** Largest media file, in bytes. */
@@ -59,6 +67,10 @@ export const DEFAULTS: Config = {
   passwordLog2N: 14, // 16 MiB and ~40 ms per hash
   heartbeatMs: 30_000, // 30 s; idle close after 2.5 × this
   maxPacketBytes: 1024 * 1024, // 1 MiB
+  authTimeoutMs: 10_000, // 10 s (PROTOCOL.md "Binary long connection")
+  outboundBufferBytes: 256 * 1024, // 256 KiB: stop pushing past it
+  outboundHardBytes: 4 * 1024 * 1024, // 4 MiB: close past it
+  outboundStallMs: 60_000, // 60 s above outboundBufferBytes: close
   bodyLimitBytes: 64 * 1024, // 64 KiB
   mediaMaxFileBytes: 100 * 1024 * 1024, // 100 MiB
   mediaMaxDailyBytes: 2 * 1024 * 1024 * 1024, // 2 GiB per user per 24 h
@@ -83,6 +95,10 @@ const SCHEMA = {
     passwordLog2N: { type: 'integer', minimum: 10, maximum: 20 },
     heartbeatMs: { type: 'integer', minimum: 1000, maximum: 600_000 },
     maxPacketBytes: { type: 'integer', minimum: 1024, maximum: 64 * 1024 * 1024 },
+    authTimeoutMs: { type: 'integer', minimum: 100, maximum: 600_000 },
+    outboundBufferBytes: { type: 'integer', minimum: 1024, maximum: 1024 * 1024 * 1024 },
+    outboundHardBytes: { type: 'integer', minimum: 2048, maximum: 4 * 1024 * 1024 * 1024 },
+    outboundStallMs: { type: 'integer', minimum: 100, maximum: 3_600_000 },
     bodyLimitBytes: { type: 'integer', minimum: 1024, maximum: 16 * 1024 * 1024 },
     mediaMaxFileBytes: { type: 'integer', minimum: 1, maximum: 1024 * 1024 * 1024 * 1024 },
     mediaMaxDailyBytes: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
@@ -119,5 +135,10 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: P
     const key = e.instancePath.slice(1) as keyof Config;
     throw new ConfigError(`${key ? envName(key) : 'config'} ${e.message ?? 'is invalid'}`);
   }
-  return merged as unknown as Config;
+  const config = merged as unknown as Config;
+  // A full-size answer must fit under the hard bound on top of the soft one, or a healthy reader gets closed.
+  if (config.outboundHardBytes < config.outboundBufferBytes + config.maxPacketBytes) {
+    throw new ConfigError(`${envName('outboundHardBytes')} must be at least SYNCHAT_OUTBOUND_BUFFER_BYTES + SYNCHAT_MAX_PACKET_BYTES`);
+  }
+  return config;
 }

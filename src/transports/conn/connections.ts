@@ -1,0 +1,111 @@
+/**
+ * The long connections of one process, whatever their transport: what they share (API, hub, timer wheel, limits,
+ * the flush queue, a decoder) and the registry used for shutdown and stats. See docs/architecture.md
+ * "Long connection".
+ */
+import { FrameDecoder } from '../../protocol/index.ts';
+import type { ChatApi, Logger } from '../../service/index.ts';
+import type { Hub } from '../hub.ts';
+import type { TimerWheel } from '../timer-wheel.ts';
+import { Connection, type ConnectionContext, type ConnectionLimits, type Link } from './connection.ts';
+
+/** Totals over the open connections. */
+export interface ConnectionStats {
+  /** Connections whose link is open. */
+  count: number;
+  /** Of them, authenticated. */
+  authenticated: number;
+  /** Outbound bytes held for all of them. */
+  bufferedBytes: number;
+  /** The largest outbound buffer of one connection now. */
+  maxBufferedBytes: number;
+  /** The largest outbound buffer of one connection seen after any flush since start. */
+  peakBufferedBytes: number;
+}
+
+/** The registry and shared context of this process's long connections. */
+export class Connections implements ConnectionContext {
+  readonly api: ChatApi;
+  readonly hub: Hub;
+  readonly wheel: TimerWheel;
+  readonly limits: ConnectionLimits;
+  readonly logger: Logger;
+  #sharedDecoder: FrameDecoder;
+  readonly #all = new Set<Connection>();
+  #flushQueue: Connection[] = [];
+  #peakBufferedBytes = 0;
+  readonly #flushAll = (): void => this.#flush();
+
+  constructor(opts: { api: ChatApi; hub: Hub; wheel: TimerWheel; limits: ConnectionLimits; logger: Logger }) {
+    this.api = opts.api;
+    this.hub = opts.hub;
+    this.wheel = opts.wheel;
+    this.limits = opts.limits;
+    this.logger = opts.logger;
+    this.#sharedDecoder = new FrameDecoder(opts.limits.maxPacketBytes);
+  }
+
+  /** Connections whose link is open. */
+  get size(): number {
+    return this.#all.size;
+  }
+
+  /** A new connection over `link`; the transport feeds it bytes and link events. */
+  open(link: Link, transport: string): Connection {
+    const conn = new Connection(this, link, transport);
+    this.#all.add(conn);
+    return conn;
+  }
+
+  get sharedDecoder(): FrameDecoder {
+    return this.#sharedDecoder;
+  }
+
+  replaceSharedDecoder(): void {
+    this.#sharedDecoder = new FrameDecoder(this.limits.maxPacketBytes);
+  }
+
+  queueFlush(conn: Connection): void {
+    // One setImmediate for every connection with output this turn: packets produced while handling a batch of
+    // reads and events leave in one write per connection.
+    if (this.#flushQueue.length === 0) setImmediate(this.#flushAll);
+    this.#flushQueue.push(conn);
+  }
+
+  forget(conn: Connection): void {
+    this.#all.delete(conn);
+  }
+
+  /** Totals (metrics, tests, the memory benchmark). */
+  stats(): ConnectionStats {
+    const s: ConnectionStats = { count: 0, authenticated: 0, bufferedBytes: 0, maxBufferedBytes: 0, peakBufferedBytes: this.#peakBufferedBytes };
+    for (const c of this.#all) {
+      const b = c.bufferedBytes;
+      s.count++;
+      if (c.isOpen) s.authenticated++;
+      s.bufferedBytes += b;
+      if (b > s.maxBufferedBytes) s.maxBufferedBytes = b;
+    }
+    return s;
+  }
+
+  /** One row per connection (tests). */
+  list(): ReturnType<Connection['info']>[] {
+    return [...this.#all].map((c) => c.info());
+  }
+
+  /** Drops every connection at once (shutdown): clients reconnect and resync from their key. */
+  destroyAll(): void {
+    for (const c of [...this.#all]) c.destroy();
+  }
+
+  #flush(): void {
+    const queue = this.#flushQueue;
+    this.#flushQueue = [];
+    for (const c of queue) {
+      c.flush();
+      const b = c.bufferedBytes;
+      if (b > this.#peakBufferedBytes) this.#peakBufferedBytes = b;
+    }
+  }
+}
