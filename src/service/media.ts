@@ -257,10 +257,14 @@ export class MediaService {
 
     let blob = await read.getMediaBlob(up.sha256);
     if (blob) {
-      // Same content already stored (by anyone): keep one copy. The answer is the same as a first upload.
+      // Same content already stored (by anyone): keep one copy. The answer is the same as a first upload, and
+      // so is the work (done into scratch keys, then dropped), so its time does not tell either.
+      await this.#store(up, keys, detected, (variant) => `scratch/${up.uploadId}/${variant}`)
+        .catch(() => undefined)
+        .finally(() => blobs.deletePrefix(`scratch/${up.uploadId}`));
       const again = checkDeclaredType(up.mime, { kind: blob.kind, mime: blob.mime });
       if (again) await this.#discard(up, again.errMsg);
-    } else blob = await this.#store(up, keys, detected);
+    } else blob = await this.#store(up, keys, detected, (variant) => mediaBlobKey(up.sha256, variant));
 
     const now = this.#d.clock.now();
     const mediaId = newId();
@@ -274,8 +278,8 @@ export class MediaService {
     return this.#describe(mediaId, stored);
   }
 
-  /** Writes the served original (and thumbnail) of new content; answers its blob row. */
-  async #store(up: MediaUploadRow, keys: string[], detected: DetectedType): Promise<MediaBlobRow> {
+  /** Writes the served original (and thumbnail) of new content under `keyOf(variant)`; answers its blob row. */
+  async #store(up: MediaUploadRow, keys: string[], detected: DetectedType, keyOf: (v: Variant) => string): Promise<MediaBlobRow> {
     const blobs = this.#o.blobs;
     const row: MediaBlobRow = {
       sha256: up.sha256, size: up.size, kind: detected.kind, mime: detected.mime, servedBytes: up.size,
@@ -295,8 +299,8 @@ export class MediaService {
         row.mime = 'application/octet-stream';
       }
       if (image) {
-        await blobs.put(mediaBlobKey(up.sha256, 'original'), image.original);
-        await blobs.put(mediaBlobKey(up.sha256, 'thumb'), image.thumb);
+        await blobs.put(keyOf('original'), image.original);
+        await blobs.put(keyOf('thumb'), image.thumb);
         Object.assign(row, {
           servedBytes: image.original.length, width: image.width, height: image.height,
           thumbBytes: image.thumb.length, thumbMime: 'image/webp',
@@ -304,7 +308,7 @@ export class MediaService {
         return row;
       }
     }
-    await blobs.concat(mediaBlobKey(up.sha256, 'original'), keys);
+    await blobs.concat(keyOf('original'), keys);
     return row;
   }
 
