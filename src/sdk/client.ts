@@ -287,8 +287,10 @@ export class SynchatClient implements WireHandler {
 
   /** `POST /api/logout`; stops the client and forgets the session (the outbox stays in the store). */
   async logout(): Promise<void> {
+    // Close the long connection first: the server ends it with ERROR 1100, which is no news to us.
+    this.#halt('logging out');
     try {
-      if (this.#session) await this.call('/api/logout', {});
+      if (this.#session) this.#checked(await this.http.call('/api/logout', {}));
     } finally {
       await this.#forgetSession();
     }
