@@ -5,3 +5,4 @@ export * from './entries.ts';
 export * from './api.ts';
 export * from './frame.ts';
 export * from './delta.ts';
+export * from './media-chunk.ts';

@@ -15,6 +15,9 @@ export const OP = {
   ACK: 11,
   CALL: 12,
   CALL_RESP: 13,
+  /** A media chunk over the long connection (body: src/protocol/media-chunk.ts) and its answer `{ret}`. */
+  MEDIA_CHUNK: 14,
+  MEDIA_CHUNK_ACK: 15,
   ERROR: 255,
 } as const;
 

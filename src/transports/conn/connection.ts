@@ -6,7 +6,7 @@
  * Per-connection state is one object with a handful of fields: no timer (the shared TimerWheel keeps the
  * deadlines), no closure per packet, no decoder while no packet is half-read (a shared one serves the common case).
  */
-import { HEADER_BYTES, OP, RET, parseBody, writeHeader, type FrameDecoder } from '../../protocol/index.ts';
+import { HEADER_BYTES, OP, RET, decodeMediaChunk, parseBody, writeHeader, type FrameDecoder } from '../../protocol/index.ts';
 import { validateCall, type AttachReply, type ChatApi, type Logger, type NewsEvent } from '../../service/index.ts';
 import type { Hub, HubListener } from '../hub.ts';
 import type { TimerWheel, WheelItem } from '../timer-wheel.ts';
@@ -364,6 +364,14 @@ export class Connection implements HubListener, WheelItem {
         } else if (body.path === '/api/sync') void this.#sync(OP.CALL_RESP, seq, body.body);
         else if (body.path === '/api/synccheck') void this.#synccheck(seq, body.body);
         else void this.#call(OP.CALL_RESP, seq, body.path, body.body);
+        return;
+      }
+      case OP.MEDIA_CHUNK: {
+        // Raw bytes, not JSON: a small header then the chunk. The body is a view into the read buffer, so the
+        // chunk is copied before the call goes async (docs/protocol.md "MEDIA_CHUNK").
+        const chunk = decodeMediaChunk(raw);
+        if (typeof chunk === 'string') this.#send(OP.MEDIA_CHUNK_ACK, seq, errorBody(RET.BAD_REQUEST, chunk));
+        else void this.#call(OP.MEDIA_CHUNK_ACK, seq, '/api/media/chunk', { ...chunk, bytes: Uint8Array.prototype.slice.call(chunk.bytes) });
         return;
       }
       case OP.AUTH:
