@@ -73,9 +73,10 @@ for (const transport of TRANSPORTS) {
       const d = await client('dave');
       await befriend(c1.client, d.client);
       // The first attempt committed but its answer was lost with the process: the outbox still says "sending".
-      await c1.client.call('/api/sendmsg', { clientMsgId: 'retry-me', to: 'dave', type: 1, content: 'once' });
+      const first = await c1.client.call('/api/sendmsg', { clientMsgId: 'retry-me', to: 'dave', type: 1, content: 'once' });
       const store = new MemoryStore({
-        session: c1.client.session!,
+        // The device already holds its own entry (key past it), so only the server can recognise the repeat.
+        session: { ...c1.client.session!, syncKey: first.seq },
         outbox: [{ clientMsgId: 'retry-me', to: 'dave', type: 1, content: 'once', state: 'sending', attempts: 1, queuedAt: Date.now() }],
       });
       const again = new SynchatClient(clientOptions(transport, srv.url, { store }));
@@ -84,9 +85,10 @@ for (const transport of TRANSPORTS) {
       await again.start();
       const item = await outcome;
       assert.equal(item.clientMsgId, 'retry-me');
-      await d.client.sendText('carol', 'after');
+      assert.equal(item.duplicate, true, 'the server recognised the retry');
+      const after = await d.client.sendText('carol', 'after');
       await waitUntil(() => d.messages.length >= 2, 'dave has both messages');
-      assert.deepEqual(d.ids().filter((id) => id === 'retry-me'), ['retry-me'], 'applied once');
+      assert.deepEqual(d.ids(), ['retry-me', after.clientMsgId], 'applied once, nothing else appended');
       assert.deepEqual(again.outbox, []);
     });
 
