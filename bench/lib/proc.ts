@@ -171,3 +171,21 @@ export function treeCpuSeconds(pid: number): number {
   }
   return total;
 }
+
+/**
+ * Kernel memory held by TCP sockets, in bytes: the slab caches of TCP sockets, their inodes and port buckets
+ * (/proc/slabinfo, root only), plus socket buffer pages (/proc/net/sockstat). Idle sockets hold no buffers, so
+ * the slabs are most of it.
+ */
+export function kernelSocketBytes(): number {
+  let total = kernelTcpBytes();
+  try {
+    for (const line of readFileSync('/proc/slabinfo', 'utf8').split('\n')) {
+      const f = line.split(/\s+/);
+      if (['TCP', 'TCPv6', 'sock_inode_cache', 'tcp_bind_bucket'].includes(f[0]!)) total += Number(f[1]) * Number(f[3]);
+    }
+  } catch {
+    // not root: buffers only
+  }
+  return total;
+}

@@ -6,7 +6,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { call, kernelTcpBytes, parseArgs, rssBytes, spawnServer } from '../lib/proc.ts';
+import { call, kernelSocketBytes, parseArgs, rssBytes, spawnServer } from '../lib/proc.ts';
 
 /** Runs the scenario. */
 export async function run(argv: string[]): Promise<void> {
@@ -27,7 +27,7 @@ export async function run(argv: string[]): Promise<void> {
     process.stdout.write('\n');
     await new Promise((r) => setTimeout(r, 2000));
     const rss0 = rssBytes(server.pid);
-    const kernel0 = kernelTcpBytes();
+    const kernel0 = kernelSocketBytes();
     let parked = 0;
     await new Promise<void>((resolve) => {
       let started = 0;
@@ -49,13 +49,13 @@ export async function run(argv: string[]): Promise<void> {
     // Let the server park them all (attach over the same loop) and settle.
     await new Promise((r) => setTimeout(r, 5000));
     const rss1 = rssBytes(server.pid);
-    const kernel1 = kernelTcpBytes();
+    const kernel1 = kernelSocketBytes();
     const row = {
       polls,
       serverRssBeforeMiB: +(rss0 / 2 ** 20).toFixed(1),
       serverRssAfterMiB: +(rss1 / 2 ** 20).toFixed(1),
       serverBytesPerPoll: Math.round((rss1 - rss0) / polls),
-      kernelTcpBytesPerSocket: Math.round((kernel1 - kernel0) / (2 * polls)),
+      kernelBytesPerSocket: Math.round((kernel1 - kernel0) / (2 * polls)),
     };
     console.table([row]);
     if (o.json) writeFileSync(o.json, JSON.stringify({ scenario: 'longpoll-memory', date: new Date().toISOString(), row }, null, 2));
