@@ -98,6 +98,8 @@ export class ChatService implements ChatApi {
   readonly #gc: GroupCommit;
   readonly #sessions = new Map<string, SessionRow>();
   readonly #usernames = new Map<number, string>();
+  /** username → uin. Both never change once committed, so the caches need no invalidation but a rollback's. */
+  readonly #uins = new Map<string, number>();
   readonly #touches = new Map<string, { sessionId: string; ackedKey: number; lastSeenTime: number }>();
   readonly #failuresByName = new WindowCounter(LOGIN_FAILURES_PER_NAME, LOGIN_WINDOW_MS);
   readonly #failuresByIp = new WindowCounter(LOGIN_FAILURES_PER_IP, LOGIN_WINDOW_MS);
@@ -112,7 +114,12 @@ export class ChatService implements ChatApi {
       isEnabled: options.isGroupCommit,
       maxBatch: 2000,
       publish: (events) => options.bus.publish(events),
-      onError: (err) => options.logger.error({ err }, 'batch rolled back'),
+      onError: (err) => {
+        options.logger.error({ err }, 'batch rolled back');
+        // A rolled-back batch may have cached a user it inserted; forget everything it could have taught us.
+        this.#usernames.clear();
+        this.#uins.clear();
+      },
     });
     this.#touchTimer = setInterval(() => void this.#flushTouches(), TOUCH_FLUSH_MS);
     this.#touchTimer.unref();
@@ -255,6 +262,17 @@ export class ChatService implements ChatApi {
 
   async #username(uin: number, tx: StoreTx): Promise<string> {
     return this.#usernames.get(uin) ?? (await this.#user(uin, tx)).username;
+  }
+
+  /** The uin of a (folded) username, cached: the send path's recipient lookup was 7% of a send's CPU. */
+  async #uinOf(username: string, tx: StoreTx): Promise<number | undefined> {
+    const cached = this.#uins.get(username);
+    if (cached !== undefined) return cached;
+    const user = await tx.getUserByName(username);
+    if (!user) return undefined;
+    this.#uins.set(username, user.uin);
+    this.#usernames.set(user.uin, user.username);
+    return user.uin;
   }
 
   async #flushTouches(): Promise<void> {
@@ -426,15 +444,15 @@ export class ChatService implements ChatApi {
         recipients = members.map((uin) => ({ uin, peer: to }));
       } else {
         to = foldUsername(b.to);
-        const peer = await tx.getUserByName(to);
-        if (!peer) fail(RET.FORBIDDEN, 'not a contact');
-        toUin = peer.uin;
-        if (peer.uin === s.uin) recipients = [{ uin: s.uin, peer: to }];
+        const peerUin = await this.#uinOf(to, tx);
+        if (peerUin === undefined) fail(RET.FORBIDDEN, 'not a contact');
+        toUin = peerUin;
+        if (peerUin === s.uin) recipients = [{ uin: s.uin, peer: to }];
         else {
-          if (!isAcceptedContact(await tx.getContact(s.uin, peer.uin))) fail(RET.FORBIDDEN, 'not a contact');
+          if (!isAcceptedContact(await tx.getContact(s.uin, peerUin))) fail(RET.FORBIDDEN, 'not a contact');
           recipients = [
             { uin: s.uin, peer: to },
-            { uin: peer.uin, peer: me },
+            { uin: peerUin, peer: me },
           ];
         }
       }
