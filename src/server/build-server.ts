@@ -116,6 +116,7 @@ export async function buildGateway(config: Config, api: ChatApi, logger: pino.Lo
     bodyLimitBytes: config.bodyLimitBytes,
     // Gateways read media bytes from the same folder the core writes (one machine); see docs/architecture.md "Media".
     media: { blobs: mediaBlobs(config), maxChunkBytes: MAX_CHUNK_BYTES },
+    ...(config.webRoot ? { web: { rootDir: config.webRoot } } : {}),
   });
   const connections = new Connections({
     api,

@@ -4,6 +4,7 @@
  * process.env; only main.ts does.
  */
 import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
 
 /** Every setting of a Synchat server. */
@@ -46,6 +47,8 @@ export interface Config {
   mediaMaxDailyBytes: number;
   /** A media upload untouched this long is removed with its chunks, in ms. */
   mediaUploadExpiryMs: number;
+  /** The built web client served at `/` (absolute path); '' serves none. @default <repo>/web/dist */
+  webRoot: string;
   /** pino level. */
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** PostgreSQL URL for several nodes (not yet supported: see docs/scaling.md). */
@@ -75,6 +78,7 @@ export const DEFAULTS: Config = {
   mediaMaxFileBytes: 100 * 1024 * 1024, // 100 MiB
   mediaMaxDailyBytes: 2 * 1024 * 1024 * 1024, // 2 GiB per user per 24 h
   mediaUploadExpiryMs: 24 * 60 * 60_000, // 24 h
+  webRoot: fileURLToPath(new URL('../../web/dist', import.meta.url)), // built by `npm run build:web`
   logLevel: 'info',
   postgresUrl: '',
   redisUrl: '',
@@ -103,6 +107,7 @@ const SCHEMA = {
     mediaMaxFileBytes: { type: 'integer', minimum: 1, maximum: 1024 * 1024 * 1024 * 1024 },
     mediaMaxDailyBytes: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
     mediaUploadExpiryMs: { type: 'integer', minimum: 100, maximum: 365 * 24 * 60 * 60_000 },
+    webRoot: { type: 'string' },
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
     postgresUrl: { type: 'string' },
     redisUrl: { type: 'string' },

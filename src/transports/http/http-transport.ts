@@ -8,6 +8,7 @@ import { CALLS, RET, SynchatError, httpStatusOf, type CallPath } from '../../pro
 import { validateCall, type ChatApi } from '../../service/index.ts';
 import type { SynccheckHandler } from '../longpoll/synccheck.ts';
 import { registerMediaRoutes, type MediaRoutesOptions } from './media-routes.ts';
+import { registerStaticRoutes, type StaticRoutesOptions } from './static-routes.ts';
 
 /** Options of the HTTP transport. */
 export interface HttpTransportOptions {
@@ -21,6 +22,8 @@ export interface HttpTransportOptions {
   requestTimeoutSec?: number;
   /** Media routes (chunk PUT, complete, GET with Range); absent: no media routes. */
   media?: Omit<MediaRoutesOptions, 'api'>;
+  /** The web client (docs/web.md) served at `/`; absent: none. */
+  web?: StaticRoutesOptions;
 }
 
 function bearer(req: FastifyRequest): string | undefined {
@@ -100,6 +103,7 @@ export function buildHttpTransport(opts: HttpTransportOptions): FastifyInstance 
   }
 
   if (opts.media) registerMediaRoutes(app, { api: opts.api, ...opts.media });
+  if (opts.web) registerStaticRoutes(app, opts.web);
 
   app.get('/api/synccheck', (req, reply) => {
     let q: Record<string, any>;
