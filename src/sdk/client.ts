@@ -54,6 +54,11 @@ export interface ClientOptions {
   wire?: WireOptions;
   /** Random source in [0, 1) for jitter (tests). @default Math.random */
   random?: () => number;
+  /**
+   * Where a device with no stored position starts: `true` syncs its whole log from key 0 (contacts, groups and
+   * history, paged), as a chat app wants; `false` starts at the server's head (load tools, bots). @default true
+   */
+  isHistoryFromStart?: boolean;
 }
 
 /** Thrown by `sendMessage` / `sendText` / `resend` when the item ends `failed`; carries the item. */
@@ -253,8 +258,8 @@ export class SynchatClient implements WireHandler {
   }
 
   /**
-   * `POST /api/login`; stores the session. The sync position starts at the server's head (a new device does not
-   * download history), unless the store already holds a position for this user and epoch, which is kept.
+   * `POST /api/login`; stores the session. A device whose store already holds a position for this user and epoch
+   * keeps it; otherwise it starts at key 0 (its whole log) or, with `isHistoryFromStart: false`, at the head.
    */
   async login(username: string, password: string, device: { deviceId?: string; deviceName?: string } = {}): Promise<LoginAnswer> {
     await this.restore();
@@ -269,7 +274,7 @@ export class SynchatClient implements WireHandler {
       username: answer.username,
       displayName: answer.displayName,
       deviceId,
-      syncKey: isSameLog ? old.syncKey : answer.syncKey,
+      syncKey: isSameLog ? old.syncKey : this.#o.isHistoryFromStart === false ? answer.syncKey : 0,
       epoch: answer.epoch,
     };
     this.http.sid = answer.sid;
