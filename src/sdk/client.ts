@@ -7,6 +7,7 @@ import { MSG_TYPE, RET, SynchatError, mergeDelta, type Entry, type Ret } from '.
 import { DEFAULT_BACKOFF, backoffDelay, type BackoffOptions } from './backoff.ts';
 import { Emitter } from './emitter.ts';
 import { HttpClient, type FetchLike } from './http.ts';
+import { MediaClient, type MediaClientOptions } from './media.ts';
 import { MemoryStore, type ClientStore } from './store.ts';
 import type {
   ClientEvents,
@@ -423,6 +424,26 @@ export class SynchatClient implements WireHandler {
   /** `POST /api/revoke`: recalls one of this user's messages (within 120 s). */
   async revoke(msgId: string): Promise<void> {
     await this.call('/api/revoke', { msgId });
+  }
+
+  // ---- media ------------------------------------------------------------------------------------------------
+
+  /**
+   * A {@link MediaClient} bound to this client: `sendImage`, `sendVoice`, `sendFile` upload in parallel chunks
+   * (with progress and resume) and then send through this client's outbox, so the message keeps one
+   * clientMsgId across retries like any other.
+   */
+  media(options: Pick<MediaClientOptions, 'concurrency' | 'chunkSize' | 'attempts'> = {}): MediaClient {
+    return new MediaClient({
+      ...options,
+      baseUrl: this.baseUrl,
+      sid: () => this.sid ?? '',
+      fetch: this.#o.fetch,
+      sendmsg: async (to, type, content, mediaId) => {
+        const item = await this.sendMessage({ to, type, content, mediaId });
+        return { msgId: item.msgId!, seq: item.seq!, createTime: item.createTime!, duplicate: item.duplicate };
+      },
+    });
   }
 
   // ---- outbox -----------------------------------------------------------------------------------------------

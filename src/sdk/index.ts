@@ -19,6 +19,15 @@ export type {
   TransportName,
 } from './types.ts';
 export { MemoryStore, type ClientStore } from './store.ts';
+export {
+  MediaClient,
+  MediaError,
+  type MediaClientOptions,
+  type MediaSendAnswer,
+  type UploadOptions,
+  type UploadProgress,
+  type UploadResult,
+} from './media.ts';
 export { IndexedDbStore, type IndexedDbStoreOptions } from './idb-store.ts';
 export {
   WireConnection,
