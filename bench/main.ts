@@ -11,6 +11,10 @@ const SCENARIOS: Record<string, { describe: string; load: () => Promise<{ run(ar
     describe: 'server memory of N parked synccheck long-polls (spawns its own server)',
     load: () => import('./scenarios/longpoll-memory.ts'),
   },
+  idle: {
+    describe: 'N authenticated idle connections: connect+AUTH rate, server and kernel memory per connection',
+    load: () => import('./scenarios/idle.ts'),
+  },
 };
 
 async function main(): Promise<void> {

@@ -1,0 +1,146 @@
+/**
+ * What every scenario does the same way: start the target and the monitors, register users, fork workers and
+ * connect devices with a progress line, gather the workers' counters, and close everything it started.
+ */
+import { encodeHistogram, mergeHistograms, summarize, type LatencySummary } from './hist.ts';
+import { kernelSlabBytes, TreeMonitor, type UsageSample } from './monitor.ts';
+import { sourceAddresses, WorkerPool, workersFor, type DeviceSpec } from './pool.ts';
+import { withProgress } from './progress.ts';
+import { registerUsers, type SimUser } from './setup.ts';
+import type { Transport } from './sim-conn.ts';
+import { startBaseline, startTarget, type Target } from './target.ts';
+
+/** A running scenario: target, client workers and monitors. */
+export interface Run {
+  target: Target;
+  transport: Transport;
+  serverMon: TreeMonitor;
+  clientMon: TreeMonitor;
+  pool?: WorkerPool;
+  close(): Promise<void>;
+}
+
+/** Starts the target (`kind` baseline → the ws relay) and the server and client monitors. */
+export async function openRun(o: Record<string, string>, kind: 'synchat' | 'baseline', env: Record<string, string> = {}): Promise<Run> {
+  const transport = (kind === 'baseline' ? 'ws' : (o.transport ?? 'tcp')) as Transport;
+  if (!['tcp', 'ws', 'longpoll'].includes(transport)) throw new Error(`--transport must be tcp, ws or longpoll (got ${transport})`);
+  const target = kind === 'baseline' ? await startBaseline() : await startTarget(o, env);
+  const serverMon = new TreeMonitor(() => target.pids()).start();
+  let pool: WorkerPool | undefined;
+  const run: Run = {
+    target,
+    transport,
+    serverMon,
+    clientMon: new TreeMonitor(() => [process.pid, ...(pool?.pids ?? [])]).start(),
+    get pool() {
+      return pool;
+    },
+    set pool(p) {
+      pool = p;
+    },
+    async close() {
+      serverMon.stop();
+      run.clientMon.stop();
+      await run.pool?.close();
+      await target.stop();
+    },
+  };
+  return run;
+}
+
+/** Registers `count` users named `<prefix><i>` with `devices` sessions each, with a progress line. */
+export async function population(run: Run, prefix: string, count: number, devices = 1): Promise<SimUser[]> {
+  let done = 0;
+  const names = Array.from({ length: count }, (_, i) => `${prefix}${i}`);
+  return withProgress('register+login', count, () => ({ done }), () => registerUsers(run.target.endpoint.httpUrl, names, devices, (n) => (done = n)));
+}
+
+/** Forks enough workers for `connections` sockets (or `--client-workers`). */
+export async function startWorkers(run: Run, o: Record<string, string>, connections: number): Promise<WorkerPool> {
+  const count = o['client-workers'] ? Number(o['client-workers']) : workersFor(connections);
+  run.pool = await WorkerPool.start(count, run.transport, run.target.endpoint, sourceAddresses(connections));
+  return run.pool;
+}
+
+/** Result of connecting a set of devices. */
+export interface ConnectResult {
+  connected: number;
+  failed: number;
+  firstError: string;
+  elapsedMs: number;
+  perSecond: number;
+  auth: LatencySummary;
+}
+
+/** Spreads `specs` over the workers (device i → worker i mod W) and connects them, with a progress line. */
+export async function connectDevices(run: Run, specs: DeviceSpec[], concurrencyPerWorker: number, phase = 'connect+AUTH'): Promise<ConnectResult> {
+  const pool = run.pool!;
+  const W = pool.children.length;
+  const counts = new Array<number>(W).fill(0);
+  pool.onProgress = (w, d) => (counts[w - 1] = Number(d.connected ?? d.reconnected ?? 0));
+  const t0 = performance.now();
+  const answers = await withProgress(phase, specs.length, () => ({ done: counts.reduce((a, b) => a + b, 0), text: `server ${run.serverMon.samples.at(-1)?.rssMiB ?? 0} MiB` }), () =>
+    pool.all((i) => ({ cmd: 'connect', conns: specs.filter((_, k) => k % W === i), concurrency: concurrencyPerWorker })),
+  );
+  const elapsedMs = performance.now() - t0;
+  const connected = answers.reduce((a, r) => a + r.connected, 0);
+  return {
+    connected,
+    failed: answers.reduce((a, r) => a + r.failed, 0),
+    firstError: answers.map((r) => r.firstError).find(Boolean) ?? '',
+    elapsedMs: Math.round(elapsedMs),
+    perSecond: Math.round(connected / (elapsedMs / 1000)),
+    auth: summarize(mergeHistograms(answers.map((r) => r.authHist))),
+  };
+}
+
+/** Counters of every worker since the last reset, merged. */
+export interface DeliveryStats {
+  deliveries: number;
+  uniqueDeliveries: number;
+  duplicates: number;
+  echoes: number;
+  latency: LatencySummary;
+  latencyHist: string;
+  bytesIn: number;
+  clientCpuSeconds: number;
+  open: number;
+}
+
+/** Gathers (and with `reset`, zeroes) the workers' delivery counters. */
+export async function deliveryStats(run: Run, reset: boolean): Promise<DeliveryStats> {
+  const answers = await run.pool!.all(() => ({ cmd: 'stats', reset }));
+  const h = mergeHistograms(answers.map((a) => a.recvHist));
+  return {
+    deliveries: answers.reduce((a, r) => a + r.deliveries, 0),
+    uniqueDeliveries: answers.reduce((a, r) => a + r.uniqueDeliveries, 0),
+    duplicates: answers.reduce((a, r) => a + r.dups, 0),
+    echoes: answers.reduce((a, r) => a + r.echoes, 0),
+    latency: summarize(h),
+    latencyHist: encodeHistogram(h),
+    bytesIn: answers.reduce((a, r) => a + r.bytesIn, 0),
+    clientCpuSeconds: answers.reduce((a, r) => a + r.cpuSeconds, 0),
+    open: answers.reduce((a, r) => a + r.open, 0),
+  };
+}
+
+/** Waits `ms`, sampling the monitors. */
+export function settle(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Server and client resource use over the run, for the JSON record. */
+export function usage(run: Run): { server: { peakRssMiB: number; samples: UsageSample[] }; client: { peakRssMiB: number; samples: UsageSample[] } } {
+  return {
+    server: { peakRssMiB: +(run.serverMon.peakRssBytes / 2 ** 20).toFixed(1), samples: run.serverMon.samples },
+    client: { peakRssMiB: +(run.clientMon.peakRssBytes / 2 ** 20).toFixed(1), samples: run.clientMon.samples },
+  };
+}
+
+/** Mean cores used by a monitor's samples between two times (seconds since its start). */
+export function meanCores(samples: readonly UsageSample[], fromT: number, toT: number): number {
+  const s = samples.filter((x) => x.t > fromT && x.t <= toT);
+  return s.length ? +(s.reduce((a, x) => a + x.cpuCores, 0) / s.length).toFixed(2) : 0;
+}
+
+export { kernelSlabBytes };

@@ -1,0 +1,116 @@
+/**
+ * Samples a process tree from /proc: the summed RSS and CPU of a server (its primary and every gateway child),
+ * or of the load tool itself, over time. Also reads the kernel's socket memory (slab) so a per-connection figure
+ * can count the kernel apart from the process.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { cpuSeconds, rssBytes } from './proc.ts';
+
+/** `pid` and all its descendants (via /proc/<pid>/task/<tid>/children). */
+export function processTree(pid: number): number[] {
+  const out: number[] = [];
+  const stack = [pid];
+  while (stack.length) {
+    const p = stack.pop()!;
+    out.push(p);
+    let tasks: string[] = [];
+    try {
+      tasks = readdirSync(`/proc/${p}/task`);
+    } catch {
+      continue; // exited
+    }
+    for (const t of tasks) {
+      try {
+        const kids = readFileSync(`/proc/${p}/task/${t}/children`, 'utf8').trim();
+        if (kids) for (const k of kids.split(/\s+/)) stack.push(Number(k));
+      } catch {
+        // task ended
+      }
+    }
+  }
+  return out;
+}
+
+/** Summed RSS (bytes) and CPU seconds of a set of pids; pids that exited count 0. */
+export function treeUsage(pids: readonly number[]): { rssBytes: number; cpuSeconds: number } {
+  let rss = 0;
+  let cpu = 0;
+  for (const p of pids) {
+    try {
+      rss += rssBytes(p);
+      cpu += cpuSeconds(p);
+    } catch {
+      // gone
+    }
+  }
+  return { rssBytes: rss, cpuSeconds: cpu };
+}
+
+/** Kernel slab memory in bytes (/proc/meminfo Slab): sockets, inodes, epoll items of every open connection. */
+export function kernelSlabBytes(): number {
+  const m = /^Slab:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+/** One sample of a process tree. */
+export interface UsageSample {
+  /** Seconds since the monitor started. */
+  t: number;
+  rssMiB: number;
+  /** CPU used since the previous sample, in cores (1.0 = one core busy). */
+  cpuCores: number;
+  processes: number;
+}
+
+/** Samples a process tree every `intervalMs`; `pids()` is re-read each time so gateways that start later count. */
+export class TreeMonitor {
+  readonly samples: UsageSample[] = [];
+  peakRssBytes = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #t0 = performance.now();
+  #lastCpu = 0;
+  #lastT = 0;
+  #cpu0 = 0;
+
+  constructor(
+    private readonly pids: () => number[],
+    private readonly intervalMs = 500,
+  ) {}
+
+  /** Starts sampling (and takes a first sample). */
+  start(): this {
+    this.#t0 = performance.now();
+    const u = treeUsage(this.pids());
+    this.#cpu0 = this.#lastCpu = u.cpuSeconds;
+    this.#lastT = 0;
+    this.peakRssBytes = u.rssBytes;
+    this.#timer = setInterval(() => this.sample(), this.intervalMs);
+    this.#timer.unref();
+    return this;
+  }
+
+  /** Takes one sample now. */
+  sample(): UsageSample {
+    const pids = this.pids();
+    const u = treeUsage(pids);
+    const t = (performance.now() - this.#t0) / 1000;
+    const dt = Math.max(1e-3, t - this.#lastT);
+    const s = { t: +t.toFixed(2), rssMiB: +(u.rssBytes / 2 ** 20).toFixed(1), cpuCores: +((u.cpuSeconds - this.#lastCpu) / dt).toFixed(3), processes: pids.length };
+    this.#lastCpu = u.cpuSeconds;
+    this.#lastT = t;
+    if (u.rssBytes > this.peakRssBytes) this.peakRssBytes = u.rssBytes;
+    this.samples.push(s);
+    return s;
+  }
+
+  /** CPU seconds used since start. */
+  cpuSecondsSinceStart(): number {
+    return treeUsage(this.pids()).cpuSeconds - this.#cpu0;
+  }
+
+  /** Stops sampling. */
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.sample();
+  }
+}
