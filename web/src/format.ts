@@ -33,12 +33,11 @@ export function initials(name: string): string {
 
 const AVATAR_HUES = [212, 262, 330, 12, 32, 152, 178, 288, 196, 350];
 
-/** A stable avatar colour pair (background, foreground) from a key. */
-export function avatarColor(key: string): { bg: string; fg: string } {
+/** A stable avatar hue from a key (the stylesheet picks lightness per theme). */
+export function avatarHue(key: string): number {
   let h = 0;
   for (const ch of key) h = (h * 31 + ch.codePointAt(0)!) >>> 0;
-  const hue = AVATAR_HUES[h % AVATAR_HUES.length]!;
-  return { bg: `hsl(${hue} 70% 92%)`, fg: `hsl(${hue} 55% 32%)` };
+  return AVATAR_HUES[h % AVATAR_HUES.length]!;
 }
 
 function sameDay(a: Date, b: Date): boolean {

@@ -74,6 +74,7 @@ export class ChatModel {
   readonly #listeners = new Set<() => void>();
   readonly #mediaUrls = new Map<string, Promise<string>>();
   readonly #localMediaUrls = new Map<string, string>();
+  readonly #mediaInfos = new Map<string, Promise<{ size?: number; name?: string; mime?: string }>>();
   readonly #lookups = new Set<string>();
   #isNotifyQueued = false;
   #readTimer: ReturnType<typeof setTimeout> | undefined;
@@ -303,7 +304,9 @@ export class ChatModel {
     const s = this.state;
     let conv = s.conversations[peer];
     if (!conv) {
-      conv = { peer, isGroup: isGroupPeer(peer), lastTime: Date.now(), unread: 0, readUpTo: '', peerReadUpTo: '' };
+      // Contact and group entries carry no time: place the conversation where it happened in the log, after every
+      // message seen so far (Date.now() would sort a whole history replayed on a new device by replay time).
+      conv = { peer, isGroup: isGroupPeer(peer), lastTime: s.logTime ?? 0, unread: 0, readUpTo: '', peerReadUpTo: '' };
       s.conversations[peer] = conv;
     }
     return conv;
@@ -323,6 +326,7 @@ export class ChatModel {
       createTime: e.createTime,
     };
     this.cache.putMessage(stored);
+    this.state.logTime = Math.max(this.state.logTime ?? 0, e.createTime);
     const conv = this.#ensureConversation(peer, e.seq);
     if (!conv.last || compareMsgId(e.msgId, conv.last.msgId) > 0) {
       conv.last = { from: e.from, type: e.type, content: e.content, msgId: e.msgId };
@@ -335,7 +339,11 @@ export class ChatModel {
     }
     const win = this.#windows.get(peer);
     if (win) win.messages = mergeMessages(win.messages, [stored]);
-    if (e.from !== me && e.type !== MSG_TYPE.SYSTEM && compareMsgId(e.msgId, conv.readUpTo || '0') > 0) {
+    if (e.from === me && compareMsgId(e.msgId, conv.readUpTo || '0') > 0) {
+      // Replying means having read what came before: every device folds this the same way.
+      conv.readUpTo = e.msgId;
+      conv.unread = 0;
+    } else if (e.from !== me && e.type !== MSG_TYPE.SYSTEM && compareMsgId(e.msgId, conv.readUpTo || '0') > 0) {
       conv.unread++;
       if (this.activePeer === peer && !document.hidden) this.#scheduleRead();
       // Live messages only: a first sync of old history must not ring.
@@ -531,6 +539,17 @@ export class ChatModel {
       });
       p.catch(() => this.#mediaUrls.delete(key));
       this.#mediaUrls.set(key, p);
+    }
+    return p;
+  }
+
+  /** Size and name of a stored media object (`/api/media/info`), cached. */
+  mediaInfo(mediaId: string): Promise<{ size?: number; name?: string; mime?: string }> {
+    let p = this.#mediaInfos.get(mediaId);
+    if (!p) {
+      p = this.client.call('/api/media/info', { mediaId });
+      p.catch(() => this.#mediaInfos.delete(mediaId));
+      this.#mediaInfos.set(mediaId, p);
     }
     return p;
   }

@@ -4,7 +4,7 @@
 import type { ComponentChildren } from 'preact';
 import { createContext } from 'preact';
 import { useContext, useEffect, useRef, useState } from 'preact/hooks';
-import { avatarColor, initials } from '../format.ts';
+import { avatarHue, initials } from '../format.ts';
 import type { ChatModel } from '../model.ts';
 
 /** The model, provided once at the root. */
@@ -20,10 +20,9 @@ export function useModel(): ChatModel {
 
 /** A round avatar with initials in a colour derived from `id`. */
 export function Avatar(props: { id: string; name: string; size?: number; isGroup?: boolean }) {
-  const { bg, fg } = avatarColor(props.id);
   const size = props.size ?? 40;
   return (
-    <span class={`avatar${props.isGroup ? ' avatar-group' : ''}`} aria-hidden="true" style={{ background: bg, color: fg, width: `${size}px`, height: `${size}px`, fontSize: `${Math.round(size * 0.38)}px` }}>
+    <span class={`avatar${props.isGroup ? ' avatar-group' : ''}`} aria-hidden="true" style={{ '--hue': avatarHue(props.id), width: `${size}px`, height: `${size}px`, fontSize: `${Math.round(size * 0.38)}px` }}>
       {props.isGroup ? <Icon name="group" size={Math.round(size * 0.5)} /> : initials(props.name)}
     </span>
   );

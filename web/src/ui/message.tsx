@@ -121,6 +121,18 @@ function FileContent(props: { m: ViewMessage }) {
     }
   }
   const uploading = m.status === 'sending' && m.progress !== undefined && m.progress < 1;
+  const [size, setSize] = useState<number | undefined>(m.fileSize);
+  useEffect(() => {
+    if (size !== undefined || !m.mediaId) return;
+    let isLive = true;
+    model.mediaInfo(m.mediaId).then(
+      (info) => isLive && typeof info.size === 'number' && setSize(info.size),
+      () => {},
+    );
+    return () => {
+      isLive = false;
+    };
+  }, [m.mediaId]);
   return (
     <div class="file-card" data-testid="message-file">
       <span class="file-icon">
@@ -129,7 +141,7 @@ function FileContent(props: { m: ViewMessage }) {
       <span class="file-main">
         <span class="file-name">{m.content || m.fileName || 'File'}</span>
         <span class="file-meta">
-          {uploading ? `Uploading… ${Math.round((m.progress ?? 0) * 100)}%` : m.fileSize ? formatBytes(m.fileSize) : 'File'}
+          {uploading ? `Uploading… ${Math.round((m.progress ?? 0) * 100)}%` : size !== undefined ? formatBytes(size) : 'File'}
         </span>
         {uploading && (
           <span class="bar">
@@ -214,7 +226,7 @@ export function MessageItem(props: { m: ViewMessage; isGroup: boolean; isFirstOf
   return (
     <div class={`message-row ${isMine ? 'mine' : 'theirs'}${props.isFirstOfRun ? ' first' : ''}`} {...common}>
       {!isMine && props.isGroup && (props.isFirstOfRun ? <Avatar id={m.from} name={model.nameOf(m.from)} size={30} /> : <span class="avatar-spacer" />)}
-      <div class={`bubble ${kindClass}`}>
+      <div class={`bubble ${kindClass}${m.type === MSG_TYPE.IMAGE && m.content ? ' has-caption' : ''}`} tabIndex={0}>
         {!isMine && props.isGroup && props.isFirstOfRun && <div class="sender">{model.nameOf(m.from)}</div>}
         {m.type === MSG_TYPE.IMAGE ? (
           <>

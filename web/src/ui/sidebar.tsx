@@ -112,7 +112,7 @@ function ConversationList(props: { filter: string; onEmpty: () => void }) {
               <span class="conversation-main">
                 <span class="conversation-top">
                   <span class="conversation-title">{title}</span>
-                  <time class="conversation-time">{shortTime(c.lastTime)}</time>
+                  {last && <time class="conversation-time">{shortTime(c.lastTime)}</time>}
                 </span>
                 <span class="conversation-bottom">
                   <span class={`conversation-preview${last?.recalled ? ' recalled' : ''}`}>{preview}</span>
