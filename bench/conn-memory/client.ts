@@ -16,6 +16,8 @@ export interface ClientJob {
   tcpPort: number;
   httpPort: number;
   sids: string[];
+  /** The key each sid's device holds (same order), sent in AUTH so the server can PUSH; none: NOTIFY only. */
+  keys?: number[];
   count: number;
   /** Source addresses (127.0.0.x) to spread connections over: one address has ~28k ports per destination. */
   sources: string[];
@@ -23,6 +25,8 @@ export interface ClientJob {
   concurrency: number;
   /** Offset of this process's first connection, to spread sids and sources across processes. */
   offset: number;
+  /** Stop reading after AUTH_OK: a slow reader that never reads what the server sends. */
+  isSlowReader?: boolean;
 }
 
 /** What it reports. */
@@ -61,11 +65,12 @@ function settle(isOk: boolean, err?: string): void {
 
 function openTcp(i: number): void {
   const sid = job.sids[i % job.sids.length]!;
+  const auth = job.keys ? { sid, syncKey: job.keys[i % job.sids.length]! } : { sid };
   const socket = connect({ host: job.host, port: job.tcpPort, localAddress: job.sources[i % job.sources.length]! });
   let buf = Buffer.alloc(0);
   let isDone = false;
   socket.setNoDelay(true);
-  socket.once('connect', () => socket.write(encodePacket(OP.AUTH, 1, { sid })));
+  socket.once('connect', () => socket.write(encodePacket(OP.AUTH, 1, auth)));
   socket.on('data', (chunk) => {
     if (isDone) return;
     buf = Buffer.concat([buf, chunk]);
@@ -73,6 +78,7 @@ function openTcp(i: number): void {
     if (op < 0) return;
     isDone = true;
     buf = Buffer.alloc(0);
+    if (job.isSlowReader) socket.pause();
     settle(op === OP.AUTH_OK, `op ${op}`);
   });
   socket.on('error', (err) => {
@@ -86,12 +92,14 @@ function openTcp(i: number): void {
 
 function openWs(i: number): void {
   const sid = job.sids[i % job.sids.length]!;
+  const auth = job.keys ? { sid, syncKey: job.keys[i % job.sids.length]! } : { sid };
   const ws = new WebSocket(`ws://${job.host}:${job.httpPort}/ws`, { localAddress: job.sources[i % job.sources.length]!, perMessageDeflate: false });
   let isDone = false;
-  ws.once('open', () => ws.send(encodePacket(OP.AUTH, 1, { sid })));
+  ws.once('open', () => ws.send(encodePacket(OP.AUTH, 1, auth)));
   ws.on('message', (data: Buffer) => {
     if (isDone) return;
     isDone = true;
+    if (job.isSlowReader) ws.pause();
     settle(firstOp(data) === OP.AUTH_OK, `op ${firstOp(data)}`);
   });
   ws.on('error', (err) => {

@@ -6,6 +6,11 @@
  *
  *   npx tsx bench/scenarios/conn-memory.ts --transport tcp|ws --conns 10000 [--gateways G] [--clients C]
  *        [--users 200] [--sources 8] [--hold 5] [--json FILE]
+ *   npx tsx bench/scenarios/conn-memory.ts --transport tcp --conns 1000 --slow-readers true [--rounds 60]
+ *
+ * With `--slow-readers true` every connection stops reading after AUTH_OK while another user chats with their
+ * users (`--rounds` rounds of one 15 KiB message to each user): the gateways' memory is sampled 8 times
+ * and must level off (bounded outbound buffers) instead of growing with the chat.
  *
  * One process may hold 20,000 files here: a gateway takes at most ~17,000 connections (so 50k needs 3), a client
  * process at most 12,500. Bounded: every child is killed by PID at the end or after 15 minutes.
@@ -19,7 +24,7 @@ import type { ClientJob, ClientReport } from '../conn-memory/client.ts';
 import { Inspector, type InspectedMemory } from '../conn-memory/inspector.ts';
 import { call, parseArgs } from '../lib/proc.ts';
 
-const DEFAULTS = { transport: 'tcp', conns: '10000', gateways: '', clients: '', users: '200', sources: '8', hold: '5', json: '' };
+const DEFAULTS = { transport: 'tcp', conns: '10000', gateways: '', clients: '', users: '200', sources: '8', hold: '5', json: '', 'slow-readers': 'false', rounds: '60' };
 const MAX_PER_GATEWAY = 17_000;
 const MAX_PER_CLIENT = 12_500;
 const WATCHDOG_MS = 15 * 60_000;
@@ -87,12 +92,15 @@ export async function run(argv: string[]): Promise<void> {
   const children: ChildProcess[] = [];
   const inspectors: Inspector[] = [];
   let server: ChildProcess | undefined;
-  const watchdog = setTimeout(() => {
-    console.error('conn-memory: watchdog: 15 minutes passed; killing children');
+  const abort = (why: string) => {
+    console.error(`conn-memory: ${why}; killing children`);
     for (const c of children) c.kill('SIGKILL');
-    server?.kill('SIGKILL');
+    server?.kill('SIGTERM');
     process.exit(1);
-  }, WATCHDOG_MS);
+  };
+  const watchdog = setTimeout(() => abort('watchdog: 15 minutes passed'), WATCHDOG_MS);
+  process.once('SIGINT', () => abort('interrupted'));
+  process.once('SIGTERM', () => abort('terminated'));
 
   try {
     server = spawn(process.execPath, ['--import', 'tsx', `--inspect=127.0.0.1:${inspectBase}`, 'src/server/main.ts'], {
@@ -130,6 +138,12 @@ export async function run(argv: string[]): Promise<void> {
     const primary = await Inspector.open(inspectBase);
     inspectors.push(primary);
 
+    const isSlow = o['slow-readers'] === 'true';
+    let chatter = '';
+    if (isSlow) {
+      await call(url, '/api/register', { username: 'cm_chatter', password: 'bench-password', displayName: 'chatter' });
+      chatter = (await call(url, '/api/login', { username: 'cm_chatter', password: 'bench-password', deviceId: 'bench' })).sid;
+    }
     const sids: string[] = [];
     for (let u = 0; u < users; u++) {
       const username = `cm_${u}`;
@@ -137,8 +151,14 @@ export async function run(argv: string[]): Promise<void> {
       const r = await call(url, '/api/login', { username, password: 'bench-password', deviceId: 'bench' });
       if (r.ret !== 0) throw new Error(`login failed: ${JSON.stringify(r)}`);
       sids.push(r.sid);
+      if (isSlow) {
+        await call(url, '/api/contacts/request', { username }, chatter);
+        await call(url, '/api/contacts/accept', { username: 'cm_chatter' }, r.sid);
+      }
     }
 
+    // Slow readers AUTH with their device's key (the head), so the server pushes to them instead of notifying once.
+    const keys = isSlow ? await Promise.all(sids.map(async (sid) => (await call(url, '/api/synccheck?syncKey=0&timeout=0', undefined, sid, 'GET')).syncKey as number)) : undefined;
     await sleep(2000);
     const gw = inspectors.slice(0, gateways);
     const before = await sampleGateways(gw);
@@ -155,10 +175,12 @@ export async function run(argv: string[]): Promise<void> {
           tcpPort,
           httpPort,
           sids,
+          keys,
           count: Math.min(per, conns - c * per),
           sources,
           concurrency: 256,
           offset: c * per,
+          isSlowReader: isSlow,
         };
         const child = fork('bench/conn-memory/client.ts', [JSON.stringify(job)], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
         children.push(child);
@@ -171,6 +193,39 @@ export async function run(argv: string[]): Promise<void> {
     const ok = reports.reduce((s, r) => s + r.ok, 0);
     const failed = reports.reduce((s, r) => s + r.failed, 0);
     const connectMs = Math.max(...reports.map((r) => r.elapsedMs));
+
+    const chat: Record<string, number>[] = [];
+    if (isSlow) {
+      const content = 'x'.repeat(15 * 1024);
+      const rounds = Number(o.rounds);
+      const sampleChat = async (round: number) => {
+        const s = await sampleGateways(gw);
+        const sum = (f: keyof InspectedMemory) => s.reduce((t, g) => t + (g.mem[f] as number), 0);
+        chat.push({
+          round,
+          sentMiBPerConn: +((round * 15) / 1024).toFixed(2),
+          gatewaysRssMiB: mib(sum('rss')),
+          gatewaysHeapMiB: mib(sum('heapUsed')),
+          gatewaysBuffersMiB: mib(sum('arrayBuffers')),
+          kernelTcpBuffersMiB: mib(sockstatTcpBytes()),
+        });
+        console.log(JSON.stringify(chat.at(-1)));
+      };
+      await sampleChat(0);
+      for (let round = 1; round <= rounds; round++) {
+        for (let u = 0; u < users; u += 50) {
+          await Promise.all(
+            Array.from({ length: Math.min(50, users - u) }, (_, j) =>
+              call(url, '/api/sendmsg', { clientMsgId: `r${round}u${u + j}`, to: `cm_${u + j}`, type: 1, content }, chatter),
+            ),
+          );
+        }
+        if (round % Math.max(1, Math.round(rounds / 8)) === 0 || round === rounds) {
+          await sleep(1000);
+          await sampleChat(round);
+        }
+      }
+    }
 
     await sleep(Number(o.hold) * 1000);
     const after = await sampleGateways(gw);
@@ -216,6 +271,7 @@ export async function run(argv: string[]): Promise<void> {
       kernelSlabBytesPerSocket: slab0 !== undefined && slab1 !== undefined ? Math.round((slab1 - slab0) / (2 * ok)) : null,
       kernelTcpBufferBytesPerSocket: Math.round((sock1 - sock0) / (2 * ok)),
       perGateway: rows,
+      ...(isSlow ? { slowReaderChat: chat } : {}),
     };
     console.table(rows);
     const { perGateway: _rows, ...summary } = result;
