@@ -15,6 +15,14 @@ const SCENARIOS: Record<string, { describe: string; load: () => Promise<{ run(ar
     describe: 'N authenticated idle connections: connect+AUTH rate, server and kernel memory per connection',
     load: () => import('./scenarios/idle.ts'),
   },
+  direct: {
+    describe: 'P pairs chatting at a stepped open-loop rate: max sustainable durable msgs/s, p99 at half of it',
+    load: () => import('./scenarios/direct.ts'),
+  },
+  group: {
+    describe: 'groups of 50 and 500 members: max group deliveries/s at p99 ≤ limit',
+    load: () => import('./scenarios/group.ts'),
+  },
 };
 
 async function main(): Promise<void> {

@@ -26,6 +26,8 @@ let uniqueDeliveries = 0;
 let dups = 0;
 let echoes = 0;
 const seen = new Map<number, Set<number>>();
+/** clientMsgIds are `workerIndex·10^10 + n`: unique over the whole run, so no send is ever a retry. */
+let msgCounter = 0;
 
 function onMsg(conn: SimConn, e: MsgEntry): void {
   if (e.from === conn.username) {
@@ -93,12 +95,12 @@ async function sendLoad(cmd: Extract<WorkerCommand, { cmd: 'send' }>): Promise<u
   let skipped = 0;
   let firstError = '';
   let outstanding = 0;
-  const plan = cmd.plan.filter((p) => conns.get(p.connId)?.isOpen);
-  if (plan.length === 0) return { sent: 0, acked: 0, errors: 0, skipped: 0, firstError: 'no open sender', ackHist: encodeHistogram(ackHist) };
+  const ackedPerPlan = new Array<number>(cmd.plan.length).fill(0);
+  const plan = cmd.plan.map((p, index) => ({ ...p, index })).filter((p) => conns.get(p.connId)?.isOpen);
+  if (plan.length === 0) return { sent: 0, acked: 0, errors: 0, skipped: 0, firstError: 'no open sender', ackHist: encodeHistogram(ackHist), ackedPerPlan };
   const rate = cmd.ratePerSec;
   const t0Wall = wallMs();
   const t0 = performance.now();
-  let counter = 0;
   await new Promise<void>((resolve) => {
     const timer = setInterval(() => {
       const elapsed = performance.now() - t0;
@@ -112,13 +114,14 @@ async function sendLoad(cmd: Extract<WorkerCommand, { cmd: 'send' }>): Promise<u
         }
         const p = plan[i % plan.length]!;
         const conn = conns.get(p.connId)!;
-        const clientMsgId = String(workerIndex * 1e10 + ++counter);
+        const clientMsgId = String(workerIndex * 1e10 + ++msgCounter);
         outstanding++;
         conn
           .send({ clientMsgId, to: p.to, type: 1, content: `${intended.toFixed(3)} ${pad}` })
           .then((r) => {
             if (r.ret === 0) {
               acked++;
+              ackedPerPlan[p.index]!++;
               recordMs(ackHist, wallMs() - intended);
             } else {
               errors++;
@@ -139,7 +142,34 @@ async function sendLoad(cmd: Extract<WorkerCommand, { cmd: 'send' }>): Promise<u
   });
   const drainUntil = performance.now() + 15_000;
   while (outstanding > 0 && performance.now() < drainUntil) await new Promise((r) => setTimeout(r, 20));
-  return { sent: issued - skipped, acked, errors, skipped, unanswered: outstanding, firstError, elapsedMs: performance.now() - t0, ackHist: encodeHistogram(ackHist) };
+  return { sent: issued - skipped, acked, errors, skipped, unanswered: outstanding, firstError, elapsedMs: performance.now() - t0, ackHist: encodeHistogram(ackHist), ackedPerPlan };
+}
+
+async function burst(cmd: Extract<WorkerCommand, { cmd: 'burst' }>): Promise<unknown> {
+  // Closed loop: `window` sends in flight until `count` are answered (fills a log as fast as the server takes it).
+  const conn = conns.get(cmd.connId);
+  if (!conn) throw new Error(`no device ${cmd.connId} in this worker`);
+  let next = 0;
+  let acked = 0;
+  let errors = 0;
+  let firstError = '';
+  const t0 = performance.now();
+  const tick = setInterval(() => progress({ acked }), 500);
+  await Promise.all(
+    Array.from({ length: cmd.window }, async () => {
+      while (next < cmd.count) {
+        const n = next++;
+        const r = await conn.send({ clientMsgId: String(workerIndex * 1e10 + 5e9 + n), to: cmd.to, type: 1, content: `0 catch-up entry ${n}` }).catch((e: Error) => ({ ret: -1, errMsg: e.message }));
+        if (r.ret === 0) acked++;
+        else {
+          errors++;
+          firstError ||= `ret ${r.ret} ${r.errMsg ?? ''}`;
+        }
+      }
+    }),
+  );
+  clearInterval(tick);
+  return { acked, errors, firstError, elapsedMs: performance.now() - t0 };
 }
 
 async function reconnectAll(cmd: Extract<WorkerCommand, { cmd: 'reconnect' }>): Promise<unknown> {
@@ -206,6 +236,8 @@ async function handle(m: WorkerCommand): Promise<unknown> {
       return { dropped: conns.size };
     case 'reconnect':
       return reconnectAll(m);
+    case 'burst':
+      return burst(m);
     case 'close':
       for (const c of conns.values()) c.destroy();
       setTimeout(() => process.exit(0), 50);

@@ -29,6 +29,7 @@ export type WorkerCommand =
   | { cmd: 'heads' }
   | { cmd: 'drop' }
   | { cmd: 'reconnect'; concurrency: number; timeoutMs: number }
+  | { cmd: 'burst'; connId: number; to: string; count: number; window: number }
   | { cmd: 'close' };
 
 /** Source addresses for `connections` client sockets: 127.0.0.2 … */
