@@ -50,10 +50,12 @@ describe('web client: contacts, chat, devices', () => {
     // Bob gets it without a reload, with an unread badge, then reads it: Alice sees "read".
     const bobItem = bob.page.locator('[data-testid="conversation-item"][data-peer="alice"]');
     await bobItem.getByTestId('unread-count').getByText('1').waitFor();
+    assert.equal(await bob.page.title(), '(1) Synchat');
     await openChat(bob.page, 'alice');
     await messages(bob.page, 'Hello Bob').and(bob.page.locator('[data-from="alice"]')).waitFor();
     await mine.and(alice.page.locator('[data-status="read"]')).waitFor();
     await bobItem.getByTestId('unread-count').waitFor({ state: 'detached' });
+    await bob.page.waitForFunction(() => document.title === 'Synchat');
 
     // HTML in a message is shown as text, never interpreted.
     await sendText(bob.page, '<img src=x onerror="window.__pwned=1"><b>bold?</b>');
