@@ -23,6 +23,18 @@ const SCENARIOS: Record<string, { describe: string; load: () => Promise<{ run(ar
     describe: 'groups of 50 and 500 members: max group deliveries/s at p99 ≤ limit',
     load: () => import('./scenarios/group.ts'),
   },
+  storm: {
+    describe: 'N clients dropped at once reconnect and resync: time until all are current, peak memory',
+    load: () => import('./scenarios/storm.ts'),
+  },
+  catchup: {
+    describe: 'a device offline while 100k entries arrive: time and bytes to resync',
+    load: () => import('./scenarios/catchup.ts'),
+  },
+  mixed: {
+    describe: 'a realistic day compressed: 1% of users sending per minute, 30% of 1.6 devices/user online, groups',
+    load: () => import('./scenarios/mixed.ts'),
+  },
 };
 
 async function main(): Promise<void> {
