@@ -1,0 +1,90 @@
+// The capacity model's arithmetic (bench/lib/capacity-model.ts) against cases computed by hand in the comments.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { fitCpu, plan, type Costs } from '../../bench/lib/capacity-model.ts';
+
+const COSTS: Costs = {
+  bytesPerConn: 6000,
+  kernelBytesPerSocket: 4000,
+  baseBytes: 100 * 2 ** 20,
+  cpuPerSend: 0.01,
+  cpuPerAppend: 0.001,
+  cpuPerDelivery: 0.002,
+  bytesPerDelivery: 200,
+  maxAppendsPerSecPerWriter: 1000,
+  sources: {},
+};
+const NODE = { cores: 2, memBytes: 2 ** 30, utilisation: 0.5 };
+const WORKLOAD = { users: 1000, online: 0.5, devices: 2, msgsPerUserDay: 86.4, peak: 2, groupShare: 0.5, groupSize: 10, heartbeatSec: 20 };
+
+test('computes connections, rates, cores, memory, storage and bandwidth for a hand-computed workload', () => {
+  const p = plan(WORKLOAD, COSTS, NODE);
+  // 1000 users × 2 devices × 0.5 online
+  assert.equal(p.connections, 1000);
+  // 1000 × 86.4 / 86400 = 1 msg/s average, × 2 at peak
+  assert.equal(p.msgsPerSecPeak, 2);
+  // appends per message 0.5 × 2 + 0.5 × 10 = 6 → 12/s
+  assert.equal(p.appendsPerSec, 12);
+  // deliveries per message: 0.5 × (2 × 0.5) + 0.5 × 9 × (2 × 0.5) + (1 + 1 × 0.5) = 0.5 + 4.5 + 1.5 = 6.5 → 13/s
+  assert.equal(p.deliveriesPerSec, 13);
+  // busy cores 2 × 0.01 + 12 × 0.001 + 13 × 0.002 = 0.058; at 50 % utilisation 0.116
+  assert.ok(Math.abs(p.cores - 0.116) < 1e-12);
+  assert.equal(p.nodesByCpu, 1);
+  // memory: 1000 × 10,000 B + 1 node × 100 MiB
+  assert.equal(p.memBytes, 1e7 + 100 * 2 ** 20);
+  assert.equal(p.nodesByMemory, 1);
+  assert.equal(p.nodes, 1);
+  // rows: 12 appends + 2 message rows; 12 ≤ 1000 × 0.5 so one writer suffices
+  assert.equal(p.storageWritesPerSec, 14);
+  assert.equal(p.isSingleWriterEnough, true);
+  assert.equal(p.busPublishesPerSec, 12);
+  // (13 × 200 B + 1000 / 20 heartbeats × 32 B) × 8 = 33,600 bit/s
+  assert.equal(p.bandwidthBitsPerSec, 33_600);
+});
+
+test('scales to a thousand times the users and names the resource that needs more nodes', () => {
+  const p = plan({ ...WORKLOAD, users: 1_000_000 }, COSTS, NODE);
+  assert.equal(p.connections, 1_000_000);
+  // busy cores 58 → 116 planned → ⌈116 / 2⌉ = 58 nodes by CPU
+  assert.equal(p.nodesByCpu, 58);
+  // 1e10 B of connections ÷ (1 GiB × 0.5 − 100 MiB = 432,013,312 B) → ⌈23.15⌉ = 24 nodes by memory
+  assert.equal(p.nodesByMemory, 24);
+  assert.equal(p.nodes, 58);
+  assert.equal(p.binding, 'cpu');
+  assert.equal(p.memBytes, 1e10 + 58 * 100 * 2 ** 20);
+  // 12,000 appends/s > 1000 × 0.5: one SQLite writer is not enough
+  assert.equal(p.isSingleWriterEnough, false);
+});
+
+test('shows a formula for every figure it prints', () => {
+  const p = plan(WORKLOAD, COSTS, NODE);
+  assert.ok(p.steps.length >= 10);
+  for (const s of p.steps) assert.match(s.formula, /[=×÷+]/, `${s.what} has no arithmetic`);
+});
+
+test('recovers the per-send, per-append and per-delivery CPU from exact load steps', () => {
+  const truth = { cpuPerSend: 2e-5, cpuPerAppend: 5e-6, cpuPerDelivery: 8e-6 };
+  const steps = [
+    [1000, 2000, 2000],
+    [3000, 6000, 6000],
+    [50, 25_000, 24_950],
+    [200, 100_000, 99_800],
+    [400, 20_000, 19_600],
+  ].map(([m, a, d]) => ({ msgsPerSec: m!, appendsPerSec: a!, deliveriesPerSec: d!, cores: m! * truth.cpuPerSend + a! * truth.cpuPerAppend + d! * truth.cpuPerDelivery }));
+  const fit = fitCpu(steps);
+  for (const k of Object.keys(truth) as (keyof typeof truth)[]) assert.ok(Math.abs(fit[k] - truth[k]) / truth[k] < 1e-6, `${k}: ${fit[k]} vs ${truth[k]}`);
+});
+
+test('never fits a negative cost: a coefficient the data pushes below zero is dropped and the rest refitted', () => {
+  // Exact data for cores = 0.01·msgs − 0.001·appends + 0.002·deliveries: an unconstrained fit returns −0.001.
+  const steps = [
+    [100, 100, 100],
+    [100, 300, 200],
+    [200, 300, 150],
+    [300, 900, 400],
+    [50, 400, 500],
+  ].map(([m, a, d]) => ({ msgsPerSec: m!, appendsPerSec: a!, deliveriesPerSec: d!, cores: 0.01 * m! - 0.001 * a! + 0.002 * d! }));
+  const fit = fitCpu(steps);
+  assert.equal(fit.cpuPerAppend, 0);
+  assert.ok(fit.cpuPerSend > 0 && fit.cpuPerDelivery > 0);
+});
