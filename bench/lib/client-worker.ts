@@ -104,7 +104,8 @@ async function sendLoad(cmd: Extract<WorkerCommand, { cmd: 'send' }>): Promise<u
   await new Promise<void>((resolve) => {
     const timer = setInterval(() => {
       const elapsed = performance.now() - t0;
-      const due = Math.min(Math.floor((Math.min(elapsed, cmd.durationMs) * rate) / 1000), Math.floor((cmd.durationMs * rate) / 1000));
+      // Message i is due at i / rate (the first at once): latency counts from that intended time.
+      const due = Math.min(Math.floor((elapsed * rate) / 1000) + 1, Math.floor((cmd.durationMs * rate) / 1000));
       while (issued < due) {
         const i = issued++;
         const intended = t0Wall + (i * 1000) / rate;

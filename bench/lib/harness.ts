@@ -20,6 +20,17 @@ export interface Run {
   close(): Promise<void>;
 }
 
+const openRuns = new Set<Run>();
+let isStopping = false;
+for (const sig of ['SIGINT', 'SIGTERM'] as const)
+  process.on(sig, () => {
+    // Ctrl-C or a timeout: stop the servers and workers this run started (only those), then exit.
+    if (isStopping) process.exit(130);
+    isStopping = true;
+    process.stderr.write(`\n${sig}: stopping the servers and workers this run started…\n`);
+    void Promise.allSettled([...openRuns].map((r) => r.close())).then(() => process.exit(130));
+  });
+
 /** Starts the target (`kind` baseline → the ws relay) and the server and client monitors. */
 export async function openRun(o: Record<string, string>, kind: 'synchat' | 'baseline', env: Record<string, string> = {}): Promise<Run> {
   const transport = (kind === 'baseline' ? 'ws' : (o.transport ?? 'tcp')) as Transport;
@@ -39,12 +50,14 @@ export async function openRun(o: Record<string, string>, kind: 'synchat' | 'base
       pool = p;
     },
     async close() {
+      openRuns.delete(run);
       serverMon.stop();
       run.clientMon.stop();
       await run.pool?.close();
       await target.stop();
     },
   };
+  openRuns.add(run);
   return run;
 }
 

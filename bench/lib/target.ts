@@ -2,7 +2,7 @@
  * The server a run drives: a Synchat server the bench starts itself (spawnServer; in cluster mode on fixed ports
  * with SYNCHAT_WORKERS gateway processes), the minimal `ws` relay baseline (bench/baseline/ws-relay.ts), or a
  * running server given by `--url` (its endpoints read from `/api/gateways`; `--server-pid` lets the bench sample
- * its memory and CPU).
+ * its memory and CPU). `--cpu-prof DIR` profiles the server's processes (V8 .cpuprofile files, written at exit).
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -104,5 +104,7 @@ export async function useUrl(url: string, serverPid?: number): Promise<Target> {
 /** Starts what the options ask for: `--url` (a running server), else Synchat with `--server-workers`. */
 export async function startTarget(o: Record<string, string>, env: Record<string, string> = {}): Promise<Target> {
   if (o.url) return useUrl(o.url, o['server-pid'] ? Number(o['server-pid']) : undefined);
-  return startSynchat(Number(o['server-workers'] ?? 2), env);
+  // `--cpu-prof DIR`: every server process (primary and gateways) writes a V8 CPU profile there when it exits.
+  const prof: Record<string, string> = o['cpu-prof'] ? { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${o['cpu-prof']}`.trim() } : {};
+  return startSynchat(Number(o['server-workers'] ?? 2), { ...env, ...prof });
 }

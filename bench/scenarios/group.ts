@@ -4,7 +4,7 @@
  * `--p99-limit` ms or a delivery is lost. Figures are deliveries/s (messages × other members' devices).
  * Groups are created by a hub user who befriends every member first (members must be the creator's contacts).
  *
- *   npm run bench -- group [--sizes 50,500] [--senders 10] [--transport tcp|ws|longpoll] [--start-deliveries 10000]
+ *   npm run bench -- group [--sizes 50,500] [--senders 10] [--transport tcp|ws|longpoll] [--start-deliveries 5000]
  *                          [--factor 1.5] [--max-deliveries 400000] [--step-seconds 5] [--p99-limit 200]
  *                          [--server-workers 2] [--baseline true] [--json FILE]
  */
@@ -16,7 +16,7 @@ import { stepUp, type PlanItem } from '../lib/steps.ts';
 import { withProgress } from '../lib/progress.ts';
 import type { DeviceSpec } from '../lib/pool.ts';
 
-const DEFAULTS = { sizes: '50,500', senders: '10', transport: 'tcp', 'start-deliveries': '10000', factor: '1.5', 'max-deliveries': '400000', 'step-seconds': '5', 'p99-limit': '200', 'content-bytes': '64', 'server-workers': '2', baseline: 'true', json: '' };
+const DEFAULTS = { sizes: '50,500', senders: '10', transport: 'tcp', 'start-deliveries': '5000', factor: '1.5', 'max-deliveries': '400000', 'step-seconds': '5', 'p99-limit': '200', 'content-bytes': '64', 'server-workers': '2', baseline: 'true', json: '' };
 
 async function measure(o: Record<string, string>, kind: 'synchat' | 'baseline', size: number): Promise<Record<string, unknown>> {
   const run = await openRun(o, kind);
