@@ -150,10 +150,10 @@ export function usage(run: Run): { server: { peakRssMiB: number; samples: UsageS
   };
 }
 
-/** Mean cores used by a monitor's samples between two times (seconds since its start). */
-export function meanCores(samples: readonly UsageSample[], fromT: number, toT: number): number {
+/** Mean cores used by a monitor's samples between two times (seconds since its start); `hottest`: of the busiest process. */
+export function meanCores(samples: readonly UsageSample[], fromT: number, toT: number, field: 'cpuCores' | 'hottestCores' = 'cpuCores'): number {
   const s = samples.filter((x) => x.t > fromT && x.t <= toT);
-  return s.length ? +(s.reduce((a, x) => a + x.cpuCores, 0) / s.length).toFixed(2) : 0;
+  return s.length ? +(s.reduce((a, x) => a + x[field], 0) / s.length).toFixed(2) : 0;
 }
 
 export { kernelSlabBytes };

@@ -59,6 +59,8 @@ export interface UsageSample {
   rssMiB: number;
   /** CPU used since the previous sample, in cores (1.0 = one core busy). */
   cpuCores: number;
+  /** The busiest single process's share (1.0 = a process is saturated: Node runs JavaScript on one core). */
+  hottestCores: number;
   processes: number;
 }
 
@@ -71,6 +73,7 @@ export class TreeMonitor {
   #lastCpu = 0;
   #lastT = 0;
   #cpu0 = 0;
+  #perPid = new Map<number, number>();
 
   constructor(
     private readonly pids: () => number[],
@@ -95,7 +98,22 @@ export class TreeMonitor {
     const u = treeUsage(pids);
     const t = (performance.now() - this.#t0) / 1000;
     const dt = Math.max(1e-3, t - this.#lastT);
-    const s = { t: +t.toFixed(2), rssMiB: +(u.rssBytes / 2 ** 20).toFixed(1), cpuCores: +((u.cpuSeconds - this.#lastCpu) / dt).toFixed(3), processes: pids.length };
+    let hottest = 0;
+    const perPid = new Map<number, number>();
+    for (const p of pids) {
+      const c = treeUsage([p]).cpuSeconds;
+      perPid.set(p, c);
+      const prev = this.#perPid.get(p);
+      if (prev !== undefined) hottest = Math.max(hottest, (c - prev) / dt);
+    }
+    this.#perPid = perPid;
+    const s = {
+      t: +t.toFixed(2),
+      rssMiB: +(u.rssBytes / 2 ** 20).toFixed(1),
+      cpuCores: +((u.cpuSeconds - this.#lastCpu) / dt).toFixed(3),
+      hottestCores: +hottest.toFixed(3),
+      processes: pids.length,
+    };
     this.#lastCpu = u.cpuSeconds;
     this.#lastT = t;
     if (u.rssBytes > this.peakRssBytes) this.peakRssBytes = u.rssBytes;

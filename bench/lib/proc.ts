@@ -19,11 +19,11 @@ export interface ServerProcess {
 }
 
 /** Starts `src/server/main.ts` with the given SYNCHAT_* settings; resolves when it answers /api/gateways. */
-export async function spawnServer(env: Record<string, string>, opts: { httpPort?: number; tcpPort?: number } = {}): Promise<ServerProcess> {
+export async function spawnServer(env: Record<string, string>, opts: { httpPort?: number; tcpPort?: number; execArgv?: string[] } = {}): Promise<ServerProcess> {
   const dataDir = mkdtempSync(join(tmpdir(), 'synchat-bench-'));
   const httpPort = opts.httpPort ?? 20000 + Math.floor(Math.random() * 20000);
   const tcpPort = opts.tcpPort ?? httpPort + 1;
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server/main.ts'], {
+  const child = spawn(process.execPath, [...(opts.execArgv ?? []), '--import', 'tsx', 'src/server/main.ts'], {
     env: {
       ...process.env,
       SYNCHAT_HTTP_PORT: String(httpPort),

@@ -31,6 +31,8 @@ export interface StepResult {
   latency: LatencySummary;
   ackLatency: LatencySummary;
   serverCores: number;
+  /** Mean cores of the busiest server process (near 1.0: that process is the bottleneck). */
+  serverHottestProcessCores: number;
   clientCores: number;
   serverRssMiB: number;
   passed: boolean;
@@ -102,6 +104,7 @@ export async function loadStep(run: Run, plans: PlanItem[][], ratePerSec: number
     latency,
     ackLatency: summarize(mergeHistograms(answers.map((a) => a?.ackHist ?? ''))),
     serverCores: meanCores(run.serverMon.samples, t0, t1),
+    serverHottestProcessCores: meanCores(run.serverMon.samples, t0, t1, 'hottestCores'),
     clientCores: meanCores(run.clientMon.samples, c0, c1),
     serverRssMiB: run.serverMon.samples.at(-1)!.rssMiB,
     passed: true,
@@ -118,7 +121,7 @@ export async function loadStep(run: Run, plans: PlanItem[][], ratePerSec: number
   res.why = why.join('; ');
   const l = res.latency;
   console.log(
-    `  ${opt.label} offered ${ratePerSec}/s → acked ${res.ackedPerSec}/s, delivered ${res.deliveredPerSec}/s, p50 ${l.p50Ms} p99 ${l.p99Ms} max ${l.maxMs} ms, lost ${lost}, dup ${stats.duplicates}, server ${res.serverCores} cores, client ${res.clientCores} cores${res.passed ? '' : ' ✗ ' + res.why}`,
+    `  ${opt.label} offered ${ratePerSec}/s → acked ${res.ackedPerSec}/s, delivered ${res.deliveredPerSec}/s, p50 ${l.p50Ms} p99 ${l.p99Ms} max ${l.maxMs} ms, lost ${lost}, dup ${stats.duplicates}, server ${res.serverCores} cores (busiest process ${res.serverHottestProcessCores}), client ${res.clientCores} cores${res.passed ? '' : ' ✗ ' + res.why}`,
   );
   return res;
 }

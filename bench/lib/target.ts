@@ -32,9 +32,9 @@ function endpointFor(httpPort: number, tcpPort: number): Endpoint {
 }
 
 /** Starts a Synchat server with `workers` gateway processes (0 = one process) and extra SYNCHAT_* settings. */
-export async function startSynchat(workers: number, env: Record<string, string> = {}): Promise<Target> {
+export async function startSynchat(workers: number, env: Record<string, string> = {}, execArgv: string[] = []): Promise<Target> {
   const ports = pickPorts();
-  const server = await spawnServer({ SYNCHAT_WORKERS: String(workers), ...env }, ports);
+  const server = await spawnServer({ SYNCHAT_WORKERS: String(workers), ...env }, { ...ports, execArgv });
   // Gateways fork after the primary answers; give them a moment so the first samples include them.
   await new Promise((r) => setTimeout(r, workers > 0 ? 1500 : 100));
   return {
@@ -104,7 +104,8 @@ export async function useUrl(url: string, serverPid?: number): Promise<Target> {
 /** Starts what the options ask for: `--url` (a running server), else Synchat with `--server-workers`. */
 export async function startTarget(o: Record<string, string>, env: Record<string, string> = {}): Promise<Target> {
   if (o.url) return useUrl(o.url, o['server-pid'] ? Number(o['server-pid']) : undefined);
-  // `--cpu-prof DIR`: every server process (primary and gateways) writes a V8 CPU profile there when it exits.
-  const prof: Record<string, string> = o['cpu-prof'] ? { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${o['cpu-prof']}`.trim() } : {};
-  return startSynchat(Number(o['server-workers'] ?? 2), { ...env, ...prof });
+  // `--cpu-prof DIR`: every server process writes a V8 CPU profile there when it exits (gateways inherit the
+  // primary's execArgv through node:cluster; Node 20 refuses --cpu-prof in NODE_OPTIONS).
+  const execArgv = o['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${o['cpu-prof']}`] : [];
+  return startSynchat(Number(o['server-workers'] ?? 2), env, execArgv);
 }
