@@ -20,12 +20,16 @@ import type {
   UserRow,
 } from '../../core/ports.ts';
 import { MIGRATIONS } from './migrations.ts';
+import { WalSyncer } from './wal-syncer.ts';
 
 /** Options of the embedded store. */
 export interface SqliteStoreOptions {
   /** Database file; `:memory:` is refused because the reader needs the same file. */
   file: string;
-  /** `FULL` (default) syncs the WAL on every commit; `NORMAL` survives a process crash but not power loss. */
+  /**
+   * `FULL` (default): a finished transaction survives power loss; the WAL is synced on a helper thread, not
+   * inside COMMIT on the event loop (see wal-syncer.ts). `NORMAL` survives a process crash but not power loss.
+   */
   synchronous?: 'FULL' | 'NORMAL' | 'OFF';
 }
 
@@ -123,14 +127,19 @@ function toMedia(r: Row | undefined): MediaRow | undefined {
 class SqliteAccess implements StoreTx {
   /** Writer only: head cache, valid because this connection is the only writer. Cleared on rollback. */
   readonly #heads: Map<number, Heads> | undefined;
+  /** Heads as they were when the open transaction first moved them. */
+  readonly #headsBefore = new Map<number, number>();
   /** Users whose head moved in the open transaction. */
   readonly #dirtyHeads = new Set<number>();
+  /** Reader only: the last durable seq of users whose newer entries are committed but not yet synced to disk. */
+  readonly #clamp: Map<number, number> | undefined;
   #msgId = -1;
   #groupId = -1;
   readonly #s: Record<string, Database.Statement>;
 
-  constructor(db: Database.Database, isWriter: boolean) {
+  constructor(db: Database.Database, isWriter: boolean, clamp?: Map<number, number>) {
     this.#heads = isWriter ? new Map() : undefined;
+    this.#clamp = clamp;
     const p = (sql: string): Database.Statement => db.prepare(sql);
     this.#s = {
       user: p('SELECT * FROM users WHERE uin = ?'),
@@ -218,12 +227,16 @@ class SqliteAccess implements StoreTx {
   resetCaches(): void {
     this.#heads?.clear();
     this.#dirtyHeads.clear();
+    this.#headsBefore.clear();
     this.#msgId = -1;
     this.#groupId = -1;
   }
 
   readLogSync(uin: number, afterSeq: number, limit: number): LogRow[] {
-    return this.#s.readLog!.all(uin, afterSeq, limit) as LogRow[];
+    const rows = this.#s.readLog!.all(uin, afterSeq, limit) as LogRow[];
+    const durable = this.#clamp?.get(uin);
+    // Never hand out an entry that a power loss could still take back (see SqliteStore.transaction).
+    return durable === undefined ? rows : rows.filter((r) => r.seq <= durable);
   }
 
   async getUser(uin: number): Promise<UserRow | undefined> {
@@ -273,6 +286,8 @@ class SqliteAccess implements StoreTx {
     const r = this.#s.heads!.get(uin) as Row | undefined;
     const heads: Heads = r ? { head: r.head, bySelector: JSON.parse(r.heads_by_selector) } : { head: 0, bySelector: {} };
     this.#heads?.set(uin, heads);
+    const durable = this.#clamp?.get(uin);
+    if (durable !== undefined && heads.head > durable) heads.head = durable;
     return heads;
   }
   async heads(uin: number): Promise<Heads> {
@@ -285,6 +300,7 @@ class SqliteAccess implements StoreTx {
       // Store contract: seq = head + 1 in call order; a violation is a broken invariant, not a user error.
       if (row.seq !== heads.head + 1) throw new Error(`log seq ${row.seq} for uin ${row.uin} does not follow head ${heads.head}`);
       this.#s.appendLog!.run(row.uin, row.seq, row.kind, row.json);
+      if (!this.#dirtyHeads.has(row.uin)) this.#headsBefore.set(row.uin, heads.head);
       heads.head = row.seq;
       const bit = selectorOf(row.kind);
       if (bit) heads.bySelector[bit] = row.seq;
@@ -296,12 +312,15 @@ class SqliteAccess implements StoreTx {
    * Writes the heads changed in this transaction, once per user (a group fan-out or a batch of sends touches a
    * user many times; measured: one UPDATE per append was 5% of a send's CPU). Called just before COMMIT.
    */
-  flushHeads(): void {
+  flushHeads(): Map<number, number> {
     for (const uin of this.#dirtyHeads) {
       const heads = this.#heads!.get(uin)!;
       this.#s.setHeads!.run(heads.head, JSON.stringify(heads.bySelector), uin);
     }
     this.#dirtyHeads.clear();
+    const before = new Map(this.#headsBefore);
+    this.#headsBefore.clear();
+    return before;
   }
 
   async nextMsgId(): Promise<number> {
@@ -419,11 +438,13 @@ class SqliteAccess implements StoreTx {
 function openDatabase(file: string, synchronous: string): Database.Database {
   const db = new Database(file);
   db.pragma('journal_mode = WAL');
-  db.pragma(`synchronous = ${synchronous}`);
+  db.pragma(`synchronous = ${synchronous === 'NORMAL-ASYNC-FULL' ? 'NORMAL' : synchronous}`);
   db.pragma('foreign_keys = OFF');
   db.pragma('busy_timeout = 5000');
-  // Checkpoint more often than the default 1000 pages would under a burst; keeps the WAL file small.
-  db.pragma('wal_autocheckpoint = 4000');
+  // Checkpoints run on a helper thread (wal-syncer.ts) when the WAL is synced there; else SQLite's own.
+  db.pragma(`wal_autocheckpoint = ${synchronous === 'NORMAL-ASYNC-FULL' ? 0 : 4000}`);
+  // A WAL that grew under a burst is cut back to this size once checkpointed.
+  db.pragma('journal_size_limit = 67108864');
   const version = db.pragma('user_version', { simple: true }) as number;
   if (version > MIGRATIONS.length) {
     db.close();
@@ -445,15 +466,22 @@ export class SqliteStore implements Store {
   readonly #reader: Database.Database;
   readonly #w: SqliteAccess;
   readonly #r: SqliteAccess;
+  readonly #syncer: WalSyncer | undefined;
+  /** uin → last durable seq, while a finished transaction's WAL sync is in flight. */
+  readonly #notDurable = new Map<number, number>();
   #inTransaction = false;
+  /** Set when a WAL sync failed: what was committed may not be on disk, so nothing more is accepted. */
+  #broken: Error | undefined;
 
   constructor(opts: SqliteStoreOptions) {
     if (opts.file === ':memory:') throw new Error('SqliteStore needs a file: the read connection opens it too');
-    this.#writer = openDatabase(opts.file, opts.synchronous ?? 'FULL');
+    const isFull = (opts.synchronous ?? 'FULL') === 'FULL';
+    this.#writer = openDatabase(opts.file, isFull ? 'NORMAL-ASYNC-FULL' : opts.synchronous!);
     this.#reader = new Database(opts.file, { readonly: true });
     this.#reader.pragma('busy_timeout = 5000');
     this.#w = new SqliteAccess(this.#writer, true);
-    this.#r = new SqliteAccess(this.#reader, false);
+    this.#r = new SqliteAccess(this.#reader, false, this.#notDurable);
+    this.#syncer = isFull ? new WalSyncer(opts.file) : undefined;
   }
 
   get read(): StoreTx {
@@ -463,12 +491,27 @@ export class SqliteStore implements Store {
   async transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
     // Store contract: one writer at a time. The service's group commit never overlaps batches.
     if (this.#inTransaction) throw new Error('SqliteStore.transaction: transactions never interleave');
+    if (this.#broken) throw this.#broken;
     this.#inTransaction = true;
     this.#writer.exec('BEGIN IMMEDIATE');
     try {
       const result = await fn(this.#w);
-      this.#w.flushHeads();
+      const headsBefore = this.#w.flushHeads();
+      if (this.#syncer) for (const [uin, head] of headsBefore) if (!this.#notDurable.has(uin)) this.#notDurable.set(uin, head);
       this.#writer.exec('COMMIT');
+      if (this.#syncer) {
+        // Store contract: resolved = durable. The event loop stays free while the disk syncs.
+        try {
+          await this.#syncer.sync();
+        } catch (err) {
+          // A failed fsync may have dropped dirty pages (PostgreSQL's "fsyncgate"): retrying cannot prove them
+          // durable, so the store refuses all further writes until an operator restarts it.
+          this.#broken = new Error(`WAL sync failed; restart the server: ${(err as Error).message}`);
+          throw this.#broken;
+        } finally {
+          for (const uin of headsBefore.keys()) this.#notDurable.delete(uin);
+        }
+      }
       return result;
     } catch (err) {
       if (this.#writer.inTransaction) this.#writer.exec('ROLLBACK');
@@ -484,6 +527,7 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.#syncer?.close();
     this.#reader.close();
     this.#writer.close();
   }
