@@ -113,7 +113,9 @@ function main(): void {
   const width = Math.max(...p.steps.map((s) => s.what.length));
   for (const s of p.steps) console.log(`  ${s.what.padEnd(width)}  ${human(s.value, s.unit).padStart(16)}   = ${s.formula}`);
   console.log(`\nAnswer: ${p.nodes} node(s) of ${node.cores} cores / ${o['node-mem-gib']} GiB — ${human(p.cores, 'cores')}, ${human(p.memBytes, 'bytes')} memory, ${human(p.bandwidthBitsPerSec, 'bit/s')} out.`);
-  console.log(`Binds first: ${p.binding === 'cpu' ? `CPU (${p.nodesByCpu} nodes by CPU vs ${p.nodesByMemory} by memory)` : `memory (${p.nodesByMemory} nodes by memory vs ${p.nodesByCpu} by CPU)`}.`);
+  const l = p.loads;
+  const what = { cpu: 'CPU', memory: 'memory', writer: 'the single SQLite writer (appends/s)' }[p.binding];
+  console.log(`Binds first: ${what} — loads: CPU ${l.cpu.toFixed(3)} node(s), memory ${l.memory.toFixed(3)} node(s), writer ${l.writer.toFixed(3)} of one writer.`);
   console.log(
     p.isSingleWriterEnough
       ? `Storage: one SQLite writer takes ${human(p.appendsPerSec, 'appends/s')} (measured ≥ ${Math.round(costs.maxAppendsPerSecPerWriter)}/s); no PostgreSQL/Redis needed${p.nodes > 1 ? ' for writes, but several nodes share one store and bus: PostgreSQL + Redis' : ''}.`

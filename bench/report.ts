@@ -8,7 +8,7 @@
  */
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 interface Record_ {
   file: string;
@@ -100,7 +100,8 @@ function charts(records: Record_[]): unknown[] {
 
 function html(records: Record_[], table: string): string {
   const require = createRequire(import.meta.url);
-  const chartJs = readFileSync(require.resolve('chart.js/dist/chart.umd.js'), 'utf8');
+  // The UMD build is not in chart.js's exports map: find it beside the resolved entry point.
+  const chartJs = readFileSync(join(dirname(require.resolve('chart.js')), 'chart.umd.min.js'), 'utf8');
   const specs = charts(records);
   const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
   const rows = tableRows(records)

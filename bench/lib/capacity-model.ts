@@ -73,7 +73,10 @@ export interface Plan {
   nodesByCpu: number;
   nodesByMemory: number;
   nodes: number;
-  binding: 'cpu' | 'memory';
+  /** The resource with the highest load relative to one node (or, for writes, to the one SQLite writer). */
+  binding: 'cpu' | 'memory' | 'writer';
+  /** Loads behind `binding`: node-equivalents of CPU and memory, and the writer's load (1 = full at utilisation). */
+  loads: { cpu: number; memory: number; writer: number };
   /** Whether one SQLite writer could take the appends; else PostgreSQL (docs/scaling.md). */
   isSingleWriterEnough: boolean;
   storageWritesPerSec: number;
@@ -126,7 +129,7 @@ export function plan(w: Workload, c: Costs, node: NodeShape): Plan {
   const memBytes = s('memory needed', `connection memory + nodes × base = ${gib(connMem)} + ${nodes} × ${gib(c.baseBytes)}`, connMem + nodes * c.baseBytes, 'bytes');
   const storageWrites = s('storage rows written/s', `appends/s + msgs/s (message row) = ${fmt(appends)} + ${fmt(m)}`, appends + m, 'rows/s');
   const isSingleWriterEnough = appends <= c.maxAppendsPerSecPerWriter * node.utilisation;
-  s('single SQLite writer headroom', `appends/s ÷ (measured ${fmt(c.maxAppendsPerSecPerWriter)} × ${node.utilisation})`, appends / (c.maxAppendsPerSecPerWriter * node.utilisation), 'fraction');
+  const writerLoad = s('single SQLite writer load', `appends/s ÷ (measured ${fmt(c.maxAppendsPerSecPerWriter)} × ${node.utilisation})`, appends / (c.maxAppendsPerSecPerWriter * node.utilisation), 'fraction');
   const bus = s('bus publishes/s (Redis, several nodes)', `one news event per append = appends/s`, appends, 'publishes/s');
   const bw = s(
     'bandwidth out',
@@ -145,12 +148,18 @@ export function plan(w: Workload, c: Costs, node: NodeShape): Plan {
     nodesByCpu,
     nodesByMemory,
     nodes,
-    binding: nodesByCpu >= nodesByMemory ? 'cpu' : 'memory',
+    ...binding(cores / node.cores, connMem / (node.memBytes * node.utilisation - c.baseBytes), writerLoad),
     isSingleWriterEnough,
     storageWritesPerSec: storageWrites,
     busPublishesPerSec: bus,
     bandwidthBitsPerSec: bw,
   };
+}
+
+function binding(cpu: number, memory: number, writer: number): { binding: Plan['binding']; loads: Plan['loads'] } {
+  const loads = { cpu, memory, writer };
+  const top = (Object.keys(loads) as Plan['binding'][]).reduce((a, b) => (loads[b] > loads[a] ? b : a));
+  return { binding: top, loads };
 }
 
 /** One measured load step: cores used and the rates that caused it. */

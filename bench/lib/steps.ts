@@ -138,7 +138,8 @@ export async function stepUp(run: Run, plans: PlanItem[][], start: number, facto
   }
   let atHalf: StepResult | null = null;
   if (best > 0) {
-    await settle(2000);
+    // Let the failed step's backlog drain first, or its queue shows up in the half-rate step's latency.
+    await settle(5000);
     atHalf = await loadStep(run, plans, Math.round(best / 2), { ...opt, label: `${opt.label} (half of max)` });
   }
   return { steps, maxSustainablePerSec: best, atHalf };

@@ -52,7 +52,19 @@ test('scales to a thousand times the users and names the resource that needs mor
   assert.equal(p.nodes, 58);
   assert.equal(p.binding, 'cpu');
   assert.equal(p.memBytes, 1e10 + 58 * 100 * 2 ** 20);
+  // loads: CPU 116 ÷ 2 = 58 nodes, memory 1e10 ÷ 432,013,312 ≈ 23.15, writer 12,000 ÷ 500 = 24
+  assert.equal(p.loads.cpu, 58);
+  assert.ok(Math.abs(p.loads.memory - 1e10 / 432_013_312) < 1e-9);
+  assert.equal(p.loads.writer, 24);
   // 12,000 appends/s > 1000 × 0.5: one SQLite writer is not enough
+  assert.equal(p.isSingleWriterEnough, false);
+});
+
+test('names the single writer as the binding resource when appends outgrow it before CPU and memory', () => {
+  // 12 appends/s against a writer measured at 10/s × 0.5 → load 2.4; CPU 0.058 and memory 0.023 node
+  const p = plan(WORKLOAD, { ...COSTS, maxAppendsPerSecPerWriter: 10 }, NODE);
+  assert.equal(p.binding, 'writer');
+  assert.equal(p.loads.writer, 2.4);
   assert.equal(p.isSingleWriterEnough, false);
 });
 
