@@ -1,0 +1,61 @@
+/**
+ * Options of {@link SynchatClient} and their defaults (see docs/sdk.md). The client's parts read the resolved form
+ * ({@link ResolvedClientOptions}) through their {@link ClientContext}.
+ */
+import type { BackoffOptions } from '../backoff.ts';
+import type { FetchLike } from '../http.ts';
+import type { ClientStore } from '../store.ts';
+import type { Gateway } from '../types.ts';
+import type { Connector, WireOptions } from '../wire.ts';
+
+/** Options of {@link SynchatClient}. */
+export interface ClientOptions {
+  /** Base URL of the HTTP API, e.g. `http://127.0.0.1:8080` (no trailing `/api`). */
+  baseUrl: string;
+  /** Where session, sync key and outbox live. @default new MemoryStore() */
+  store?: ClientStore;
+  /**
+   * Long-connection transports in order of preference. @default `[webSocketConnector()]` when a global
+   * WebSocket exists, else `[]` (HTTP long-poll only). In Node use `nodeConnectors()` from src/sdk/node (TCP
+   * first, then WebSocket through the `ws` package).
+   */
+  connectors?: Connector[];
+  /** Use these gateways instead of asking `GET /api/gateways`. */
+  gateways?: Gateway[];
+  /** `fetch` to use. @default globalThis.fetch */
+  fetch?: FetchLike;
+  /** Reconnect backoff. @default { baseMs: 500, maxMs: 30000 } */
+  backoff?: Partial<BackoffOptions>;
+  /** While on long-poll, first delay before trying the long connection again, in ms (doubles, jittered, up to backoff.maxMs). @default 5000 */
+  longConnectionRetryMs?: number;
+  /** synccheck hold, in ms. @default 25000 */
+  synccheckTimeoutMs?: number;
+  /** Entries per sync page. @default 200 */
+  syncLimit?: number;
+  /** Automatic send attempts of one outbox item before it turns `failed`. @default 5 */
+  maxSendAttempts?: number;
+  /** Options of each long connection (timeouts, ticker). */
+  wire?: WireOptions;
+  /** Random source in [0, 1) for jitter (tests). @default Math.random */
+  random?: () => number;
+  /**
+   * Where a device with no stored position starts: `true` syncs its whole log from key 0 (contacts, groups and
+   * history, paged), as a chat app wants; `false` starts at the server's head (load tools, bots). @default true
+   */
+  isHistoryFromStart?: boolean;
+}
+
+/** {@link ClientOptions} with the numeric defaults filled in. */
+export type ResolvedClientOptions = Required<Pick<ClientOptions, 'synccheckTimeoutMs' | 'syncLimit' | 'maxSendAttempts' | 'longConnectionRetryMs'>> &
+  ClientOptions;
+
+/** Fills in the defaults of {@link ClientOptions}; a field given explicitly (even `undefined`) wins, as a spread does. */
+export function resolveClientOptions(options: ClientOptions): ResolvedClientOptions {
+  return {
+    synccheckTimeoutMs: 25_000,
+    syncLimit: 200,
+    maxSendAttempts: 5,
+    longConnectionRetryMs: 5_000,
+    ...options,
+  };
+}

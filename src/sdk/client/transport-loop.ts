@@ -1,0 +1,310 @@
+/**
+ * The transport loop: finds a gateway, holds a long connection (the `connectors` in order) or falls back to HTTP
+ * long-poll while retrying the long connection in the background, and reconnects with jittered exponential backoff
+ * (docs/sdk.md "Gateways", "Fallback", "Reconnect"). It is the {@link WireHandler} of its connections: packets of
+ * the current one go to the sync engine.
+ */
+import { RET, SynchatError, type Ret } from '../../protocol/index.ts';
+import { backoffDelay } from '../backoff.ts';
+import type { ConnectionState, Gateway, TransportName } from '../types.ts';
+import { WireConnection, type Connector, type ErrorBody, type NotifyBody, type PushBody, type WireHandler } from '../wire.ts';
+import { SESSION_ENDED, type ClientContext } from './context.ts';
+
+/**
+ * Connection state machine of one client: `connecting` → `online` (on a long connection or on `http`) →
+ * `offline` with a retry scheduled, until {@link TransportLoop.halt}. Every async flow carries the run number it
+ * started under and quits when `start`/`halt` moved it on.
+ */
+export class TransportLoop implements WireHandler {
+  readonly #ctx: ClientContext;
+  readonly #connectors: Connector[];
+  #isRunning = false;
+  /** Bumped by start/stop: async flows of an older run see a different value and quit. */
+  #run = 0;
+  #state: ConnectionState = { state: 'offline', reason: 'not started' };
+  #wire: WireConnection | undefined;
+  #pollAbort: AbortController | undefined;
+  /** Bumped whenever long-poll stops; a poll loop of an older value quits. */
+  #pollGen = 0;
+  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  #longRetryTimer: ReturnType<typeof setTimeout> | undefined;
+  #reconnectAttempt = 0;
+  #longRetryAttempt = 0;
+  #isConnecting = false;
+
+  constructor(ctx: ClientContext, connectors: Connector[]) {
+    this.#ctx = ctx;
+    this.#connectors = connectors;
+  }
+
+  /** The connection state now (the live object: copy it before handing it out). */
+  get state(): Readonly<ConnectionState> {
+    return this.#state;
+  }
+
+  /** True between `start()` and `halt()`. */
+  get isRunning(): boolean {
+    return this.#isRunning;
+  }
+
+  /** The current long connection, authenticated or not. */
+  get wire(): WireConnection | undefined {
+    return this.#wire;
+  }
+
+  /** The current long connection when it is authenticated (requests may go over it), else undefined. */
+  get authedWire(): WireConnection | undefined {
+    return this.#wire?.isAuthed ? this.#wire : undefined;
+  }
+
+  /** Starts a new run and makes its first connection attempt; resolves after it (online, or a retry scheduled). */
+  start(): Promise<void> {
+    this.#isRunning = true;
+    this.#run++;
+    this.#reconnectAttempt = 0;
+    return this.#connect(this.#run);
+  }
+
+  /** Ends the run: stops long-poll and every timer, closes the long connection, goes `offline` with `reason`. */
+  halt(reason: string): void {
+    this.#isRunning = false;
+    this.#run++;
+    this.#stopPolling();
+    this.#clearLongRetry();
+    if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = undefined;
+    const wire = this.#wire;
+    this.#wire = undefined;
+    wire?.close(reason);
+    this.#setState({ state: 'offline', reason });
+  }
+
+  /** Drops the current transport and connects again after the next backoff delay (one timer at a time). */
+  scheduleReconnect(reason: string): void {
+    if (!this.#isRunning) return;
+    this.#stopPolling();
+    this.#clearLongRetry();
+    const wire = this.#wire;
+    this.#wire = undefined;
+    wire?.close(reason);
+    if (this.#reconnectTimer) return;
+    const delay = backoffDelay(this.#reconnectAttempt++, this.#ctx.backoff, this.#ctx.random);
+    this.#setState({ state: 'offline', reason, retryInMs: delay });
+    const run = this.#run;
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      void this.#connect(run);
+    }, delay);
+  }
+
+  // ---- WireHandler (server packets on the current connection) ----------------------------------------------
+
+  /** @internal */
+  onPush(conn: WireConnection, body: PushBody): void {
+    if (conn !== this.#wire || !this.#ctx.session) return;
+    this.#ctx.sync.onPush(conn, body);
+  }
+
+  /** @internal */
+  onNotify(conn: WireConnection, body: NotifyBody): void {
+    if (conn !== this.#wire || !this.#ctx.session) return;
+    this.#ctx.sync.onNotify(body);
+  }
+
+  /** @internal */
+  onServerError(conn: WireConnection, body: ErrorBody): void {
+    if (conn !== this.#wire) return;
+    if (SESSION_ENDED.has(body.ret)) void this.#ctx.endSession(body.ret, body.errMsg);
+    else this.#ctx.events.emit('error', new SynchatError(body.ret as Ret, body.errMsg));
+  }
+
+  /** @internal */
+  onClose(conn: WireConnection, reason: string): void {
+    if (conn !== this.#wire) return;
+    this.#wire = undefined;
+    if (!this.#isRunning) return;
+    this.scheduleReconnect(`connection lost: ${reason}`);
+  }
+
+  // ---- connecting -------------------------------------------------------------------------------------------
+
+  #setState(next: ConnectionState): void {
+    const s = this.#state;
+    if (s.state === next.state && s.transport === next.transport && s.reason === next.reason && s.retryInMs === next.retryInMs) return;
+    this.#state = next;
+    this.#ctx.events.emit('connection', { ...next });
+  }
+
+  async #connect(run: number): Promise<void> {
+    if (run !== this.#run || this.#isConnecting) return;
+    this.#isConnecting = true;
+    try {
+      this.#setState({ state: 'connecting' });
+      const gateways = await this.#findGateways();
+      if (run !== this.#run) return;
+      if (gateways && (await this.#tryLongConnection(run, gateways))) return;
+      if (run !== this.#run) return;
+      // The long connection cannot be made: long-poll, if HTTP answers at all.
+      const reason = await this.#tryLongPoll(run);
+      if (reason === undefined || run !== this.#run) return;
+      this.scheduleReconnect(reason);
+    } finally {
+      this.#isConnecting = false;
+    }
+  }
+
+  async #findGateways(): Promise<Gateway[] | undefined> {
+    if (this.#ctx.options.gateways) return this.#ctx.options.gateways;
+    if (this.#connectors.length === 0) return [];
+    try {
+      const r = await this.#ctx.http.call('/api/gateways', {});
+      return r?.ret === 0 && Array.isArray(r.gateways) ? r.gateways : [];
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Tries each connector that has a gateway; true when one authenticated and the client is online on it. */
+  async #tryLongConnection(run: number, gateways: Gateway[], isBackground = false): Promise<boolean> {
+    const ctx = this.#ctx;
+    for (const connector of this.#connectors) {
+      for (const gw of gateways) {
+        if (gw.transport !== connector.transport) continue;
+        if (run !== this.#run || !ctx.session) return false;
+        if (!isBackground) this.#setState({ state: 'connecting', transport: connector.transport });
+        const conn = new WireConnection(this, ctx.options.wire);
+        try {
+          await conn.open(connector.connect, gw.url);
+          const ok = await conn.auth(ctx.session.sid, ctx.session.syncKey);
+          if (run !== this.#run || !ctx.session) {
+            conn.close('stopped');
+            return false;
+          }
+          if (ok.ret !== 0) {
+            conn.close(`AUTH refused: ${ok.errMsg}`);
+            if (SESSION_ENDED.has(ok.ret)) {
+              await ctx.endSession(ok.ret, ok.errMsg ?? '');
+              return true;
+            }
+            // ret 1: our key is ahead of the log (restored from a backup): start over from key 0.
+            if (ok.ret === RET.BAD_REQUEST && ctx.session.syncKey > 0) ctx.sync.resetLog((ok as { epoch?: string }).epoch ?? '');
+            continue;
+          }
+          this.#goOnlineOnWire(conn, connector.transport, ok.epoch);
+          return true;
+        } catch {
+          conn.close('connect failed');
+        }
+      }
+    }
+    return false;
+  }
+
+  #goOnlineOnWire(conn: WireConnection, transport: TransportName, epoch: string): void {
+    this.#stopPolling();
+    this.#clearLongRetry();
+    const ctx = this.#ctx;
+    if (ctx.session!.epoch !== epoch) ctx.sync.resetLog(epoch);
+    this.#wire = conn;
+    this.#reconnectAttempt = 0;
+    this.#longRetryAttempt = 0;
+    this.#setState({ state: 'online', transport });
+    // Always sync once after (re)connecting: it also re-aligns the server's view of our key on this connection.
+    ctx.sync.request();
+    void ctx.outbox.flush();
+  }
+
+  /** Starts long-poll if HTTP answers; returns undefined when online on HTTP, else the failure reason. */
+  async #tryLongPoll(run: number): Promise<string | undefined> {
+    const ctx = this.#ctx;
+    const session = ctx.session;
+    if (!session) return 'no session';
+    this.#setState({ state: 'connecting', transport: 'http' });
+    let r: any;
+    try {
+      // A zero-hold synccheck: proves the server answers, checks the session and epoch, and acknowledges our key.
+      r = await ctx.http.synccheck(session.syncKey, 0);
+    } catch (err) {
+      return `server unreachable: ${(err as Error).message}`;
+    }
+    if (run !== this.#run || !ctx.session) return undefined;
+    if (r?.ret !== 0) {
+      if (SESSION_ENDED.has(r?.ret)) {
+        await ctx.endSession(r.ret, r.errMsg);
+        return undefined;
+      }
+      if (r?.ret === RET.BAD_REQUEST && typeof r.epoch === 'string') ctx.sync.resetLog(r.epoch);
+      return `synccheck refused: ${r?.errMsg ?? 'bad answer'}`;
+    }
+    if (typeof r.epoch === 'string' && r.epoch !== ctx.session.epoch) ctx.sync.resetLog(r.epoch);
+    this.#reconnectAttempt = 0;
+    this.#setState({ state: 'online', transport: 'http' });
+    ctx.sync.request();
+    void ctx.outbox.flush();
+    void this.#pollLoop(run, ++this.#pollGen);
+    this.#scheduleLongRetry(run);
+    return undefined;
+  }
+
+  async #pollLoop(run: number, gen: number): Promise<void> {
+    const ctx = this.#ctx;
+    while (run === this.#run && gen === this.#pollGen && ctx.session && !this.#wire) {
+      const ac = new AbortController();
+      this.#pollAbort = ac;
+      let r: any;
+      try {
+        r = await ctx.http.synccheck(ctx.session.syncKey, ctx.options.synccheckTimeoutMs, ac.signal);
+      } catch (err) {
+        if (ac.signal.aborted || run !== this.#run) return;
+        this.scheduleReconnect(`long-poll failed: ${(err as Error).message}`);
+        return;
+      } finally {
+        if (this.#pollAbort === ac) this.#pollAbort = undefined;
+      }
+      if (run !== this.#run || gen !== this.#pollGen || !ctx.session || this.#wire) return;
+      if (r?.ret !== 0) {
+        if (SESSION_ENDED.has(r?.ret)) return void (await ctx.endSession(r.ret, r.errMsg));
+        if (r?.ret === RET.BAD_REQUEST && typeof r.epoch === 'string') {
+          ctx.sync.resetLog(r.epoch);
+          continue;
+        }
+        this.scheduleReconnect(`synccheck failed: ${r?.errMsg ?? 'bad answer'}`);
+        return;
+      }
+      if (typeof r.epoch === 'string' && r.epoch !== ctx.session.epoch) ctx.sync.resetLog(r.epoch);
+      if (r.selector > 0 || r.syncKey > ctx.session.syncKey) await ctx.sync.syncNow();
+    }
+  }
+
+  #stopPolling(): void {
+    this.#pollGen++;
+    this.#pollAbort?.abort();
+    this.#pollAbort = undefined;
+  }
+
+  /** While on long-poll: try the long connection again later, with growing jittered delays. */
+  #scheduleLongRetry(run: number): void {
+    if (this.#connectors.length === 0 || this.#longRetryTimer) return;
+    const { backoff, options } = this.#ctx;
+    const delay = backoffDelay(this.#longRetryAttempt++, { baseMs: options.longConnectionRetryMs, maxMs: Math.max(backoff.maxMs, options.longConnectionRetryMs) }, this.#ctx.random);
+    this.#longRetryTimer = setTimeout(async () => {
+      this.#longRetryTimer = undefined;
+      if (run !== this.#run || this.#wire || this.#isConnecting) return;
+      const gateways = await this.#findGateways();
+      if (run !== this.#run || this.#wire) return;
+      this.#isConnecting = true;
+      try {
+        if (gateways && (await this.#tryLongConnection(run, gateways, true))) return;
+      } finally {
+        this.#isConnecting = false;
+      }
+      // Still no long connection: stay on long-poll and try again later.
+      if (run === this.#run && !this.#wire && this.#state.state === 'online' && this.#state.transport === 'http') this.#scheduleLongRetry(run);
+    }, delay);
+  }
+
+  #clearLongRetry(): void {
+    if (this.#longRetryTimer) clearTimeout(this.#longRetryTimer);
+    this.#longRetryTimer = undefined;
+  }
+}
