@@ -51,6 +51,12 @@ export interface GroupCommitOptions {
   isEnabled: boolean;
   /** Most jobs in one transaction. @default 2000 */
   maxBatch: number;
+  /**
+   * Least time between the starts of two commits, in ms, while jobs keep coming: a commit costs ~0.7 ms of
+   * event-loop time whatever its size (WAL frame writes), so under load fewer, larger batches free the core;
+   * a job that arrives after a quiet spell still commits at once. @default 4
+   */
+  minIntervalMs?: number;
   /** Called after each commit with its events, in commit order. */
   publish: (events: BusEvent[]) => void;
   /** Logs a job that failed unexpectedly. */
@@ -63,6 +69,7 @@ export class GroupCommit {
   readonly #opts: GroupCommitOptions;
   #queue: Pending[] = [];
   #isRunning = false;
+  #lastStartMs = 0;
   /** Figures for /metrics and benchmarks. */
   readonly stats = { batches: 0, jobs: 0, maxBatch: 0 };
 
@@ -91,6 +98,9 @@ export class GroupCommit {
   async #drain(): Promise<void> {
     while (this.#queue.length > 0) {
       const take = this.#opts.isEnabled ? this.#opts.maxBatch : 1;
+      const waitMs = this.#opts.isEnabled ? this.#lastStartMs + (this.#opts.minIntervalMs ?? 4) - performance.now() : 0;
+      if (waitMs > 0 && this.#queue.length < take) await new Promise((r) => setTimeout(r, waitMs));
+      this.#lastStartMs = performance.now();
       const batch = this.#queue.splice(0, take);
       try {
         await this.#commit(batch);
