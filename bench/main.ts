@@ -31,6 +31,14 @@ const SCENARIOS: Record<string, { describe: string; load: () => Promise<{ run(ar
     describe: 'a device offline while 100k entries arrive: time and bytes to resync',
     load: () => import('./scenarios/catchup.ts'),
   },
+  'conn-memory': {
+    describe: 'process memory per idle authenticated TCP/WS connection after a full GC, per gateway (spawns its own cluster)',
+    load: () => import('./scenarios/conn-memory.ts'),
+  },
+  'media-upload': {
+    describe: 'upload throughput of a 50 MiB file with 1, 4 and 8 chunks in flight (spawns its own servers)',
+    load: () => import('./scenarios/media-upload.ts'),
+  },
   mixed: {
     describe: 'a realistic day compressed: 1% of users sending per minute, 30% of 1.6 devices/user online, groups',
     load: () => import('./scenarios/mixed.ts'),
