@@ -84,8 +84,8 @@ export class IpcCoreHost {
         else this.#subs.delete(msg.uin);
         break;
       }
-      case 'ack':
-        this.#service.ack(msg.sessionId, msg.syncKey);
+      case 'acks':
+        for (const [sessionId, syncKey] of msg.acks) this.#service.ack(sessionId, syncKey);
         break;
     }
   }
@@ -100,11 +100,16 @@ export class IpcCoreHost {
   }
 }
 
+/** How long a gateway gathers acknowledged keys before sending them to the core, in ms. */
+const ACK_FLUSH_MS = 200;
+
 /** Gateway side: the ChatApi of a gateway process, served by the core process. */
 export class IpcChatClient implements ChatApi {
   readonly #out: Batcher<GatewayToCore>;
   readonly #pending = new Map<number, (v: any) => void>();
   readonly #listeners = new Set<(events: readonly BusEvent[]) => void>();
+  readonly #acks = new Map<string, number>();
+  #ackTimer: NodeJS.Timeout | undefined;
   #nextId = 1;
 
   constructor(channel: Channel) {
@@ -143,7 +148,18 @@ export class IpcChatClient implements ChatApi {
   }
 
   ack(sessionId: string, syncKey: number): void {
-    this.#out.push({ t: 'ack', sessionId, syncKey });
+    // Acknowledged keys are bookkeeping (the device list, pruning), written by the core once a second: keep the
+    // highest per session and send them together, instead of one IPC message per ACK packet (one per PUSH).
+    const prev = this.#acks.get(sessionId);
+    if (prev === undefined || syncKey > prev) this.#acks.set(sessionId, syncKey);
+    this.#ackTimer ??= setTimeout(() => this.#flushAcks(), ACK_FLUSH_MS).unref();
+  }
+
+  #flushAcks(): void {
+    this.#ackTimer = undefined;
+    if (this.#acks.size === 0) return;
+    this.#out.push({ t: 'acks', acks: [...this.#acks] });
+    this.#acks.clear();
   }
 
   onEvents(listener: (events: readonly BusEvent[]) => void): () => void {

@@ -69,7 +69,8 @@ export type GatewayToCore =
   | { t: 'call'; id: number; path: string; body: unknown; ctx: CallContext }
   | { t: 'attach'; id: number; sid: string; syncKey: number | undefined; ip: string }
   | { t: 'detach'; uin: number }
-  | { t: 'ack'; sessionId: string; syncKey: number };
+  /** Acknowledged keys, coalesced per session by the gateway (sessionId, syncKey pairs). */
+  | { t: 'acks'; acks: [string, number][] };
 
 /** Messages from the core process to a gateway process. */
 export type CoreToGateway =
