@@ -152,7 +152,7 @@ export class IpcChatClient implements ChatApi {
     // highest per session and send them together, instead of one IPC message per ACK packet (one per PUSH).
     const prev = this.#acks.get(sessionId);
     if (prev === undefined || syncKey > prev) this.#acks.set(sessionId, syncKey);
-    this.#ackTimer ??= setTimeout(() => this.#flushAcks(), ACK_FLUSH_MS).unref();
+    if (this.#ackTimer === undefined) this.#ackTimer = setTimeout(() => this.#flushAcks(), ACK_FLUSH_MS).unref();
   }
 
   #flushAcks(): void {
