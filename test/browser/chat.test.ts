@@ -2,26 +2,15 @@
  * The web client end to end in Chromium (issue 5): two people become contacts and chat, a second device of one
  * of them stays in step (messages, read state, recall), and a reload shows the history from the cache first.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Browser } from 'playwright-core';
-import type { TestServer } from '../helpers/server.ts';
-import { acceptContact, launch, login, messages, openApp, openChat, register, requestContact, sendText, startWebServer } from './harness.ts';
+import { acceptContact, login, messages, openApp, openChat, register, requestContact, sendText, webSuite } from './harness.ts';
 
 describe('web client: contacts, chat, devices', () => {
-  let browser: Browser | undefined;
-  let server: TestServer;
-
-  before(async (t) => {
-    browser = await launch(t as never);
-    if (browser) server = await startWebServer();
-  });
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
-  });
+  const env = webSuite();
 
   test('two users become contacts and chat; a second device of the first sees the same and stays in step', async (t) => {
+    const { browser, server } = env;
     if (!browser) return t.skip('no Chromium');
     const alice = await openApp(browser, server.url);
     const bob = await openApp(browser, server.url);
@@ -105,6 +94,7 @@ describe('web client: contacts, chat, devices', () => {
   });
 
   test('a reload shows the chat from the cache before the network answers, then fetches only the delta', async (t) => {
+    const { browser, server } = env;
     if (!browser) return t.skip('no Chromium');
     const carol = await openApp(browser, server.url);
     const dave = await openApp(browser, server.url);

@@ -2,26 +2,16 @@
  * More of the web client in Chromium (issue 5): groups (create, add, remove, leave), infinite scroll back through
  * a long history, a refused send shown with a red "!" that resends the same message, and a recorded voice note.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Browser } from 'playwright-core';
-import { api, type TestServer } from '../helpers/server.ts';
-import { acceptContact, launch, messages, openApp, openChat, register, requestContact, sendText, startWebServer } from './harness.ts';
+import { api } from '../helpers/server.ts';
+import { acceptContact, messages, openApp, openChat, register, requestContact, sendText, webSuite } from './harness.ts';
 
 describe('web client: groups, history, resend, voice', () => {
-  let browser: Browser | undefined;
-  let server: TestServer;
-
-  before(async (t) => {
-    browser = await launch(t as never);
-    if (browser) server = await startWebServer();
-  });
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
-  });
+  const env = webSuite();
 
   test('a group is created, grows, loses a member and is left, live in every member browser', async (t) => {
+    const { browser, server } = env;
     if (!browser) return t.skip('no Chromium');
     const ivy = await openApp(browser, server.url);
     const jack = await openApp(browser, server.url);
@@ -70,6 +60,7 @@ describe('web client: groups, history, resend, voice', () => {
   });
 
   test('scrolling up loads older messages page by page until the first one', async (t) => {
+    const { browser, server } = env;
     if (!browser) return t.skip('no Chromium');
     const leo = await openApp(browser, server.url);
     await register(leo.page, 'leo', 'Leo');
@@ -98,6 +89,7 @@ describe('web client: groups, history, resend, voice', () => {
   });
 
   test('a refused send shows a red "!" and a click sends the same message again, delivered once', async (t) => {
+    const { browser, server } = env;
     if (!browser) return t.skip('no Chromium');
     const nina = await openApp(browser, 'about:blank');
     // Long-poll only, so sends go over HTTP where the test can refuse one.
@@ -135,6 +127,7 @@ describe('web client: groups, history, resend, voice', () => {
   });
 
   test('holding the mic records a voice note that the other side can play', async (t) => {
+    const { browser, server } = env;
     if (!browser) return t.skip('no Chromium');
     const pia = await openApp(browser, server.url);
     await pia.context.grantPermissions(['microphone']);

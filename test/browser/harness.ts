@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import type { TestContext } from 'node:test';
+import { after, before, type TestContext } from 'node:test';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { startServer, type TestServer } from '../helpers/server.ts';
 import type { Config } from '../../src/server/config.ts';
@@ -122,4 +122,21 @@ export async function sendText(page: Page, text: string): Promise<void> {
 export function messages(page: Page, text?: string) {
   const all = page.getByTestId('message');
   return text === undefined ? all : all.filter({ hasText: text });
+}
+
+/**
+ * Registers one suite's hooks: Chromium (undefined when it is missing outside CI, so tests skip) and a web
+ * server on an ephemeral port, both closed after the suite.
+ */
+export function webSuite(): { browser: Browser | undefined; server: TestServer } {
+  const env: { browser: Browser | undefined; server: TestServer } = { browser: undefined, server: undefined as unknown as TestServer };
+  before(async (t) => {
+    env.browser = await launch(t as never);
+    if (env.browser) env.server = await startWebServer();
+  });
+  after(async () => {
+    await env.browser?.close();
+    await env.server?.stop();
+  });
+  return env;
 }

@@ -3,12 +3,11 @@
  * (the app must notice by its heartbeat), messages written offline, and a browser that cannot use WebSockets at
  * all (long-poll); plus an image message end to end.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import sharp from 'sharp';
-import type { Browser, BrowserContext } from 'playwright-core';
-import type { TestServer } from '../helpers/server.ts';
-import { acceptContact, launch, messages, openApp, openChat, register, requestContact, sendText, startWebServer } from './harness.ts';
+import type { BrowserContext } from 'playwright-core';
+import { acceptContact, messages, openApp, openChat, register, requestContact, sendText, webSuite } from './harness.ts';
 
 /**
  * Routes the context's WebSockets through Playwright so a test can make them go silent: `down` drops what the
@@ -31,19 +30,10 @@ async function cuttableWebSockets(context: BrowserContext) {
 }
 
 describe('web client: network', () => {
-  let browser: Browser | undefined;
-  let server: TestServer;
-
-  before(async (t) => {
-    browser = await launch(t as never);
-    if (browser) server = await startWebServer();
-  });
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
-  });
+  const env = webSuite();
 
   test('a message sent while the link dies silently, and one written offline, are each delivered exactly once after reconnecting', async (t) => {
+    const { browser, server } = env;
     if (!browser) return t.skip('no Chromium');
     const erin = await openApp(browser, 'about:blank');
     const link = await cuttableWebSockets(erin.context);
@@ -91,6 +81,7 @@ describe('web client: network', () => {
   });
 
   test('an image goes from one browser to another (the receiver on long-poll, without WebSockets) and opens full size', async (t) => {
+    const { browser, server } = env;
     if (!browser) return t.skip('no Chromium');
     const gina = await openApp(browser, server.url);
     const hank = await openApp(browser, 'about:blank');
