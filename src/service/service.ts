@@ -97,7 +97,11 @@ export class ChatService implements ChatApi {
   readonly #o: ServiceOptions;
   readonly #gc: GroupCommit;
   readonly #sessions = new Map<string, SessionRow>();
+  /** sessionId → token hash of a cached session, so ending a session finds its cached row at once. */
+  readonly #tokenHashes = new Map<string, string>();
   readonly #usernames = new Map<number, string>();
+  /** uin → log epoch (set at registration; nothing at run time changes it). */
+  readonly #epochs = new Map<number, string>();
   /** username → uin. Both never change once committed, so the caches need no invalidation but a rollback's. */
   readonly #uins = new Map<string, number>();
   readonly #touches = new Map<string, { sessionId: string; ackedKey: number; lastSeenTime: number }>();
@@ -118,6 +122,7 @@ export class ChatService implements ChatApi {
         options.logger.error({ err }, 'batch rolled back');
         // A rolled-back batch may have cached a user it inserted; forget everything it could have taught us.
         this.#usernames.clear();
+        this.#epochs.clear();
         this.#uins.clear();
       },
     });
@@ -194,15 +199,17 @@ export class ChatService implements ChatApi {
       const session = await this.#authenticate(sid);
       onAuthenticated?.(session.uin);
       const heads = await this.#o.store.read.heads(session.uin);
-      const user = await this.#user(session.uin);
+      const read = this.#o.store.read;
+      const username = await this.#username(session.uin, read);
+      const epoch = await this.#epochOf(session.uin);
       if (syncKey !== undefined && syncKey <= heads.head) this.ack(session.sessionId, syncKey);
       return {
         ret: RET.OK,
         sessionId: session.sessionId,
         uin: session.uin,
-        username: user.username,
+        username,
         head: heads.head,
-        epoch: user.epoch,
+        epoch,
         selector: syncKey === undefined ? 0 : selectorAfter(heads, syncKey),
       };
     } catch (err) {
@@ -247,6 +254,7 @@ export class ChatService implements ChatApi {
       session = await this.#o.store.read.getSessionByToken(hash);
       if (!session) fail(RET.NOT_LOGGED_IN, 'not logged in or session ended');
       this.#sessions.set(hash, session);
+      this.#tokenHashes.set(session.sessionId, hash);
     }
     if (session.endedRet === RET.SESSION_REPLACED) fail(RET.SESSION_REPLACED, 'session replaced or revoked');
     if (session.endedRet !== 0) fail(RET.NOT_LOGGED_IN, 'session ended');
@@ -257,7 +265,13 @@ export class ChatService implements ChatApi {
     const user = await tx.getUser(uin);
     if (!user) throw new Error(`user ${uin} vanished`);
     this.#usernames.set(uin, user.username);
+    this.#epochs.set(uin, user.epoch);
     return user;
+  }
+
+  /** A user's log epoch, cached: every attach (synccheck, long connection) and sync answers it. */
+  async #epochOf(uin: number): Promise<string> {
+    return this.#epochs.get(uin) ?? (await this.#user(uin)).epoch;
   }
 
   async #username(uin: number, tx: StoreTx): Promise<string> {
@@ -284,7 +298,9 @@ export class ChatService implements ChatApi {
 
   #endSessionInTx(tx: StoreTx, fx: Effects, session: SessionRow, ret: number): Promise<void> {
     session.endedRet = ret;
-    for (const cached of this.#sessions.values()) if (cached.sessionId === session.sessionId) cached.endedRet = ret;
+    const hash = this.#tokenHashes.get(session.sessionId);
+    const cached = hash === undefined ? undefined : this.#sessions.get(hash);
+    if (cached) cached.endedRet = ret;
     fx.sessionEnded(session.sessionId, session.uin, ret);
     return tx.endSession(session.sessionId, ret);
   }
@@ -403,10 +419,10 @@ export class ChatService implements ChatApi {
   async #sync(s: SessionRow, b: Body): Promise<string> {
     const key: number = b.syncKey;
     const limit = clampSyncLimit(b.limit);
-    const user = await this.#user(s.uin);
+    const epoch = await this.#epochOf(s.uin);
     const { head } = await this.#o.store.read.heads(s.uin);
     if (key > head) {
-      fail(RET.BAD_REQUEST, `syncKey ${key} is ahead of this log (head ${head}); check epoch and sync from 0`, { epoch: user.epoch });
+      fail(RET.BAD_REQUEST, `syncKey ${key} is ahead of this log (head ${head}); check epoch and sync from 0`, { epoch });
     }
     // One page plus one row tells whether more remain, without counting the log.
     const rows = await this.#o.store.readLog(s.uin, key, limit + 1);
@@ -416,7 +432,7 @@ export class ChatService implements ChatApi {
     this.ack(s.sessionId, key);
     let entries = '';
     for (let i = 0; i < rows.length; i++) entries += (i ? ',' : '') + rows[i]!.json;
-    return `{"ret":0,"entries":[${entries}],"syncKey":${newKey},"continueFlag":${continueFlag},"epoch":${JSON.stringify(user.epoch)}}`;
+    return `{"ret":0,"entries":[${entries}],"syncKey":${newKey},"continueFlag":${continueFlag},"epoch":${JSON.stringify(epoch)}}`;
   }
 
   // ---- messages --------------------------------------------------------------------------------------------
