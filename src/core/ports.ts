@@ -3,6 +3,7 @@
  * Type-only: adapters in src/storage and src/bus implement them; src/service drives them. See
  * docs/architecture.md "Ports".
  */
+import type { EntryKind } from '../protocol/index.ts';
 
 /** A registered account. */
 export interface UserRow {
@@ -150,81 +151,106 @@ export interface MediaSendRow {
   uinB: number;
 }
 
+/** An entry to append to one user's log: the store gives it the next seq of that log. */
+export interface NewEntry {
+  uin: number;
+  kind: EntryKind;
+  /** The entry's own fields as JSON object text, without `seq` and `kind` (a fan-out encodes them once). */
+  fields: string;
+}
+
 /**
- * Everything a write transaction may do. Methods see the transaction's own earlier writes.
- * Async so that a network database (PostgreSQL) can implement it; the embedded adapter answers at once.
+ * What may be read, inside a write transaction (seeing its own earlier writes) or outside one (committed and
+ * durable state only). Async so that a network database (PostgreSQL) can implement it; the embedded adapter
+ * answers at once.
  */
-export interface StoreTx {
+export interface StoreReader {
   getUser(uin: number): Promise<UserRow | undefined>;
   getUserByName(username: string): Promise<UserRow | undefined>;
   getUsers(uins: readonly number[]): Promise<UserRow[]>;
-  /** Inserts a user and returns its new uin. Fails (throws) on a duplicate username: check first. */
-  insertUser(user: Omit<UserRow, 'uin'>): Promise<number>;
-  setDisplayName(uin: number, displayName: string): Promise<void>;
 
   getSessionByToken(tokenHash: string): Promise<SessionRow | undefined>;
   getSession(sessionId: string): Promise<SessionRow | undefined>;
   listSessions(uin: number): Promise<SessionRow[]>;
+
+  /** Log heads of several users, in the order asked (a user without entries has head 0). */
+  heads(uins: readonly number[]): Promise<Heads[]>;
+
+  getMessage(msgId: number): Promise<MessageRow | undefined>;
+  findSend(fromUin: number, clientMsgId: string): Promise<MessageRow | undefined>;
+
+  getContact(uin: number, peerUin: number): Promise<ContactRow | undefined>;
+  listContacts(uin: number): Promise<ContactRow[]>;
+
+  getGroup(groupId: number): Promise<GroupRow | undefined>;
+  /** Member uins in join order. */
+  getMembers(groupId: number): Promise<number[]>;
+  /** Groups the user belongs to. */
+  listGroups(uin: number): Promise<number[]>;
+
+  getReadMarker(uin: number, peer: string): Promise<number>;
+
+  // ---- media (docs/protocol.md "Media") ----
+  getUpload(uploadId: string): Promise<MediaUploadRow | undefined>;
+  /** The user's pending upload of this content, if any (resume). */
+  findPendingUpload(uin: number, sha256: string, size: number): Promise<MediaUploadRow | undefined>;
+  /** Uploads (pending or done) last touched before `beforeTime`, oldest first, at most `limit`. */
+  listStaleUploads(beforeTime: number, limit: number): Promise<MediaUploadRow[]>;
+  /** Bytes a user started uploading since `sinceTime`: pending uploads plus counted completed media. */
+  usedUploadBytes(uin: number, sinceTime: number): Promise<number>;
+  getMediaBlob(sha256: string): Promise<MediaBlobRow | undefined>;
+  getMedia(mediaId: string): Promise<MediaRow | undefined>;
+  /** Media objects of this content, the user's own first, at most `limit`. */
+  findMediaBySha(sha256: string, preferUin: number, limit: number): Promise<MediaRow[]>;
+  /** Conversations the media object was sent in. */
+  listMediaSends(mediaId: string): Promise<MediaSendRow[]>;
+}
+
+/** Everything a write transaction may do: read (its own writes included) and write. */
+export interface StoreTx extends StoreReader {
+  /** Inserts a user and returns its new uin. Fails (throws) on a duplicate username: check first. */
+  insertUser(user: Omit<UserRow, 'uin'>): Promise<number>;
+  setDisplayName(uin: number, displayName: string): Promise<void>;
+
   insertSession(session: SessionRow): Promise<void>;
   endSession(sessionId: string, ret: number): Promise<void>;
   /** Records acknowledged keys and last-seen times; keys only grow. */
   touchSessions(updates: readonly { sessionId: string; ackedKey: number; lastSeenTime: number }[]): Promise<void>;
 
   /**
-   * Appends entries to users' logs. Each row's seq must be `heads(uin).head + 1, + 2, …` in call order (the
-   * service allocates them from {@link StoreTx.heads}); the adapter advances the heads, per selector too.
+   * Appends entries to users' logs and returns the stored rows in the same order. The store allocates the
+   * seqs: each entry gets its user's head + 1 (entries of one user in call order), is encoded once with its
+   * seq and kind first (`encodeEntry`), and moves that user's head and the head of its kind's selector bit.
+   * Seqs of a user are dense: a rolled-back append leaves the head where it was. A networked adapter takes its users' locks in uin order, so that two writers fanning out to
+   * overlapping groups never deadlock.
    */
-  appendLog(rows: readonly LogRow[], selectorOf: (kind: string) => number): Promise<void>;
-  heads(uin: number): Promise<Heads>;
+  append(entries: readonly NewEntry[]): Promise<LogRow[]>;
 
   /** Next msgId: strictly greater than every earlier one. */
   nextMsgId(): Promise<number>;
-  getMessage(msgId: number): Promise<MessageRow | undefined>;
-  findSend(fromUin: number, clientMsgId: string): Promise<MessageRow | undefined>;
   insertMessage(msg: MessageRow): Promise<void>;
   setRevoked(msgId: number): Promise<void>;
 
-  getContact(uin: number, peerUin: number): Promise<ContactRow | undefined>;
-  listContacts(uin: number): Promise<ContactRow[]>;
   putContact(row: ContactRow): Promise<void>;
   deleteContact(uin: number, peerUin: number): Promise<void>;
 
   nextGroupId(): Promise<number>;
-  getGroup(groupId: number): Promise<GroupRow | undefined>;
   putGroup(group: GroupRow): Promise<void>;
-  /** Member uins in join order. */
-  getMembers(groupId: number): Promise<number[]>;
   addMembers(groupId: number, uins: readonly number[], joinTime: number): Promise<void>;
   removeMembers(groupId: number, uins: readonly number[]): Promise<void>;
-  /** Groups the user belongs to. */
-  listGroups(uin: number): Promise<number[]>;
 
-  getReadMarker(uin: number, peer: string): Promise<number>;
   setReadMarker(row: ReadMarkerRow): Promise<void>;
 
   // ---- media (docs/protocol.md "Media") ----
-  getUpload(uploadId: string): Promise<MediaUploadRow | undefined>;
-  /** The user's pending upload of this content, if any (resume). */
-  findPendingUpload(uin: number, sha256: string, size: number): Promise<MediaUploadRow | undefined>;
   insertUpload(row: MediaUploadRow): Promise<void>;
   /** Marks an upload done with its media id (a repeated `complete` answers the same). */
   finishUpload(uploadId: string, mediaId: string, updateTime: number): Promise<void>;
   /** Records activity on an upload (expiry counts from its last activity). */
   touchUpload(uploadId: string, updateTime: number): Promise<void>;
   deleteUpload(uploadId: string): Promise<void>;
-  /** Uploads (pending or done) last touched before `beforeTime`, oldest first, at most `limit`. */
-  listStaleUploads(beforeTime: number, limit: number): Promise<MediaUploadRow[]>;
-  /** Bytes a user started uploading since `sinceTime`: pending uploads plus counted completed media. */
-  usedUploadBytes(uin: number, sinceTime: number): Promise<number>;
-  getMediaBlob(sha256: string): Promise<MediaBlobRow | undefined>;
   /** Inserts a blob row; a row for the same sha256 already there is kept. */
   insertMediaBlob(row: MediaBlobRow): Promise<void>;
-  getMedia(mediaId: string): Promise<MediaRow | undefined>;
-  /** Media objects of this content, the user's own first, at most `limit`. */
-  findMediaBySha(sha256: string, preferUin: number, limit: number): Promise<MediaRow[]>;
   insertMedia(row: MediaRow): Promise<void>;
-  /** Conversations the media object was sent in. */
-  listMediaSends(mediaId: string): Promise<MediaSendRow[]>;
   /** Records a send (idempotent). */
   addMediaSend(mediaId: string, send: MediaSendRow): Promise<void>;
 }
@@ -233,15 +259,20 @@ export interface StoreTx {
  * Durable state. Contract (tested for every adapter by test/storage/store.case.ts):
  * - `transaction(fn)` runs fn against one write transaction; it commits only if fn resolves, and a resolved
  *   `transaction` means the commit is durable (the embedded default syncs to disk). If fn rejects, nothing of
- *   it is kept. Transactions never interleave: one writer at a time.
- * - Reads outside a transaction see only committed state.
+ *   it is kept.
+ * - Transactions run one at a time, in call order: a `transaction` called while another runs waits for it. A
+ *   transaction whose function finished and committed no longer holds the next one back while it waits for
+ *   its sync to disk (pipelined group commit, docs/architecture.md "Group commit"), and transactions become
+ *   durable, and resolve, in the order they ran.
+ * - Reads outside a transaction (`read`, `readLog`) see only committed and durable state: never an entry that
+ *   a power loss could still take back.
  * - `readLog` returns entries with seq > afterSeq ascending, at most `limit`, reading only that page.
  */
 export interface Store {
   readonly name: string;
   transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T>;
-  /** A read-only view of committed state (same methods; must not write). */
-  readonly read: StoreTx;
+  /** A read-only view of committed, durable state. */
+  readonly read: StoreReader;
   readLog(uin: number, afterSeq: number, limit: number): Promise<LogRow[]>;
   close(): Promise<void>;
 }

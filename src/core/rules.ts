@@ -2,7 +2,7 @@
  * Pure rules of the sync engine: names, selectors, the send/recall/read/group decisions. No I/O, no clock:
  * every input is a parameter. See docs/architecture.md "core".
  */
-import { LIMITS, MSG_TYPE, RET, SELECTOR_OF_KIND, isGroupId, type EntryKind, type Ret } from '../protocol/index.ts';
+import { LIMITS, MSG_TYPE, RET, SELECTOR_OF_KIND, isGroupId, type Ret } from '../protocol/index.ts';
 import type { ContactRow, Heads, MessageRow } from './ports.ts';
 
 /** An expected refusal: the caller turns it into `{ret, errMsg}`. */
@@ -50,15 +50,8 @@ export function selectorAfter(heads: Heads, key: number): number {
   return selector;
 }
 
-/**
- * Encodes an entry with its seq first. Entries are JSON once, at append time; sync pages and pushes splice
- * the stored text without parsing it again.
- */
-export function encodeEntry(seq: number, kind: EntryKind, fields: Record<string, unknown> | string): string {
-  const body = typeof fields === 'string' ? fields : JSON.stringify(fields);
-  // Fan-out encodes the shared fields once and splices each recipient's seq in front (issue #6: encode once).
-  return body.length <= 2 ? `{"seq":${seq},"kind":"${kind}"}` : `{"seq":${seq},"kind":"${kind}",${body.slice(1)}`;
-}
+// The entry encoding is part of the wire contract (stores encode entries as they allocate seqs).
+export { encodeEntry } from '../protocol/index.ts';
 
 const utf8 = new TextEncoder();
 

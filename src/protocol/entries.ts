@@ -98,6 +98,16 @@ export const SELECTOR_OF_KIND: Readonly<Record<EntryKind, number>> = {
   revoke: SELECTOR.RECALLS,
 };
 
+/**
+ * Encodes an entry with its seq first. Entries are JSON once, at append time; sync pages and pushes splice
+ * the stored text without parsing it again.
+ */
+export function encodeEntry(seq: number, kind: EntryKind, fields: Readonly<Record<string, unknown>> | string): string {
+  const body = typeof fields === 'string' ? fields : JSON.stringify(fields);
+  // Fan-out encodes the shared fields once and splices each recipient's seq in front (issue #6: encode once).
+  return body.length <= 2 ? `{"seq":${seq},"kind":"${kind}"}` : `{"seq":${seq},"kind":"${kind}",${body.slice(1)}`;
+}
+
 /** `^@@\d+$`: a group address. */
 export function isGroupId(peer: string): boolean {
   return /^@@[1-9][0-9]{0,15}$/.test(peer);

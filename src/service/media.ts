@@ -23,7 +23,7 @@ import {
   safeFileName,
   type DetectedType,
 } from '../core/media-rules.ts';
-import type { BlobStore, Clock, MediaBlobRow, MediaRow, MediaUploadRow, SessionRow, Store, StoreTx } from '../core/ports.ts';
+import type { BlobStore, Clock, MediaBlobRow, MediaRow, MediaUploadRow, SessionRow, Store, StoreReader, StoreTx } from '../core/ports.ts';
 import { RET, SynchatError } from '../protocol/index.ts';
 import type { Job } from './group-commit.ts';
 import type { Logger } from './service.ts';
@@ -356,7 +356,7 @@ export class MediaService {
    * Inside a send's transaction: the media must exist, be readable by the sender (its uploader, or a member of
    * a conversation where it was sent) and fit the message type. Unknown and forbidden are both ret 3.
    */
-  async checkSend(tx: StoreTx, uin: number, type: number, mediaId: string): Promise<void> {
+  async checkSend(tx: StoreReader, uin: number, type: number, mediaId: string): Promise<void> {
     const media = await tx.getMedia(mediaId);
     if (!media || !(await this.#mayRead(tx, uin, media))) fail(RET.NOT_FOUND, 'no such media');
     const blob = await tx.getMediaBlob(media.sha256);
@@ -370,7 +370,7 @@ export class MediaService {
     return tx.addMediaSend(mediaId, mediaSendOf(fromUin, toUin, groupId));
   }
 
-  async #mayRead(tx: StoreTx, uin: number, media: MediaRow): Promise<boolean> {
+  async #mayRead(tx: StoreReader, uin: number, media: MediaRow): Promise<boolean> {
     if (media.uin === uin) return true;
     const sends = await tx.listMediaSends(media.mediaId);
     const groups = new Set<number>();

@@ -5,7 +5,7 @@
  * See docs/architecture.md "service".
  */
 import { createHash, randomBytes } from 'node:crypto';
-import type { Bus, BusEvent, Clock, SessionRow, Store, StoreTx, UserRow } from '../core/ports.ts';
+import type { Bus, BusEvent, Clock, SessionRow, Store, StoreReader, StoreTx, UserRow } from '../core/ports.ts';
 import {
   checkMembersChange,
   checkRecall,
@@ -198,7 +198,7 @@ export class ChatService implements ChatApi {
     try {
       const session = await this.#authenticate(sid);
       onAuthenticated?.(session.uin);
-      const heads = await this.#o.store.read.heads(session.uin);
+      const heads = (await this.#o.store.read.heads([session.uin]))[0]!;
       const read = this.#o.store.read;
       const username = await this.#username(session.uin, read);
       const epoch = await this.#epochOf(session.uin);
@@ -261,7 +261,7 @@ export class ChatService implements ChatApi {
     return session;
   }
 
-  async #user(uin: number, tx: StoreTx = this.#o.store.read): Promise<UserRow> {
+  async #user(uin: number, tx: StoreReader = this.#o.store.read): Promise<UserRow> {
     const user = await tx.getUser(uin);
     if (!user) throw new Error(`user ${uin} vanished`);
     this.#usernames.set(uin, user.username);
@@ -274,12 +274,12 @@ export class ChatService implements ChatApi {
     return this.#epochs.get(uin) ?? (await this.#user(uin)).epoch;
   }
 
-  async #username(uin: number, tx: StoreTx): Promise<string> {
+  async #username(uin: number, tx: StoreReader): Promise<string> {
     return this.#usernames.get(uin) ?? (await this.#user(uin, tx)).username;
   }
 
   /** The uin of a (folded) username, cached: the send path's recipient lookup was 7% of a send's CPU. */
-  async #uinOf(username: string, tx: StoreTx): Promise<number | undefined> {
+  async #uinOf(username: string, tx: StoreReader): Promise<number | undefined> {
     const cached = this.#uins.get(username);
     if (cached !== undefined) return cached;
     const user = await tx.getUserByName(username);
@@ -359,7 +359,7 @@ export class ChatService implements ChatApi {
         if (old.endedRet === 0 && old.deviceId === session.deviceId) await this.#endSessionInTx(tx, fx, old, RET.SESSION_REPLACED);
       }
       await tx.insertSession(session);
-      return tx.heads(user.uin);
+      return (await tx.heads([user.uin]))[0]!;
     });
     this.#usernames.set(user.uin, user.username);
     return { sid, uin: user.uin, username: user.username, displayName: user.displayName, syncKey: heads.head, epoch: user.epoch };
@@ -401,9 +401,8 @@ export class ChatService implements ChatApi {
     await this.#gc.run(async (tx, fx) => {
       const me = await this.#username(s.uin, tx);
       await tx.setDisplayName(s.uin, displayName);
-      const fields = JSON.stringify({ username: me, displayName });
-      await fx.append(s.uin, 'contact', fields);
-      for (const c of await tx.listContacts(s.uin)) if (c.state === 'accepted') await fx.append(c.peerUin, 'contact', fields);
+      const peers = (await tx.listContacts(s.uin)).filter((c) => c.state === 'accepted').map((c) => c.peerUin);
+      await fx.appendEach([s.uin, ...peers], 'contact', { username: me, displayName });
     });
     return {};
   }
@@ -420,7 +419,7 @@ export class ChatService implements ChatApi {
     const key: number = b.syncKey;
     const limit = clampSyncLimit(b.limit);
     const epoch = await this.#epochOf(s.uin);
-    const { head } = await this.#o.store.read.heads(s.uin);
+    const { head } = (await this.#o.store.read.heads([s.uin]))[0]!;
     if (key > head) {
       fail(RET.BAD_REQUEST, `syncKey ${key} is ahead of this log (head ${head}); check epoch and sync from 0`, { epoch });
     }
@@ -491,11 +490,16 @@ export class ChatService implements ChatApi {
         createTime,
       };
       let senderSeq = 0;
-      // Group fan-out: every member's entry differs only in seq, so the body is encoded once.
-      const groupFields = groupId !== undefined ? JSON.stringify({ ...shared, peer: to }) : undefined;
-      for (const r of recipients) {
-        const seq = await fx.append(r.uin, 'msg', groupFields ?? { ...shared, peer: r.peer });
-        if (r.uin === s.uin) senderSeq = seq;
+      if (groupId !== undefined) {
+        // Group fan-out: every member's entry differs only in seq, so the body is encoded once.
+        const uins = recipients.map((r) => r.uin);
+        const seqs = await fx.appendEach(uins, 'msg', { ...shared, peer: to });
+        senderSeq = seqs[uins.indexOf(s.uin)]!;
+      } else {
+        for (const r of recipients) {
+          const seq = await fx.append(r.uin, 'msg', { ...shared, peer: r.peer });
+          if (r.uin === s.uin) senderSeq = seq;
+        }
       }
       await tx.insertMessage({
         msgId,
@@ -554,8 +558,7 @@ export class ChatService implements ChatApi {
       await tx.setRevoked(msgId);
       if (msg!.groupId) {
         const peer = groupAddress(msg!.groupId);
-        const fields = JSON.stringify({ msgId: String(msgId), peer });
-        for (const uin of await tx.getMembers(msg!.groupId)) await fx.append(uin, 'revoke', fields);
+        await fx.appendEach(await tx.getMembers(msg!.groupId), 'revoke', { msgId: String(msgId), peer });
       } else {
         const me = await this.#username(s.uin, tx);
         await fx.append(s.uin, 'revoke', { msgId: String(msgId), peer: msg!.to });
@@ -676,10 +679,8 @@ export class ChatService implements ChatApi {
     const members = await tx.getMembers(groupId);
     const names: string[] = [];
     for (const uin of members) names.push(await this.#username(uin, tx));
-    const fields = JSON.stringify({ groupId: groupAddress(groupId), name: g.name, members: names, owner: await this.#username(g.ownerUin, tx) });
-    for (const uin of members) await fx.append(uin, 'group', fields);
-    const gone = JSON.stringify({ groupId: groupAddress(groupId), name: g.name, members: names, removed: true });
-    for (const uin of removed) await fx.append(uin, 'group', gone);
+    await fx.appendEach(members, 'group', { groupId: groupAddress(groupId), name: g.name, members: names, owner: await this.#username(g.ownerUin, tx) });
+    if (removed.length > 0) await fx.appendEach(removed, 'group', { groupId: groupAddress(groupId), name: g.name, members: names, removed: true });
   }
 
   async #groupCreate(s: SessionRow, b: Body): Promise<Record<string, unknown>> {

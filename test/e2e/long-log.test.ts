@@ -4,7 +4,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { selectorOfKind } from '../../src/core/rules.ts';
 import { SqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import { api, startServer, userDevice } from '../helpers/server.ts';
 
@@ -17,11 +16,9 @@ test('syncs a 100k-entry log from key 0 in pages of at most 1000, in order, each
     // Seed the log directly through the store: 100k sends over HTTP would test the sender, not paging.
     const store = new SqliteStore({ file: join(dataDir, 'synchat.db'), synchronous: 'OFF' });
     await store.transaction(async (tx) => {
-      const rows = [];
-      for (let seq = 1; seq <= 100_000; seq++) {
-        rows.push({ uin: dev.uin, seq, kind: 'msg', json: JSON.stringify({ seq, kind: 'msg', msgId: String(seq), content: 'x' }) });
-      }
-      await tx.appendLog(rows, selectorOfKind);
+      const entries = [];
+      for (let seq = 1; seq <= 100_000; seq++) entries.push({ uin: dev.uin, kind: 'msg' as const, fields: JSON.stringify({ msgId: String(seq), content: 'x' }) });
+      await tx.append(entries);
     });
     await store.close();
 

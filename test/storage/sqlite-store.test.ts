@@ -49,3 +49,61 @@ it('refuses a database newer than the code', () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+it('hides a committed entry from reads until its WAL sync finished, while the next transaction already runs', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'synchat-store-'));
+  try {
+    const store = new SqliteStore({ file: join(dir, 'db.sqlite') });
+    t.after(() => store.close());
+    const uin = await store.transaction((tx) => tx.insertUser({ username: 'frank', displayName: 'F', pwHash: 'x', epoch: 'e', createTime: 1 }));
+    const first = store.transaction((tx) => tx.append([{ uin, kind: 'msg', fields: '{"n":1}' }]));
+    let seenDuringSecond: unknown;
+    const second = store.transaction(async (tx) => {
+      // The first transaction has committed (this one could begin) but its sync answers only on a later turn of
+      // the event loop, so a reader must not see its entry yet; this transaction does.
+      seenDuringSecond = {
+        readHead: (await store.read.heads([uin]))[0]!.head,
+        readLog: (await store.readLog(uin, 0, 10)).length,
+        txHead: (await tx.heads([uin]))[0]!.head,
+      };
+      return tx.append([{ uin, kind: 'msg', fields: '{"n":2}' }]);
+    });
+    await Promise.all([first, second]);
+    assert.deepEqual(seenDuringSecond, { readHead: 0, readLog: 0, txHead: 1 });
+    assert.equal((await store.read.heads([uin]))[0]!.head, 2);
+    assert.deepEqual((await store.readLog(uin, 0, 10)).map((r) => r.seq), [1, 2]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+it('migrates a version-2 database: log rows, heads and selector heads carry over, and appends continue after them', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'synchat-store-'));
+  try {
+    const file = join(dir, 'db.sqlite');
+    const db = new Database(file);
+    db.pragma('journal_mode = WAL');
+    for (let v = 0; v < 2; v++) db.exec(MIGRATIONS[v]!);
+    db.pragma('user_version = 2');
+    db.prepare(`INSERT INTO users (uin, username, display_name, pw_hash, epoch, create_time, head, heads_by_selector) VALUES (7, 'gina', 'G', 'x', 'e', 1, 2, '{"1":1,"2":2}')`).run();
+    db.prepare(`INSERT INTO users (uin, username, display_name, pw_hash, epoch, create_time) VALUES (8, 'hal', 'H', 'x', 'e', 1)`).run();
+    db.prepare(`INSERT INTO log (uin, seq, kind, json) VALUES (7, 1, 'msg', '{"seq":1,"kind":"msg"}'), (7, 2, 'contact', '{"seq":2,"kind":"contact"}')`).run();
+    db.close();
+    const store = new SqliteStore({ file });
+    assert.deepEqual(await store.read.heads([7, 8]), [
+      { head: 2, bySelector: { 1: 1, 2: 2 } },
+      { head: 0, bySelector: {} },
+    ]);
+    assert.equal((await store.read.getUser(7))?.username, 'gina');
+    const rows = await store.transaction((tx) => tx.append([{ uin: 7, kind: 'msg', fields: '{}' }]));
+    assert.equal(rows[0]!.seq, 3);
+    assert.deepEqual((await store.readLog(7, 0, 10)).map((r) => [r.seq, r.kind]), [
+      [1, 'msg'],
+      [2, 'contact'],
+      [3, 'msg'],
+    ]);
+    await store.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

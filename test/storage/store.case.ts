@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Store } from '../../src/core/ports.ts';
-import { selectorOfKind } from '../../src/core/rules.ts';
 
 /** How to open a fresh store; `reopen` opens the same data again (durability checks). */
 export interface StoreFactory {
@@ -46,7 +45,7 @@ export function runStoreContract(f: StoreFactory): void {
         await assert.rejects(
           h.store.transaction(async (tx) => {
             const uin = await tx.insertUser(user('bob'));
-            await tx.appendLog([{ uin, seq: 1, kind: 'msg', json: '{}' }], selectorOfKind);
+            await tx.append([{ uin, kind: 'msg', fields: '{}' }]);
             throw new Error('boom');
           }),
           /boom/,
@@ -55,39 +54,82 @@ export function runStoreContract(f: StoreFactory): void {
         // The adapter's caches forgot the rolled-back head: the next append starts at 1 again.
         const uin = await h.store.transaction((tx) => tx.insertUser(user('bob')));
         await h.store.transaction(async (tx) => {
-          assert.equal((await tx.heads(uin)).head, 0);
-          await tx.appendLog([{ uin, seq: 1, kind: 'msg', json: '{"seq":1}' }], selectorOfKind);
+          assert.equal((await tx.heads([uin]))[0]!.head, 0);
+          const rows = await tx.append([{ uin, kind: 'msg', fields: '{}' }]);
+          assert.deepEqual(rows, [{ uin, seq: 1, kind: 'msg', json: '{"seq":1,"kind":"msg"}' }]);
         });
-        assert.equal((await h.store.read.heads(uin)).head, 1);
+        assert.equal((await h.store.read.heads([uin]))[0]!.head, 1);
         await h.store.close();
       } finally {
         await h.cleanup();
       }
     });
 
-    it('appends in seq order, tracks heads per selector, and reads pages after a key', async () => {
+    it('allocates dense seqs per user, encodes each entry with its seq, tracks heads per selector, and reads pages after a key', async () => {
       const h = await f.open();
       try {
-        const uin = await h.store.transaction((tx) => tx.insertUser(user('carol')));
+        const carol = await h.store.transaction((tx) => tx.insertUser(user('carol')));
+        const dave = await h.store.transaction((tx) => tx.insertUser(user('dave')));
         await assert.rejects(
           h.store.transaction(async (tx) => {
-            await tx.appendLog([{ uin, seq: 1, kind: 'msg', json: '{"seq":1}' }], selectorOfKind);
-            await tx.appendLog([{ uin, seq: 9, kind: 'msg', json: '{}' }], selectorOfKind);
+            await tx.append([{ uin: carol, kind: 'msg', fields: '{"n":1}' }]);
+            throw new Error('rolled back');
           }),
-          /does not follow/,
+          /rolled back/,
         );
-        // The rejected append rolled the whole transaction back.
-        assert.equal((await h.store.read.heads(uin)).head, 0);
-        await h.store.transaction(async (tx) => {
-          const kinds = ['msg', 'contact', 'msg', 'read', 'group', 'revoke', 'msg'];
-          await tx.appendLog(kinds.map((kind, i) => ({ uin, seq: i + 1, kind, json: `{"seq":${i + 1}}` })), selectorOfKind);
+        // The rolled-back append left the head where it was.
+        assert.equal((await h.store.read.heads([carol]))[0]!.head, 0);
+        const kinds = ['msg', 'contact', 'msg', 'read', 'group', 'revoke', 'msg'] as const;
+        const rows = await h.store.transaction(async (tx) => {
+          // Interleaved users in one call, then a second call in the same transaction: seqs follow per user.
+          const first = await tx.append(kinds.slice(0, 4).flatMap((kind, i) => [{ uin: carol, kind, fields: `{"n":${i + 1}}` }, { uin: dave, kind: 'msg' as const, fields: '{}' }]));
+          assert.equal((await tx.heads([carol]))[0]!.head, 4, 'a transaction reads its own appends');
+          return [...first, ...(await tx.append(kinds.slice(4).map((kind, i) => ({ uin: carol, kind, fields: `{"n":${i + 5}}` }))))];
         });
-        const heads = await h.store.read.heads(uin);
-        assert.equal(heads.head, 7);
-        assert.deepEqual(heads.bySelector, { 1: 7, 2: 2, 4: 4, 8: 5, 16: 6 });
-        assert.deepEqual((await h.store.readLog(uin, 2, 3)).map((r) => r.seq), [3, 4, 5]);
-        assert.deepEqual((await h.store.readLog(uin, 7, 10)).map((r) => r.seq), []);
+        assert.deepEqual(rows.filter((r) => r.uin === carol).map((r) => r.seq), [1, 2, 3, 4, 5, 6, 7]);
+        assert.deepEqual(rows.filter((r) => r.uin === dave).map((r) => r.seq), [1, 2, 3, 4]);
+        assert.equal(rows[0]!.json, '{"seq":1,"kind":"msg","n":1}');
+        const [heads, daveHeads, nobody] = await h.store.read.heads([carol, dave, 999_999]);
+        assert.equal(heads!.head, 7);
+        assert.deepEqual(heads!.bySelector, { 1: 7, 2: 2, 4: 4, 8: 5, 16: 6 });
+        assert.equal(daveHeads!.head, 4);
+        assert.deepEqual(nobody, { head: 0, bySelector: {} });
+        assert.deepEqual((await h.store.readLog(carol, 2, 3)).map((r) => [r.seq, r.kind, r.json]), [
+          [3, 'msg', '{"seq":3,"kind":"msg","n":3}'],
+          [4, 'read', '{"seq":4,"kind":"read","n":4}'],
+          [5, 'group', '{"seq":5,"kind":"group","n":5}'],
+        ]);
+        assert.deepEqual((await h.store.readLog(carol, 7, 10)).map((r) => r.seq), []);
         await h.store.close();
+      } finally {
+        await h.cleanup();
+      }
+    });
+
+    it('runs transactions one at a time in call order, the next one while the previous waits for its sync', async () => {
+      const h = await f.open();
+      try {
+        const uin = await h.store.transaction((tx) => tx.insertUser(user('erin')));
+        const order: string[] = [];
+        // Ten transactions issued at once, as a pipelined group commit does: each sees the one before it.
+        const all = Array.from({ length: 10 }, (_, i) =>
+          h.store.transaction(async (tx) => {
+            order.push(`run ${i}`);
+            const [row] = await tx.append([{ uin, kind: 'msg', fields: `{"i":${i}}` }]);
+            return row!.seq;
+          }).then((seq) => {
+            order.push(`done ${i}`);
+            return seq;
+          }),
+        );
+        assert.deepEqual(await Promise.all(all), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        assert.deepEqual(order.filter((o) => o.startsWith('run')), Array.from({ length: 10 }, (_, i) => `run ${i}`));
+        assert.deepEqual(order.filter((o) => o.startsWith('done')), Array.from({ length: 10 }, (_, i) => `done ${i}`));
+        assert.equal((await h.store.read.heads([uin]))[0]!.head, 10);
+        await h.store.close();
+        const again = await h.reopen();
+        assert.deepEqual((await again.readLog(uin, 0, 100)).map((r) => r.seq), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        await again.close();
       } finally {
         await h.cleanup();
       }

@@ -4,6 +4,7 @@
  * is not yet committed. See docs/architecture.md "storage".
  */
 import Database from 'better-sqlite3';
+import { SELECTOR_OF_KIND, encodeEntry } from '../../protocol/index.ts';
 import type {
   ContactRow,
   GroupRow,
@@ -14,8 +15,10 @@ import type {
   MediaSendRow,
   MediaUploadRow,
   MessageRow,
+  NewEntry,
   SessionRow,
   Store,
+  StoreReader,
   StoreTx,
   UserRow,
 } from '../../core/ports.ts';
@@ -34,6 +37,16 @@ export interface SqliteStoreOptions {
 }
 
 type Row = Record<string, any>;
+
+/**
+ * A user with entries committed but not yet synced to disk: reads clamp the user's log to `durable`, the head
+ * as of the last synced transaction. `tx` is the last transaction that moved the head; several may be waiting
+ * for their sync at once (pipelined group commit), and they become durable in the order they committed.
+ */
+interface NotDurable {
+  durable: number;
+  tx: number;
+}
 
 function toUser(r: Row | undefined): UserRow | undefined {
   if (!r) return undefined;
@@ -131,13 +144,13 @@ class SqliteAccess implements StoreTx {
   readonly #headsBefore = new Map<number, number>();
   /** Users whose head moved in the open transaction. */
   readonly #dirtyHeads = new Set<number>();
-  /** Reader only: the last durable seq of users whose newer entries are committed but not yet synced to disk. */
-  readonly #clamp: Map<number, number> | undefined;
+  /** Reader only: users whose newer entries are committed but not yet synced to disk (see {@link NotDurable}). */
+  readonly #clamp: Map<number, NotDurable> | undefined;
   #msgId = -1;
   #groupId = -1;
   readonly #s: Record<string, Database.Statement>;
 
-  constructor(db: Database.Database, isWriter: boolean, clamp?: Map<number, number>) {
+  constructor(db: Database.Database, isWriter: boolean, clamp?: Map<number, NotDurable>) {
     this.#heads = isWriter ? new Map() : undefined;
     this.#clamp = clamp;
     const p = (sql: string): Database.Statement => db.prepare(sql);
@@ -148,8 +161,11 @@ class SqliteAccess implements StoreTx {
         'INSERT INTO users (username, display_name, pw_hash, epoch, create_time) VALUES (?, ?, ?, ?, ?) RETURNING uin',
       ),
       setDisplayName: p('UPDATE users SET display_name = ? WHERE uin = ?'),
-      heads: p('SELECT head, heads_by_selector FROM users WHERE uin = ?'),
-      setHeads: p('UPDATE users SET head = ?, heads_by_selector = ? WHERE uin = ?'),
+      heads: p('SELECT head, by_selector FROM heads WHERE uin = ?'),
+      setHeads: p(
+        `INSERT INTO heads (uin, head, by_selector) VALUES (?, ?, ?)
+         ON CONFLICT (uin) DO UPDATE SET head = excluded.head, by_selector = excluded.by_selector`,
+      ),
       sessionByToken: p('SELECT * FROM sessions WHERE token_hash = ?'),
       session: p('SELECT * FROM sessions WHERE session_id = ?'),
       sessionsOf: p('SELECT * FROM sessions WHERE uin = ? ORDER BY create_time'),
@@ -234,7 +250,7 @@ class SqliteAccess implements StoreTx {
 
   readLogSync(uin: number, afterSeq: number, limit: number): LogRow[] {
     const rows = this.#s.readLog!.all(uin, afterSeq, limit) as LogRow[];
-    const durable = this.#clamp?.get(uin);
+    const durable = this.#clamp?.get(uin)?.durable;
     // Never hand out an entry that a power loss could still take back (see SqliteStore.transaction).
     return durable === undefined ? rows : rows.filter((r) => r.seq <= durable);
   }
@@ -284,43 +300,53 @@ class SqliteAccess implements StoreTx {
     const cached = this.#heads?.get(uin);
     if (cached) return cached;
     const r = this.#s.heads!.get(uin) as Row | undefined;
-    const heads: Heads = r ? { head: r.head, bySelector: JSON.parse(r.heads_by_selector) } : { head: 0, bySelector: {} };
+    const heads: Heads = r ? { head: r.head, bySelector: JSON.parse(r.by_selector) } : { head: 0, bySelector: {} };
     this.#heads?.set(uin, heads);
-    const durable = this.#clamp?.get(uin);
+    const durable = this.#clamp?.get(uin)?.durable;
     if (durable !== undefined && heads.head > durable) heads.head = durable;
     return heads;
   }
-  async heads(uin: number): Promise<Heads> {
-    const h = this.#headsSync(uin);
-    return { head: h.head, bySelector: { ...h.bySelector } };
+  async heads(uins: readonly number[]): Promise<Heads[]> {
+    return uins.map((uin) => {
+      const h = this.#headsSync(uin);
+      return { head: h.head, bySelector: { ...h.bySelector } };
+    });
   }
-  async appendLog(rows: readonly LogRow[], selectorOf: (kind: string) => number): Promise<void> {
-    for (const row of rows) {
-      const heads = this.#headsSync(row.uin);
-      // Store contract: seq = head + 1 in call order; a violation is a broken invariant, not a user error.
-      if (row.seq !== heads.head + 1) throw new Error(`log seq ${row.seq} for uin ${row.uin} does not follow head ${heads.head}`);
-      this.#s.appendLog!.run(row.uin, row.seq, row.kind, row.json);
-      if (!this.#dirtyHeads.has(row.uin)) this.#headsBefore.set(row.uin, heads.head);
-      heads.head = row.seq;
-      const bit = selectorOf(row.kind);
-      if (bit) heads.bySelector[bit] = row.seq;
-      this.#dirtyHeads.add(row.uin);
+  async append(entries: readonly NewEntry[]): Promise<LogRow[]> {
+    const rows: LogRow[] = new Array(entries.length);
+    for (let i = 0; i < entries.length; i++) {
+      const { uin, kind, fields } = entries[i]!;
+      const heads = this.#headsSync(uin);
+      const seq = heads.head + 1;
+      const json = encodeEntry(seq, kind, fields);
+      this.#s.appendLog!.run(uin, seq, kind, json);
+      if (!this.#dirtyHeads.has(uin)) {
+        this.#headsBefore.set(uin, heads.head);
+        this.#dirtyHeads.add(uin);
+      }
+      heads.head = seq;
+      const bit = SELECTOR_OF_KIND[kind] ?? 0;
+      if (bit) heads.bySelector[bit] = seq;
+      rows[i] = { uin, seq, kind, json };
     }
+    return rows;
   }
 
   /**
    * Writes the heads changed in this transaction, once per user (a group fan-out or a batch of sends touches a
-   * user many times; measured: one UPDATE per append was 5% of a send's CPU). Called just before COMMIT.
+   * user many times; measured: one UPDATE per append was 5% of a send's CPU). Called just before COMMIT; returns
+   * each changed user's head before and after the transaction.
    */
-  flushHeads(): Map<number, number> {
+  flushHeads(): Map<number, { before: number; after: number }> {
+    const changed = new Map<number, { before: number; after: number }>();
     for (const uin of this.#dirtyHeads) {
       const heads = this.#heads!.get(uin)!;
-      this.#s.setHeads!.run(heads.head, JSON.stringify(heads.bySelector), uin);
+      this.#s.setHeads!.run(uin, heads.head, JSON.stringify(heads.bySelector));
+      changed.set(uin, { before: this.#headsBefore.get(uin)!, after: heads.head });
     }
     this.#dirtyHeads.clear();
-    const before = new Map(this.#headsBefore);
     this.#headsBefore.clear();
-    return before;
+    return changed;
   }
 
   async nextMsgId(): Promise<number> {
@@ -467,9 +493,11 @@ export class SqliteStore implements Store {
   readonly #w: SqliteAccess;
   readonly #r: SqliteAccess;
   readonly #syncer: WalSyncer | undefined;
-  /** uin → last durable seq, while a finished transaction's WAL sync is in flight. */
-  readonly #notDurable = new Map<number, number>();
-  #inTransaction = false;
+  /** Users whose newest committed entries are not yet on disk. */
+  readonly #notDurable = new Map<number, NotDurable>();
+  /** Settles when the transaction that runs now has committed or rolled back (not when it is durable). */
+  #turn: Promise<void> = Promise.resolve();
+  #txCount = 0;
   /** Set when a WAL sync failed: what was committed may not be on disk, so nothing more is accepted. */
   #broken: Error | undefined;
 
@@ -484,42 +512,63 @@ export class SqliteStore implements Store {
     this.#syncer = isFull ? new WalSyncer(opts.file) : undefined;
   }
 
-  get read(): StoreTx {
+  get read(): StoreReader {
     return this.#r;
   }
 
   async transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
-    // Store contract: one writer at a time. The service's group commit never overlaps batches.
-    if (this.#inTransaction) throw new Error('SqliteStore.transaction: transactions never interleave');
-    if (this.#broken) throw this.#broken;
-    this.#inTransaction = true;
-    this.#writer.exec('BEGIN IMMEDIATE');
+    // Store contract: one transaction runs at a time, in call order. The next one may start as soon as this one
+    // has committed; this one then waits for its WAL sync while the next runs (pipelined group commit).
+    const prev = this.#turn;
+    let release!: () => void;
+    this.#turn = new Promise<void>((r) => (release = r));
+    await prev;
+    let result: T;
+    let changed: Map<number, { before: number; after: number }>;
+    const txId = ++this.#txCount;
     try {
-      const result = await fn(this.#w);
-      const headsBefore = this.#w.flushHeads();
-      if (this.#syncer) for (const [uin, head] of headsBefore) if (!this.#notDurable.has(uin)) this.#notDurable.set(uin, head);
+      if (this.#broken) throw this.#broken;
+      this.#writer.exec('BEGIN IMMEDIATE');
+      result = await fn(this.#w);
+      changed = this.#w.flushHeads();
       this.#writer.exec('COMMIT');
-      if (this.#syncer) {
-        // Store contract: resolved = durable. The event loop stays free while the disk syncs.
-        try {
-          await this.#syncer.sync();
-        } catch (err) {
-          // A failed fsync may have dropped dirty pages (PostgreSQL's "fsyncgate"): retrying cannot prove them
-          // durable, so the store refuses all further writes until an operator restarts it.
-          this.#broken = new Error(`WAL sync failed; restart the server: ${(err as Error).message}`);
-          throw this.#broken;
-        } finally {
-          for (const uin of headsBefore.keys()) this.#notDurable.delete(uin);
-        }
-      }
-      return result;
     } catch (err) {
       if (this.#writer.inTransaction) this.#writer.exec('ROLLBACK');
       this.#w.resetCaches();
+      release();
       throw err;
-    } finally {
-      this.#inTransaction = false;
     }
+    if (!this.#syncer) {
+      release();
+      return result;
+    }
+    for (const [uin, { before }] of changed) {
+      const nd = this.#notDurable.get(uin);
+      if (nd) nd.tx = txId;
+      else this.#notDurable.set(uin, { durable: before, tx: txId });
+    }
+    release();
+    // Store contract: resolved = durable. The event loop stays free while the disk syncs.
+    try {
+      await this.#syncer.sync();
+      // An earlier transaction's sync failed: this one's frames may sit behind pages the kernel dropped.
+      if (this.#broken) throw this.#broken;
+    } catch (err) {
+      if (err === this.#broken) throw err;
+      // A failed fsync may have dropped dirty pages (PostgreSQL's "fsyncgate"): retrying cannot prove them
+      // durable, so the store refuses all further writes until an operator restarts it.
+      this.#broken ??= new Error(`WAL sync failed; restart the server: ${(err as Error).message}`);
+      throw this.#broken;
+    } finally {
+      // Syncs finish in commit order: a user last moved by a later transaction is durable up to this one's head.
+      for (const [uin, { after }] of changed) {
+        const nd = this.#notDurable.get(uin);
+        if (!nd) continue;
+        if (nd.tx === txId) this.#notDurable.delete(uin);
+        else nd.durable = after;
+      }
+    }
+    return result;
   }
 
   async readLog(uin: number, afterSeq: number, limit: number): Promise<LogRow[]> {
@@ -527,6 +576,7 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.#turn;
     await this.#syncer?.close();
     this.#reader.close();
     this.#writer.close();

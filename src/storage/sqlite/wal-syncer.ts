@@ -86,6 +86,10 @@ export class WalSyncer {
   readonly #timer: NodeJS.Timeout;
   #isDirty = false;
   #isCheckpointing = false;
+  /** The fsync running now, if any. */
+  #running: Promise<void> | undefined;
+  /** Callers that asked while an fsync was running: one more fsync serves them all once it ends. */
+  #waiting: { promise: Promise<void>; resolve: () => void; reject: (e: unknown) => void } | undefined;
 
   /** `checkpointMs`: how often to fold the WAL into the database when something was written. @default 1000 */
   constructor(file: string, checkpointMs = 1000) {
@@ -95,10 +99,37 @@ export class WalSyncer {
     this.#timer.unref();
   }
 
-  /** Resolves once every WAL frame written before the call is on disk. */
-  async sync(): Promise<void> {
+  /**
+   * Resolves once every WAL frame written before the call is on disk. Calls made while an fsync runs share the
+   * next one (that fsync may have started before their frames were written), so under load one fsync covers
+   * every transaction that committed meanwhile; callers are answered in call order.
+   */
+  sync(): Promise<void> {
     this.#isDirty = true;
-    await this.#sync.request('sync');
+    if (!this.#running) return (this.#running = this.#fsync());
+    if (!this.#waiting) {
+      let resolve!: () => void;
+      let reject!: (e: unknown) => void;
+      const promise = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
+      this.#waiting = { promise, resolve, reject };
+    }
+    return this.#waiting.promise;
+  }
+
+  #fsync(): Promise<void> {
+    const done = this.#sync.request('sync').then(() => undefined);
+    void done.then(
+      () => this.#next(),
+      () => this.#next(),
+    );
+    return done;
+  }
+
+  #next(): void {
+    const waiting = this.#waiting;
+    this.#waiting = undefined;
+    this.#running = waiting ? this.#fsync() : undefined;
+    this.#running?.then(waiting!.resolve, waiting!.reject);
   }
 
   async #runCheckpoint(): Promise<void> {
