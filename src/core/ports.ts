@@ -290,6 +290,24 @@ export interface NewsEvent {
   entries: string[];
 }
 
+/**
+ * The same entry appended to several users' logs in one commit (a group fan-out): one event with the body once,
+ * instead of one {@link NewsEvent} per member. Listeners expand it for the users they hold:
+ * `encodeEntry(seqs[i], kind, fields)` is exactly what `uins[i]`'s log stored, and that user's head before it
+ * was `seqs[i] - 1`.
+ */
+export interface FanoutEvent {
+  kind: EntryKind;
+  /** The selector bit of `kind`. */
+  selector: number;
+  /** The entry's own fields as JSON object text, without `seq` and `kind`. */
+  fields: string;
+  /** Recipients in ascending order (so a listener finds one by binary search). */
+  uins: number[];
+  /** `seqs[i]` is the seq the entry got in `uins[i]`'s log. */
+  seqs: number[];
+}
+
 /** A session that ended (logout, replaced, revoked): its connections close with `ret`. */
 export interface SessionEndedEvent {
   sessionId: string;
@@ -297,8 +315,14 @@ export interface SessionEndedEvent {
   ret: number;
 }
 
-/** What the bus carries. */
-export type BusEvent = { type: 'news'; news: NewsEvent } | { type: 'sessionEnded'; ended: SessionEndedEvent };
+/**
+ * What the bus carries. Events about one user come in that user's log order: a `fanout` for a user lies between
+ * that user's `news` events exactly where its entry lies in the log.
+ */
+export type BusEvent =
+  | { type: 'news'; news: NewsEvent }
+  | { type: 'fanout'; fanout: FanoutEvent }
+  | { type: 'sessionEnded'; ended: SessionEndedEvent };
 
 /**
  * Post-commit fan-out. Contract: `publish` is called only after the commit it describes; delivery is best

@@ -93,6 +93,21 @@ export class IpcCoreHost {
   #forward(events: readonly BusEvent[]): void {
     const mine: BusEvent[] = [];
     for (const ev of events) {
+      if (ev.type === 'fanout') {
+        // One event per gateway for a group fan-out, carrying only the members this gateway holds.
+        const f = ev.fanout;
+        const uins: number[] = [];
+        const seqs: number[] = [];
+        for (let i = 0; i < f.uins.length; i++) {
+          if (this.#subs.has(f.uins[i]!)) {
+            uins.push(f.uins[i]!);
+            seqs.push(f.seqs[i]!);
+          }
+        }
+        if (uins.length === f.uins.length) mine.push(ev);
+        else if (uins.length > 0) mine.push({ type: 'fanout', fanout: { ...f, uins, seqs } });
+        continue;
+      }
       const uin = ev.type === 'news' ? ev.news.uin : ev.ended.uin;
       if (this.#subs.has(uin)) mine.push(ev);
     }

@@ -5,7 +5,7 @@
  */
 import type { BusEvent } from '../core/ports.ts';
 
-export type { BusEvent, NewsEvent, SessionEndedEvent } from '../core/ports.ts';
+export type { BusEvent, FanoutEvent, NewsEvent, SessionEndedEvent } from '../core/ports.ts';
 
 /** Who is calling. */
 export interface CallContext {

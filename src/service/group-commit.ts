@@ -5,7 +5,7 @@
  * sessions) are published after the sync, in commit order (zulip's send_event_on_commit). See
  * docs/architecture.md "Group commit".
  */
-import type { BusEvent, LogRow, NewEntry, NewsEvent, Store, StoreTx } from '../core/ports.ts';
+import type { BusEvent, FanoutEvent, LogRow, NewEntry, NewsEvent, Store, StoreTx } from '../core/ports.ts';
 import { selectorOfKind } from '../core/rules.ts';
 import { SynchatError, type EntryKind } from '../protocol/index.ts';
 
@@ -28,9 +28,10 @@ interface Pending {
   reject: (e: unknown) => void;
 }
 
-/** Per-job effect buffer, merged into the batch only when the job succeeded. */
+/** Per-job effect buffer, merged into the batch only when the job succeeded. Appends are kept in log order. */
 class JobEffects implements Effects {
-  readonly rows: LogRow[] = [];
+  /** Single appends (a row) and fan-outs (one event for many users), in the order they were appended. */
+  readonly appended: (LogRow | FanoutEvent)[] = [];
   readonly events: BusEvent[] = [];
   readonly #tx: StoreTx;
   constructor(tx: StoreTx) {
@@ -38,18 +39,50 @@ class JobEffects implements Effects {
   }
   async append(uin: number, kind: EntryKind, fields: Readonly<Record<string, unknown>> | string): Promise<number> {
     const [row] = await this.#tx.append([{ uin, kind, fields: typeof fields === 'string' ? fields : JSON.stringify(fields) }]);
-    this.rows.push(row!);
+    this.appended.push(row!);
     return row!.seq;
   }
   async appendEach(uins: readonly number[], kind: EntryKind, fields: Readonly<Record<string, unknown>> | string): Promise<number[]> {
     const text = typeof fields === 'string' ? fields : JSON.stringify(fields);
-    const entries: NewEntry[] = uins.map((uin) => ({ uin, kind, fields: text }));
-    const rows = await this.#tx.append(entries);
-    for (const row of rows) this.rows.push(row);
-    return rows.map((r) => r.seq);
+    // Ascending uins: listeners find their users by binary search, and a networked store locks in this order.
+    const sorted = [...new Set(uins)].sort((x, y) => x - y);
+    const rows = await this.#tx.append(sorted.map((uin): NewEntry => ({ uin, kind, fields: text })));
+    const seqs = rows.map((r) => r.seq);
+    this.appended.push({ kind, selector: selectorOfKind(kind), fields: text, uins: sorted, seqs });
+    const seqOf = new Map(sorted.map((uin, i) => [uin, seqs[i]!]));
+    return uins.map((uin) => seqOf.get(uin)!);
   }
   sessionEnded(sessionId: string, uin: number, ret: number): void {
     this.events.push({ type: 'sessionEnded', ended: { sessionId, uin, ret } });
+  }
+}
+
+/**
+ * Turns a batch's appends into bus events in log order per user: consecutive single appends of a user share one
+ * {@link NewsEvent}; a fan-out is one {@link FanoutEvent}, after which that user's next single append starts a
+ * new NewsEvent (so a listener sees that user's entries in seq order).
+ */
+class BatchNews {
+  readonly events: BusEvent[] = [];
+  /** The event that last carried each user's entries: their open NewsEvent, or a fan-out. */
+  readonly #last = new Map<number, NewsEvent | FanoutEvent>();
+
+  add(item: LogRow | FanoutEvent): void {
+    if ('uins' in item) {
+      this.events.push({ type: 'fanout', fanout: item });
+      for (const uin of item.uins) this.#last.set(uin, item);
+      return;
+    }
+    const last = this.#last.get(item.uin);
+    if (last && 'entries' in last) {
+      last.head = item.seq;
+      last.selector |= selectorOfKind(item.kind);
+      last.entries.push(item.json);
+      return;
+    }
+    const news: NewsEvent = { uin: item.uin, prevSeq: item.seq - 1, head: item.seq, selector: selectorOfKind(item.kind), entries: [item.json] };
+    this.#last.set(item.uin, news);
+    this.events.push({ type: 'news', news });
   }
 }
 
@@ -163,25 +196,16 @@ export class GroupCommit {
   /** Runs the batch in one transaction; `hasRun` is called once its jobs ran. Resolves when durable. */
   async #commit(batch: Pending[], hasRun: () => void): Promise<void> {
     const outcomes: { p: Pending; ok: boolean; value: unknown }[] = [];
-    const events: BusEvent[] = [];
-    const news = new Map<number, NewsEvent>();
+    const ended: BusEvent[] = [];
+    const news = new BatchNews();
     await this.#store.transaction(async (tx) => {
       for (const p of batch) {
         const fx = new JobEffects(tx);
         try {
           const value = await p.job(tx, fx);
           outcomes.push({ p, ok: true, value });
-          for (const row of fx.rows) {
-            let n = news.get(row.uin);
-            if (!n) {
-              n = { uin: row.uin, prevSeq: row.seq - 1, head: row.seq, selector: 0, entries: [] };
-              news.set(row.uin, n);
-            }
-            n.head = row.seq;
-            n.selector |= selectorOfKind(row.kind);
-            n.entries.push(row.json);
-          }
-          for (const ev of fx.events) events.push(ev);
+          for (const item of fx.appended) news.add(item);
+          for (const ev of fx.events) ended.push(ev);
         } catch (err) {
           if (!(err instanceof SynchatError)) throw err;
           outcomes.push({ p, ok: false, value: err });
@@ -192,7 +216,7 @@ export class GroupCommit {
     this.stats.batches++;
     this.stats.jobs += batch.length;
     if (batch.length > this.stats.maxBatch) this.stats.maxBatch = batch.length;
-    for (const n of news.values()) events.push({ type: 'news', news: n });
+    const events = ended.length > 0 ? [...ended, ...news.events] : news.events;
     for (const o of outcomes) (o.ok ? o.p.resolve : o.p.reject)(o.value);
     // PROTOCOL.md "Durability": announce only after commit; a lost event costs latency, never data.
     if (events.length > 0) this.#opts.publish(events);

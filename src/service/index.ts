@@ -1,5 +1,5 @@
 // The service layer's public API for transports and the composition root; see docs/architecture.md "service".
-export type { AttachReply, CallContext, ChatApi, CoreToGateway, GatewayToCore, Reply, BusEvent, NewsEvent, SessionEndedEvent } from './api.ts';
+export type { AttachReply, CallContext, ChatApi, CoreToGateway, GatewayToCore, Reply, BusEvent, FanoutEvent, NewsEvent, SessionEndedEvent } from './api.ts';
 export { ChatService, type GatewayInfo, type Logger, type ServiceOptions } from './service.ts';
 export { validateCall } from './validate.ts';
 export { MediaService, mediaBlobKey, type MediaOptions } from './media.ts';

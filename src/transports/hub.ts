@@ -2,7 +2,8 @@
  * Routes post-commit events to the listeners of this process (parked synccheck requests, long connections),
  * by user and by session. One listener per uin is stored without an array (most users have one device online).
  */
-import type { BusEvent, ChatApi, NewsEvent } from '../service/index.ts';
+import { encodeEntry } from '../protocol/index.ts';
+import type { BusEvent, ChatApi, FanoutEvent, NewsEvent } from '../service/index.ts';
 
 /** A parked request or a connection waiting for news of one user. */
 export interface HubListener {
@@ -21,7 +22,7 @@ export class Hub {
   readonly #off: () => void;
   #count = 0;
   /** Recent news, so a listener that attached while events were in flight misses none (see {@link Hub.newsSince}). */
-  readonly #recent: (NewsEvent | undefined)[] = new Array(RECENT_NEWS);
+  readonly #recent: (NewsEvent | FanoutEvent | undefined)[] = new Array(RECENT_NEWS);
   #received = 0;
 
   constructor(api: ChatApi) {
@@ -77,7 +78,10 @@ export class Hub {
     const out = [];
     for (let i = mark; i < this.#received; i++) {
       const n = this.#recent[i % RECENT_NEWS]!;
-      if (n.uin === uin && n.head > key) out.push(n);
+      if ('uins' in n) {
+        const at = indexOfUin(n.uins, uin);
+        if (at >= 0 && n.seqs[at]! > key) out.push(expand(n, at));
+      } else if (n.uin === uin && n.head > key) out.push(n);
     }
     return out;
   }
@@ -88,6 +92,18 @@ export class Hub {
 
   #dispatch(events: readonly BusEvent[]): void {
     for (const ev of events) {
+      if (ev.type === 'fanout') {
+        const f = ev.fanout;
+        this.#recent[this.#received++ % RECENT_NEWS] = f;
+        // Only the members with a listener here cost anything: their entry is spliced from the shared body.
+        for (let i = 0; i < f.uins.length; i++) {
+          const cur = this.#byUin.get(f.uins[i]!);
+          if (!cur) continue;
+          const news = expand(f, i);
+          for (const l of Array.isArray(cur) ? [...cur] : [cur]) l.onNews(news);
+        }
+        continue;
+      }
       if (ev.type === 'news') this.#recent[this.#received++ % RECENT_NEWS] = ev.news;
       const uin = ev.type === 'news' ? ev.news.uin : ev.ended.uin;
       const cur = this.#byUin.get(uin);
@@ -98,4 +114,24 @@ export class Hub {
       }
     }
   }
+}
+
+/** Index of `uin` in ascending `uins`, or -1. */
+function indexOfUin(uins: readonly number[], uin: number): number {
+  let lo = 0;
+  let hi = uins.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const v = uins[mid]!;
+    if (v === uin) return mid;
+    if (v < uin) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
+}
+
+/** The news of member `i` of a fan-out: exactly the entry its log stored. */
+function expand(f: FanoutEvent, i: number): NewsEvent {
+  const seq = f.seqs[i]!;
+  return { uin: f.uins[i]!, prevSeq: seq - 1, head: seq, selector: f.selector, entries: [encodeEntry(seq, f.kind, f.fields)] };
 }

@@ -1,0 +1,77 @@
+// The per-process event router: news and fan-outs reach the listeners of their users, in order, and a listener
+// that attached while events were in flight finds them with newsSince.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { AttachReply, BusEvent, ChatApi, NewsEvent, Reply } from '../../src/service/index.ts';
+import { Hub, type HubListener } from '../../src/transports/hub.ts';
+
+/** A ChatApi whose events the test emits itself (it implements the real interface; nothing else is used). */
+class EventSource implements ChatApi {
+  readonly listeners = new Set<(events: readonly BusEvent[]) => void>();
+  detached: number[] = [];
+  emit(events: BusEvent[]): void {
+    for (const l of this.listeners) l(events);
+  }
+  async call(): Promise<Reply> {
+    throw new Error('not used');
+  }
+  async attach(): Promise<AttachReply> {
+    throw new Error('not used');
+  }
+  detach(uin: number): void {
+    this.detached.push(uin);
+  }
+  ack(): void {}
+  onEvents(listener: (events: readonly BusEvent[]) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}
+
+function listener(uin: number, got: NewsEvent[]): HubListener {
+  return { uin, sessionId: `s${uin}`, onNews: (n) => got.push(n), onSessionEnded: () => {} };
+}
+
+const fanout = (uins: number[], seqs: number[]): BusEvent => ({ type: 'fanout', fanout: { kind: 'msg', selector: 1, fields: '{"to":"@@1"}', uins, seqs } });
+
+test('expands a fan-out only for the members with a listener here, each with the entry its log stored', () => {
+  const api = new EventSource();
+  const hub = new Hub(api);
+  const got2: NewsEvent[] = [];
+  const got9: NewsEvent[] = [];
+  hub.add(listener(2, got2));
+  hub.add(listener(9, got9));
+  api.emit([
+    { type: 'news', news: { uin: 2, prevSeq: 4, head: 5, selector: 1, entries: ['{"seq":5}'] } },
+    fanout([1, 2, 5, 9], [10, 6, 3, 41]),
+  ]);
+  assert.deepEqual(got2, [
+    { uin: 2, prevSeq: 4, head: 5, selector: 1, entries: ['{"seq":5}'] },
+    { uin: 2, prevSeq: 5, head: 6, selector: 1, entries: ['{"seq":6,"kind":"msg","to":"@@1"}'] },
+  ]);
+  assert.deepEqual(got9, [{ uin: 9, prevSeq: 40, head: 41, selector: 1, entries: ['{"seq":41,"kind":"msg","to":"@@1"}'] }]);
+  hub.close();
+});
+
+test('newsSince finds a user’s entries from fan-outs and news after the mark and beyond the key, by binary search', () => {
+  const api = new EventSource();
+  const hub = new Hub(api);
+  api.emit([fanout([1, 3], [1, 1])]);
+  const mark = hub.mark();
+  const members = Array.from({ length: 500 }, (_, i) => 2 * i + 1);
+  api.emit([
+    fanout(members, members.map(() => 2)),
+    { type: 'news', news: { uin: 7, prevSeq: 2, head: 4, selector: 1, entries: ['{"seq":3}', '{"seq":4}'] } },
+    fanout([4, 7], [9, 5]),
+  ]);
+  const seven = hub.newsSince(mark, 7, 2);
+  assert.notEqual(seven, 'overflow');
+  assert.deepEqual(
+    (seven as { head: number }[]).map((n) => n.head),
+    [4, 5],
+    'the key 2 already holds the first fan-out’s entry; news and the later fan-out remain',
+  );
+  assert.deepEqual(hub.newsSince(mark, 999, 0), [{ uin: 999, prevSeq: 1, head: 2, selector: 1, entries: ['{"seq":2,"kind":"msg","to":"@@1"}'] }]);
+  assert.deepEqual(hub.newsSince(mark, 2, 0), [], 'not a member');
+  hub.close();
+});
