@@ -17,6 +17,10 @@ export interface Run {
   serverMon: TreeMonitor;
   clientMon: TreeMonitor;
   pool?: WorkerPool;
+  /** Which worker holds each device (connId → worker index), as connectDevices spread them. */
+  deviceWorker: Map<number, number>;
+  /** Load steps run so far (each step's messages carry its number). */
+  stepCount: number;
   close(): Promise<void>;
 }
 
@@ -36,6 +40,13 @@ export async function openRun(o: Record<string, string>, kind: 'synchat' | 'base
   const transport = (kind === 'baseline' ? 'ws' : (o.transport ?? 'tcp')) as Transport;
   if (!['tcp', 'ws', 'longpoll'].includes(transport)) throw new Error(`--transport must be tcp, ws or longpoll (got ${transport})`);
   const target = kind === 'baseline' ? await startBaseline() : await startTarget(o, env);
+  // Printed, and recorded as each result's targetSettings: a lowered scrypt cost must never go unnoticed.
+  console.log(`target ${target.kind}: ${Object.entries(target.settings).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  return runOn(target, transport);
+}
+
+/** A run against a target already started (tests: a server in-process, behind a fault-injecting relay); closing the run stops it. */
+export function runOn(target: Target, transport: Transport): Run {
   const serverMon = new TreeMonitor(() => target.pids()).start();
   let pool: WorkerPool | undefined;
   const run: Run = {
@@ -43,6 +54,8 @@ export async function openRun(o: Record<string, string>, kind: 'synchat' | 'base
     transport,
     serverMon,
     clientMon: new TreeMonitor(() => [process.pid, ...(pool?.pids ?? [])]).start(),
+    deviceWorker: new Map(),
+    stepCount: 0,
     get pool() {
       return pool;
     },
@@ -68,10 +81,14 @@ export async function population(run: Run, prefix: string, count: number, device
   return withProgress('register+login', count, () => ({ done }), () => registerUsers(run.target.endpoint.httpUrl, names, devices, (n) => (done = n)));
 }
 
-/** Forks enough workers for `connections` sockets (or `--client-workers`). */
+/**
+ * Forks enough workers for `connections` sockets (or `--client-workers`). `--client-cpu-prof DIR`: every worker
+ * writes a V8 CPU profile there when it exits (the load tool's own hot path, as `--cpu-prof` does for the server).
+ */
 export async function startWorkers(run: Run, o: Record<string, string>, connections: number): Promise<WorkerPool> {
   const count = o['client-workers'] ? Number(o['client-workers']) : workersFor(connections);
-  run.pool = await WorkerPool.start(count, run.transport, run.target.endpoint, sourceAddresses(connections));
+  const execArgv = o['client-cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${o['client-cpu-prof']}`] : [];
+  run.pool = await WorkerPool.start(count, run.transport, run.target.endpoint, sourceAddresses(connections), execArgv);
   return run.pool;
 }
 
@@ -92,6 +109,7 @@ export async function connectDevices(run: Run, specs: DeviceSpec[], concurrencyP
   const counts = new Array<number>(W).fill(0);
   pool.onProgress = (w, d) => (counts[w - 1] = Number(d.connected ?? d.reconnected ?? 0));
   const t0 = performance.now();
+  specs.forEach((s, k) => run.deviceWorker.set(s.id, k % W));
   const answers = await withProgress(phase, specs.length, () => ({ done: counts.reduce((a, b) => a + b, 0), text: `server ${run.serverMon.samples.at(-1)?.rssMiB ?? 0} MiB` }), () =>
     pool.all((i) => ({ cmd: 'connect', conns: specs.filter((_, k) => k % W === i), concurrency: concurrencyPerWorker })),
   );
@@ -109,9 +127,13 @@ export async function connectDevices(run: Run, specs: DeviceSpec[], concurrencyP
 
 /** Counters of every worker since the last reset, merged. */
 export interface DeliveryStats {
+  /** Message entries from other users that devices applied (once per log position). */
   deliveries: number;
+  /** Same as `deliveries` (applied entries are unique per log position). */
   uniqueDeliveries: number;
+  /** Message entries that came off the wire again without being asked for (a second PUSH, a SYNC page entry at or below the asked key). */
   duplicates: number;
+  /** Own messages applied by the sender's devices. */
   echoes: number;
   latency: LatencySummary;
   latencyHist: string;

@@ -24,11 +24,31 @@ export interface DeviceSpec {
   syncKey?: number;
 }
 
-/** Commands a worker understands. */
+/**
+ * Commands a worker understands. A load step (steps.ts) runs `expect` (the step's routes: which device is owed
+ * which sender's messages), `send`, `count` until the deliveries drain, then `reconcile` with every sender's
+ * acknowledged-send bitmaps, and `msgIds` to name the sampled lost or doubled messages (reconcile.ts).
+ */
 export type WorkerCommand =
   | { cmd: 'init'; transport: Transport; endpoint: Endpoint; localAddresses: string[]; workerIndex: number }
   | { cmd: 'connect'; conns: DeviceSpec[]; concurrency: number }
-  | { cmd: 'send'; plan: { connId: number; to: string }[]; ratePerSec: number; durationMs: number; contentBytes: number; maxOutstanding: number }
+  | {
+      cmd: 'send';
+      step: number;
+      /** Global index of plan[0]; plan[i] is item firstItem + i. */
+      firstItem: number;
+      plan: { connId: number; to: string }[];
+      ratePerSec: number;
+      durationMs: number;
+      contentBytes: number;
+      maxOutstanding: number;
+      /** After the schedule ends, how long sends may still wait for SEND_ACK before they count as unanswered, in ms. */
+      answerTimeoutMs: number;
+    }
+  | { cmd: 'expect'; step: number; /** Flat (connId, item, isRequired 1|0) triples. */ routes: number[]; expectedPerItem: number }
+  | { cmd: 'count' }
+  | { cmd: 'reconcile'; step: number; /** Acknowledged-send bitmap per global item (null: none). */ acked: (Uint8Array | null)[] }
+  | { cmd: 'msgIds'; step: number; keys: [item: number, k: number][] }
   | { cmd: 'stats'; reset: boolean }
   | { cmd: 'heads' }
   | { cmd: 'drop' }
@@ -54,12 +74,12 @@ export class WorkerPool {
   #pending = new Map<number, { resolve(v: any): void; reject(e: Error): void }>();
   onProgress: (worker: number, data: Record<string, unknown>) => void = () => {};
 
-  /** Forks `count` workers and initialises them. */
-  static async start(count: number, transport: Transport, endpoint: Endpoint, localAddresses: string[]): Promise<WorkerPool> {
+  /** Forks `count` workers (with extra node flags `execArgv`, e.g. `--cpu-prof`) and initialises them. */
+  static async start(count: number, transport: Transport, endpoint: Endpoint, localAddresses: string[], execArgv: string[] = []): Promise<WorkerPool> {
     const pool = new WorkerPool();
     const script = fileURLToPath(new URL('./client-worker.ts', import.meta.url));
     for (let i = 0; i < count; i++) {
-      const child = fork(script, [], { execArgv: ['--import', 'tsx'], serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const child = fork(script, [], { execArgv: [...execArgv, '--import', 'tsx'], serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       child.on('message', (m: any) => {
         if (m.event === 'progress') pool.onProgress(m.worker, m);
         else {
@@ -101,9 +121,14 @@ export class WorkerPool {
     }));
   }
 
-  /** Asks every worker to exit; kills any that has not after 3 s. */
-  async close(): Promise<void> {
-    await Promise.race([this.all(() => ({ cmd: 'close' })).catch(() => {}), new Promise((r) => setTimeout(r, 3000))]);
-    for (const c of this.children) if (c.exitCode === null) c.kill('SIGKILL');
+  /**
+   * Asks every worker to exit and waits for the exits; kills any still running after `graceMs` (a worker
+   * writing a `--cpu-prof` profile needs a moment after it answers).
+   */
+  async close(graceMs = 10_000): Promise<void> {
+    const exited = this.children.map((c) => (c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => c.once('exit', () => r()))));
+    const timeout = new Promise<void>((r) => setTimeout(r, graceMs).unref());
+    await Promise.race([this.all(() => ({ cmd: 'close' })).then(() => Promise.all(exited), () => {}), timeout]);
+    for (const c of this.children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   }
 }

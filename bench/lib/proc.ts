@@ -15,24 +15,36 @@ export interface ServerProcess {
   httpPort: number;
   tcpPort: number;
   child: ChildProcess;
+  /** The SYNCHAT_* settings it was started with besides ports and data folder (bench defaults included), for the record. */
+  settings: Record<string, string>;
   stop(): Promise<void>;
 }
+
+/**
+ * Settings every bench server gets unless the caller overrides them. Scrypt at log2N 10 (the schema's minimum;
+ * the server's default is 14, ~40 ms per hash) so registering and logging in thousands of simulated devices takes
+ * seconds, not minutes: no measured figure hashes a password (AUTH presents a session id), and the setting is
+ * recorded in each result's `targetSettings`. Rate limiting off: the load comes from few loopback addresses.
+ */
+export const BENCH_SERVER_ENV: Readonly<Record<string, string>> = {
+  SYNCHAT_LOG_LEVEL: 'warn',
+  SYNCHAT_RATE_LIMIT: 'off',
+  SYNCHAT_PASSWORD_LOG2N: '10',
+};
 
 /** Starts `src/server/main.ts` with the given SYNCHAT_* settings; resolves when it answers /api/gateways. */
 export async function spawnServer(env: Record<string, string>, opts: { httpPort?: number; tcpPort?: number; execArgv?: string[] } = {}): Promise<ServerProcess> {
   const dataDir = mkdtempSync(join(tmpdir(), 'synchat-bench-'));
   const httpPort = opts.httpPort ?? 20000 + Math.floor(Math.random() * 20000);
   const tcpPort = opts.tcpPort ?? httpPort + 1;
+  const settings = { ...BENCH_SERVER_ENV, ...env };
   const child = spawn(process.execPath, [...(opts.execArgv ?? []), '--import', 'tsx', 'src/server/main.ts'], {
     env: {
       ...process.env,
       SYNCHAT_HTTP_PORT: String(httpPort),
       SYNCHAT_TCP_PORT: String(tcpPort),
       SYNCHAT_DATA_DIR: dataDir,
-      SYNCHAT_LOG_LEVEL: 'warn',
-      SYNCHAT_RATE_LIMIT: 'off',
-      SYNCHAT_PASSWORD_LOG2N: '10',
-      ...env,
+      ...settings,
     },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
@@ -58,6 +70,7 @@ export async function spawnServer(env: Record<string, string>, opts: { httpPort?
     httpPort,
     tcpPort,
     child,
+    settings,
     async stop() {
       if (child.exitCode === null) {
         const exited = new Promise((r) => child.once('exit', r));

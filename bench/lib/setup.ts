@@ -1,8 +1,9 @@
 /**
- * Creating the simulated population over the HTTP API (the same calls a client makes): register and log in each
- * user once (password hashing is deliberately slow, so each user logs in once and its sid is reused for many
- * connections' AUTH), make contacts (request + accept) and groups (created by a "hub" user who befriends every
- * member first, since group members must be the creator's contacts).
+ * Creating the simulated population over the HTTP API (the same calls a client makes): register each user and
+ * log it in on as many devices as it needs (one session per simulated device: sessions are never shared between
+ * connections; password hashing is deliberately slow, so the bench server runs a lowered scrypt cost and records
+ * it, see BENCH_SERVER_ENV in proc.ts), make contacts (request + accept) and groups (created by a "hub" user who
+ * befriends every member first, since group members must be the creator's contacts).
  */
 import { call } from './proc.ts';
 

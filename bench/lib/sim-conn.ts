@@ -1,17 +1,22 @@
 /**
  * One simulated device for the load tool: it holds a long connection through the SDK's wire code
- * (`WireConnection` from src/sdk/wire.ts over its TCP or WebSocket link, bound to a chosen 127.0.0.x source
- * address) or a long-poll loop over HTTP, authenticates with an existing session, heartbeats (the SDK's shared
+ * (`WireConnection` from src/sdk/wire.ts over the SDK's WebSocket link or the load tool's TCP link,
+ * tcp-read-link.ts, bound to a chosen 127.0.0.x source address) or a long-poll loop over HTTP, authenticates with an existing session, heartbeats (the SDK's shared
  * ticker), sends, and keeps its SyncKey as the real client does: it applies a PUSH that directly follows its key
  * and acknowledges it, answers a NOTIFY (or a gap) with SYNC until `continueFlag` is false and it has reached the
- * announced head, and skips entries at or below its key. Every message entry it applies goes to `onMsg`.
+ * announced head, and skips entries at or below its key.
+ *
+ * What it sees goes to a {@link DeviceObserver} twice: every message entry as it comes off the wire (PUSH or SYNC
+ * page, before anything is filtered by key, classified as a {@link WireCopy}), and every message entry it applies
+ * (once per log position). Duplicates are counted from the first; latency from the second.
  */
 import http from 'node:http';
 import WebSocket from 'ws';
-import type { MsgEntry } from '../../src/protocol/index.ts';
-import { tcpConnector } from '../../src/sdk/node/index.ts';
+import { OP, type Entry, type MsgEntry } from '../../src/protocol/index.ts';
 import { WireConnection, type ByteLinkHandler, type Connector, type NotifyBody, type PushBody, type WireHandler } from '../../src/sdk/wire.ts';
 import { webSocketConnector, type WebSocketConstructor } from '../../src/sdk/ws-link.ts';
+import { WireCopy } from './reconcile.ts';
+import { sharedBufferTcpConnector } from './tcp-read-link.ts';
 
 /** How a simulated device reaches the server. */
 export type Transport = 'tcp' | 'ws' | 'longpoll';
@@ -38,9 +43,9 @@ function agentFor(localAddress: string): http.Agent {
   return a;
 }
 
-/** POST/GET JSON over a given agent; resolves with the parsed body and its size in bytes. */
+/** POST/GET JSON (an object, or a string already serialised) over a given agent; resolves with the parsed body and its size in bytes. */
 function httpJson(agent: http.Agent, base: string, path: string, sid: string, body?: unknown, onRequest?: (req: http.ClientRequest) => void): Promise<any> {
-  const payload = body === undefined ? undefined : JSON.stringify(body);
+  const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
   return new Promise((resolve, reject) => {
     const req = http.request(
       new URL(path, base),
@@ -75,7 +80,7 @@ function connectorFor(transport: 'tcp' | 'ws', localAddress: string): Connector 
   const key = `${transport}/${localAddress}`;
   let c = connectors.get(key);
   if (!c) {
-    if (transport === 'tcp') c = tcpConnector({ localAddress });
+    if (transport === 'tcp') c = sharedBufferTcpConnector(localAddress);
     else {
       class BoundWebSocket extends WebSocket {
         constructor(url: string) {
@@ -97,6 +102,14 @@ const HANDLER: WireHandler = {
   onClose: (wire) => (wire.tag as SimConn).onWireClose(wire),
 };
 
+/** Receives what simulated devices see; one object serves every device of a process. */
+export interface DeviceObserver {
+  /** A message entry came off the wire (PUSH or SYNC page), before the device filtered anything by key. */
+  onWireMsg(conn: SimConn, entry: MsgEntry, copy: WireCopy): void;
+  /** The device applied a message entry (once per log position, in order). */
+  onAppliedMsg(conn: SimConn, entry: MsgEntry): void;
+}
+
 /** A simulated device. */
 export class SimConn {
   /** The device's SyncKey: it holds every entry up to here. */
@@ -111,6 +124,10 @@ export class SimConn {
   #closed = false;
   #pollReq: http.ClientRequest | undefined;
   #onCurrent: (() => void)[] = [];
+  /** The highest seq that came off the wire to this device, over all its connections. */
+  #wireMaxSeq = 0;
+  /** The highest seq this connection delivered or was told the device holds (the AUTH key). */
+  #connMaxSeq = 0;
 
   constructor(
     readonly id: number,
@@ -119,10 +136,11 @@ export class SimConn {
     readonly transport: Transport,
     readonly endpoint: Endpoint,
     readonly localAddress: string,
-    readonly onMsg: (conn: SimConn, entry: MsgEntry) => void,
+    readonly observer: DeviceObserver,
     syncKey = 0,
   ) {
     this.syncKey = syncKey;
+    this.#wireMaxSeq = syncKey;
   }
 
   /** Connects and authenticates; resolves with AUTH_OK (long-poll: a synthetic one from a first synccheck). */
@@ -136,6 +154,8 @@ export class SimConn {
     const url = this.transport === 'tcp' ? `tcp://${this.endpoint.tcpHost}:${this.endpoint.tcpPort}` : this.endpoint.wsUrl;
     await wire.open((u, handler) => inner.connect(u, this.#counting(handler)), url);
     this.isOpen = true;
+    // Entries after the key presented in AUTH are owed on this connection, even if an earlier one carried them.
+    this.#connMaxSeq = this.syncKey;
     const ok = await wire.auth(this.sid, this.syncKey);
     if (ok.ret !== 0) {
       wire.close('auth refused');
@@ -151,6 +171,17 @@ export class SimConn {
     if (this.transport === 'longpoll') return httpJson(agentFor(this.localAddress), this.endpoint.httpUrl, '/api/sendmsg', this.sid, body).then((r) => r.body);
     if (!this.#wire) return Promise.reject(new Error('not connected'));
     return this.#wire.send(body);
+  }
+
+  /**
+   * Sends a message whose `/api/sendmsg` body is already JSON text (ASCII): the load tool's hot path builds it
+   * from a per-sender prefix, skipping JSON.stringify and the UTF-8 encoder. Same packet as {@link send}.
+   */
+  sendJson(json: string): Promise<any> {
+    if (this.transport === 'longpoll') return httpJson(agentFor(this.localAddress), this.endpoint.httpUrl, '/api/sendmsg', this.sid, json).then((r) => r.body);
+    if (!this.#wire) return Promise.reject(new Error('not connected'));
+    // encodePacket takes bytes as they are; `request` is typed for objects, which a Uint8Array is.
+    return this.#wire.request(OP.SEND, Buffer.from(json, 'latin1'));
   }
 
   /** Resolves once the device's key has reached `head`. */
@@ -175,6 +206,8 @@ export class SimConn {
 
   /** @internal from the wire handler. */
   onPush(body: PushBody): void {
+    // A PUSH is never an answer: an entry at or below what this connection already carried is a repeat nobody asked for.
+    this.#observe(body.entries, this.#connMaxSeq);
     this.#noteHead(body.syncKey);
     const first = body.entries[0];
     if (this.#syncing) return; // the running SYNC loop fetches up to the announced head
@@ -209,11 +242,31 @@ export class SimConn {
     };
   }
 
+  /**
+   * Reports each message entry of a PUSH or SYNC page to the observer before anything is filtered, classified by
+   * seq: above every seq this device got on the wire → NEW; otherwise a repeat, asked for when it lies above
+   * `askedAbove` (the key a SYNC presented; for a PUSH, what the connection already carried) and above the entry
+   * before it in the same packet, else UNASKED_AGAIN.
+   */
+  #observe(entries: readonly Entry[] | undefined, askedAbove: number): void {
+    if (!Array.isArray(entries)) return;
+    let prev = -1;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      const seq = e.seq;
+      const copy = seq > this.#wireMaxSeq ? WireCopy.NEW : seq > askedAbove && seq > prev ? WireCopy.ASKED_AGAIN : WireCopy.UNASKED_AGAIN;
+      if (seq > this.#wireMaxSeq) this.#wireMaxSeq = seq;
+      if (seq > this.#connMaxSeq) this.#connMaxSeq = seq;
+      if (seq > prev) prev = seq;
+      if (e.kind === 'msg') this.observer.onWireMsg(this, e, copy);
+    }
+  }
+
   #apply(entries: readonly any[], newKey: number): void {
     for (const e of entries) {
       if (e.seq <= this.syncKey) continue;
       this.syncKey = e.seq;
-      if (e.kind === 'msg') this.onMsg(this, e as MsgEntry);
+      if (e.kind === 'msg') this.observer.onAppliedMsg(this, e as MsgEntry);
     }
     if (newKey > this.syncKey) this.syncKey = newKey;
     if (this.#onCurrent.length) {
@@ -233,15 +286,17 @@ export class SimConn {
     try {
       for (;;) {
         let r: any;
+        const askedKey = this.syncKey;
         if (this.transport === 'longpoll') {
-          r = await httpJson(agentFor(this.localAddress), this.endpoint.httpUrl, '/api/sync', this.sid, { syncKey: this.syncKey, limit: 1000 });
+          r = await httpJson(agentFor(this.localAddress), this.endpoint.httpUrl, '/api/sync', this.sid, { syncKey: askedKey, limit: 1000 });
           this.bytesIn += r.bytes;
           r = r.body;
         } else {
           if (!this.#wire) break;
-          r = await this.#wire.sync(this.syncKey, 1000);
+          r = await this.#wire.sync(askedKey, 1000);
         }
         if (r.ret !== 0) break;
+        this.#observe(r.entries, askedKey);
         this.#apply(r.entries, r.syncKey);
         if (!r.continueFlag && this.syncKey >= this.knownHead) break;
         if (this.#closed) break;

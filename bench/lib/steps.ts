@@ -1,13 +1,17 @@
 /**
  * Open-loop load steps: every worker sends its share of an aggregate rate on a fixed schedule for a while
- * (latency counts from the scheduled time), then the controller waits for the deliveries to drain and reads
- * what arrived: delivered/s, latency, lost (acknowledged sends whose recipients never saw them) and duplicates.
- * `stepUp` raises the rate by a factor until p99 passes the limit, a message is lost, or the server stops keeping
- * up, then runs one more step at half the highest sustainable rate.
+ * (latency counts from the scheduled time), then the controller waits for the deliveries to drain and reconciles
+ * per (message, device) what the server acknowledged with what came off the wire (reconcile.ts): lost,
+ * duplicated, unanswered, misrouted. `stepUp` raises the rate by a factor until a step fails (p99 past the limit,
+ * a message lost, doubled or unanswered, or the server not keeping up), bisects between the last passing and the
+ * first failing rate until the knee is known within `precision`, then runs one more step at half the highest
+ * sustainable rate.
  */
 import { mergeHistograms, summarize, type LatencySummary } from './hist.ts';
 import { deliveryStats, meanCores, settle, type Run } from './harness.ts';
 import { Progress } from './progress.ts';
+import type { DeviceSpec } from './pool.ts';
+import { mergeReconciliations, type PairSample, type Reconciliation } from './reconcile.ts';
 
 /** One sender: a device id and the peer it writes to. */
 export interface PlanItem {
@@ -17,15 +21,27 @@ export interface PlanItem {
 
 /** What one step measured. */
 export interface StepResult {
+  /** The step's number in the run (its messages' clientMsgIds carry it). */
+  step: number;
+  /** `ramp`: a step of the ×factor ramp; `bisect`: between the last passing and first failing rate; `half`: at half the max. */
+  phase: 'ramp' | 'bisect' | 'half' | 'single';
   offeredPerSec: number;
   sentPerSec: number;
   ackedPerSec: number;
+  /** Owed (message, device) pairs delivered per second of the step. */
   deliveredPerSec: number;
+  /** Owed (message, device) pairs: acknowledged sends × the devices each is owed to. */
   expectedDeliveries: number;
+  /** Owed pairs that arrived (at least once). */
   deliveries: number;
+  /** Owed pairs that never arrived (reconciliation.lost). */
   lost: number;
+  /** Unasked extra copies on the wire (reconciliation.duplicates). */
   duplicates: number;
+  /** Sends answered with ret ≠ 0, or whose connection closed first. */
   errors: number;
+  /** Sends with no answer by the answer deadline. */
+  unanswered: number;
   skipped: number;
   firstError: string;
   latency: LatencySummary;
@@ -34,7 +50,13 @@ export interface StepResult {
   /** Mean cores of the busiest server process (near 1.0: that process is the bottleneck). */
   serverHottestProcessCores: number;
   clientCores: number;
+  /** CPU the load tool's workers spent per acknowledged message over the step and its drain, in µs. */
+  clientWorkerCpuUsPerMsg: number;
+  /** The part of it spent in the kernel (socket reads and writes; on loopback a write also runs the receiver's TCP input), in µs. */
+  clientWorkerKernelUsPerMsg: number;
   serverRssMiB: number;
+  /** The per-(message, device) reconciliation, with samples and the time it took. */
+  reconciliation: Reconciliation & { reconcileMs: number; workerMs: number };
   passed: boolean;
   why: string;
 }
@@ -44,10 +66,40 @@ export interface StepOptions {
   seconds: number;
   p99LimitMs: number;
   contentBytes: number;
-  /** Recipient devices (other users' online connections) a message from plan item `item` reaches. */
-  recipients(item: PlanItem): number;
+  /**
+   * The online devices (connIds) a message sent by plan item `item` is owed to: every device of every recipient
+   * and the sender's other devices (each device of an account gets everything), not the sending device itself.
+   */
+  recipientDevices(item: PlanItem): readonly number[];
   /** Label for the progress line. */
   label: string;
+  /** After the schedule, how long a send may wait for SEND_ACK before it counts as unanswered, in ms. @default 15000 */
+  answerTimeoutMs?: number;
+  /** The drain ends when every owed pair arrived or none arrived for this long, in ms. @default 5000 */
+  drainIdleMs?: number;
+  /** Progress phase recorded in the result. @default 'single' */
+  phase?: StepResult['phase'];
+}
+
+/**
+ * A `recipientDevices` for the devices held (`specs`): a message plan item `item` sends to the users
+ * `recipientUsers(item)` is owed to every device of each of them and to the sender's other devices — every device
+ * of an account gets everything — but not to the sending device.
+ */
+export function devicesOwed(specs: readonly DeviceSpec[], recipientUsers: (item: PlanItem) => readonly string[]): (item: PlanItem) => number[] {
+  const byUser = new Map<string, number[]>();
+  const userOf = new Map<number, string>();
+  for (const s of specs) {
+    userOf.set(s.id, s.username);
+    const list = byUser.get(s.username);
+    if (list) list.push(s.id);
+    else byUser.set(s.username, [s.id]);
+  }
+  return (item) => {
+    const out = new Set<number>();
+    for (const u of [...recipientUsers(item), userOf.get(item.connId)!]) for (const d of byUser.get(u) ?? []) if (d !== item.connId) out.add(d);
+    return [...out];
+  };
 }
 
 /** Runs one open-loop step at `ratePerSec` (messages/s, all workers together). `plans[w]` is worker w's senders. */
@@ -55,50 +107,102 @@ export async function loadStep(run: Run, plans: PlanItem[][], ratePerSec: number
   const pool = run.pool!;
   const W = pool.children.length;
   const active = plans.filter((p) => p.length > 0).length;
+  const step = ++run.stepCount;
+  // Global item numbers: worker w's plans[w][i] is item firstItem[w] + i. Routes: who is owed what.
+  const firstItem: number[] = [];
+  let items = 0;
+  for (const p of plans) {
+    firstItem.push(items);
+    items += p.length;
+  }
+  const owedDevices = new Array<number>(items).fill(0);
+  const routes: number[][] = Array.from({ length: W }, () => []);
+  const routedItems: Set<number>[] = Array.from({ length: W }, () => new Set());
+  const route = (connId: number, item: number, isRequired: boolean) => {
+    const w = run.deviceWorker.get(connId);
+    if (w === undefined) throw new Error(`device ${connId} is in no worker (connect it with connectDevices)`);
+    routes[w]!.push(connId, item, isRequired ? 1 : 0);
+    routedItems[w]!.add(item);
+  };
+  plans.forEach((plan, w) =>
+    plan.forEach((p, i) => {
+      const item = firstItem[w]! + i;
+      if (run.deviceWorker.get(p.connId) !== w) throw new Error(`plans[${w}] holds device ${p.connId}, which worker ${run.deviceWorker.get(p.connId)} holds`);
+      const owed = new Set(opt.recipientDevices(p));
+      owed.delete(p.connId);
+      owedDevices[item] = owed.size;
+      for (const d of owed) route(d, item, true);
+      route(p.connId, item, false);
+    }),
+  );
+  const expectedPerItem = Math.ceil((ratePerSec * opt.seconds) / Math.max(1, items));
+  await pool.all((w) => ({ cmd: 'expect', step, routes: routes[w]!, expectedPerItem }));
   await deliveryStats(run, true);
+  const workerCpu = async () => {
+    const counts = await pool.all(() => ({ cmd: 'count' }));
+    return { total: counts.reduce((a, r) => a + r.cpuSeconds, 0), kernel: counts.reduce((a, r) => a + r.systemCpuSeconds, 0) };
+  };
+  const cpu0 = await workerCpu();
   const t0 = run.serverMon.sample().t;
   const c0 = run.clientMon.sample().t;
-  let delivered = 0;
   const prog = new Progress(`${opt.label} @ ${ratePerSec}/s`, Math.round(opt.seconds), () => ({ done: Math.min(Math.round(opt.seconds), Math.round(run.serverMon.samples.at(-1)!.t - t0)), text: `server ${run.serverMon.samples.at(-1)?.cpuCores ?? 0} cores` })).start();
+  const maxOutstanding = Math.max(2000, ratePerSec);
   const answers = await pool.all((w) =>
-    plans[w]!.length ? { cmd: 'send', plan: plans[w]!, ratePerSec: ratePerSec / active, durationMs: opt.seconds * 1000, contentBytes: opt.contentBytes, maxOutstanding: Math.max(2000, ratePerSec) } : undefined,
+    plans[w]!.length
+      ? { cmd: 'send', step, firstItem: firstItem[w]!, plan: plans[w]!, ratePerSec: ratePerSec / active, durationMs: opt.seconds * 1000, contentBytes: opt.contentBytes, maxOutstanding, answerTimeoutMs: opt.answerTimeoutMs ?? 15_000 }
+      : undefined,
   );
   prog.stop();
   const t1 = run.serverMon.sample().t;
   const c1 = run.clientMon.sample().t;
+  const ackedBits: (Uint8Array | null)[] = new Array(items).fill(null);
   let expected = 0;
   for (let w = 0; w < W; w++) {
     const a = answers[w];
     if (!a) continue;
-    plans[w]!.forEach((item, i) => (expected += a.ackedPerPlan[i] * opt.recipients(item)));
+    a.ackedBits.forEach((bits: Uint8Array, i: number) => {
+      ackedBits[firstItem[w]! + i] = bits;
+      expected += a.ackedPerPlan[i] * owedDevices[firstItem[w]! + i]!;
+    });
   }
-  // Drain: wait until every expected delivery arrived, or 5 s without progress.
-  let stats = await deliveryStats(run, false);
+  // Drain: until every owed pair arrived once, or none arrived for drainIdleMs.
+  const pairsSeen = async () => (await pool.all(() => ({ cmd: 'count' }))).reduce((a, r) => a + r.pairsSeen, 0);
+  let seen = await pairsSeen();
   let lastProgress = performance.now();
-  while (stats.uniqueDeliveries < expected && performance.now() - lastProgress < 5000) {
+  while (seen < expected && performance.now() - lastProgress < (opt.drainIdleMs ?? 5000)) {
     await settle(100);
-    const s = await deliveryStats(run, false);
-    if (s.uniqueDeliveries > stats.uniqueDeliveries) lastProgress = performance.now();
-    stats = s;
+    const s = await pairsSeen();
+    if (s > seen) lastProgress = performance.now();
+    seen = s;
   }
-  delivered = stats.uniqueDeliveries;
+  const cpu1 = await workerCpu();
+  // Reconcile: each worker gets the acknowledged bitmaps of the items its devices are owed (one bit per send).
+  const tR = performance.now();
+  const parts = await pool.all((w) => ({ cmd: 'reconcile', step, acked: ackedBits.map((b, item) => (routedItems[w]!.has(item) ? b : null)) }));
+  const rec = mergeReconciliations(parts);
+  const reconciliation = { ...rec, reconcileMs: +(performance.now() - tR).toFixed(1), workerMs: Math.max(...parts.map((p) => p.workerMs)) };
+  await nameSamples(run, step, firstItem, [rec.lostSamples, rec.duplicateSamples, rec.unexpectedSamples]);
+  const stats = await deliveryStats(run, false);
   const sum = (k: string) => answers.reduce((acc, a) => acc + (a ? a[k] : 0), 0);
   const elapsed = opt.seconds;
   const latency = stats.latency;
-  const lost = Math.max(0, expected - delivered);
   const acked = sum('acked');
   const errors = sum('errors');
+  const unanswered = sum('unanswered');
   const skipped = sum('skipped');
   const res: StepResult = {
+    step,
+    phase: opt.phase ?? 'single',
     offeredPerSec: ratePerSec,
     sentPerSec: Math.round(sum('sent') / elapsed),
     ackedPerSec: Math.round(acked / elapsed),
-    deliveredPerSec: Math.round(delivered / elapsed),
-    expectedDeliveries: expected,
-    deliveries: delivered,
-    lost,
-    duplicates: stats.duplicates,
+    deliveredPerSec: Math.round(rec.deliveredPairs / elapsed),
+    expectedDeliveries: rec.expectedPairs,
+    deliveries: rec.deliveredPairs,
+    lost: rec.lost,
+    duplicates: rec.duplicates,
     errors,
+    unanswered,
     skipped,
     firstError: answers.map((a) => a?.firstError).find(Boolean) ?? '',
     latency,
@@ -106,41 +210,121 @@ export async function loadStep(run: Run, plans: PlanItem[][], ratePerSec: number
     serverCores: meanCores(run.serverMon.samples, t0, t1),
     serverHottestProcessCores: meanCores(run.serverMon.samples, t0, t1, 'hottestCores'),
     clientCores: meanCores(run.clientMon.samples, c0, c1),
+    clientWorkerCpuUsPerMsg: acked ? Math.round(((cpu1.total - cpu0.total) * 1e6) / acked) : 0,
+    clientWorkerKernelUsPerMsg: acked ? Math.round(((cpu1.kernel - cpu0.kernel) * 1e6) / acked) : 0,
     serverRssMiB: run.serverMon.samples.at(-1)!.rssMiB,
+    reconciliation,
     passed: true,
     why: '',
   };
+  if (rec.expectedPairs !== expected) throw new Error(`reconciliation counted ${rec.expectedPairs} owed pairs, the senders' answers ${expected}: a route is missing`);
   const why: string[] = [];
   if (latency.p99Ms > opt.p99LimitMs) why.push(`p99 ${latency.p99Ms} ms > ${opt.p99LimitMs} ms`);
-  if (lost > 0) why.push(`${lost} lost`);
-  if (stats.duplicates > 0) why.push(`${stats.duplicates} duplicated`);
+  if (rec.lost > 0) why.push(`${rec.lost} lost (e.g. ${sampleText(rec.lostSamples)})`);
+  if (rec.duplicates > 0) why.push(`${rec.duplicates} duplicated (e.g. ${sampleText(rec.duplicateSamples)})`);
+  if (rec.unexpected > 0) why.push(`${rec.unexpected} delivered to devices not owed them (e.g. ${sampleText(rec.unexpectedSamples)})`);
+  if (unanswered > 0) why.push(`${unanswered} sends unanswered after ${(opt.answerTimeoutMs ?? 15_000) / 1000} s`);
   if (errors > 0) why.push(`${errors} send errors (${res.firstError})`);
-  if (skipped > 0) why.push(`${skipped} sends skipped: ${Math.max(2000, ratePerSec)} unanswered in flight`);
+  if (skipped > 0) why.push(`${skipped} sends skipped: ${maxOutstanding} unanswered in flight`);
   if (acked < 0.95 * ratePerSec * elapsed) why.push(`acked ${res.ackedPerSec}/s < 95% of offered`);
   res.passed = why.length === 0;
   res.why = why.join('; ');
   const l = res.latency;
   console.log(
-    `  ${opt.label} offered ${ratePerSec}/s → acked ${res.ackedPerSec}/s, delivered ${res.deliveredPerSec}/s, p50 ${l.p50Ms} p99 ${l.p99Ms} max ${l.maxMs} ms, lost ${lost}, dup ${stats.duplicates}, server ${res.serverCores} cores (busiest process ${res.serverHottestProcessCores}), client ${res.clientCores} cores${res.passed ? '' : ' ✗ ' + res.why}`,
+    `  ${opt.label} offered ${ratePerSec}/s → acked ${res.ackedPerSec}/s, delivered ${res.deliveredPerSec}/s, p50 ${l.p50Ms} p99 ${l.p99Ms} max ${l.maxMs} ms, lost ${rec.lost}, dup ${rec.duplicates}, unanswered ${unanswered}, server ${res.serverCores} cores (busiest process ${res.serverHottestProcessCores}), client ${res.clientCores} cores (${res.clientWorkerCpuUsPerMsg} µs/msg, kernel ${res.clientWorkerKernelUsPerMsg})${res.passed ? '' : ' ✗ ' + res.why}`,
   );
   return res;
 }
 
-/** Steps the rate up from `start` by `factor` until a step fails (or `max`); then one step at half the best. */
-export async function stepUp(run: Run, plans: PlanItem[][], start: number, factor: number, max: number, opt: StepOptions): Promise<{ steps: StepResult[]; maxSustainablePerSec: number; atHalf: StepResult | null }> {
+function sampleText(samples: readonly PairSample[]): string {
+  return samples
+    .slice(0, 3)
+    .map((s) => `${s.clientMsgId}${s.msgId ? ` msgId ${s.msgId}` : ''} → device ${s.connId}`)
+    .join(', ');
+}
+
+/** Fills each sample's msgId from the SEND_ACK its sender got. */
+async function nameSamples(run: Run, step: number, firstItem: readonly number[], lists: PairSample[][]): Promise<void> {
+  const all = lists.flat();
+  if (all.length === 0) return;
+  const workerOfItem = (item: number) => {
+    let w = 0;
+    while (w + 1 < firstItem.length && firstItem[w + 1]! <= item) w++;
+    return w;
+  };
+  const byWorker = new Map<number, PairSample[]>();
+  for (const s of all) {
+    const w = workerOfItem(s.item);
+    if (!byWorker.has(w)) byWorker.set(w, []);
+    byWorker.get(w)!.push(s);
+  }
+  await Promise.all(
+    [...byWorker].map(async ([w, samples]) => {
+      const ids: number[] = await run.pool!.request(w, { cmd: 'msgIds', step, keys: samples.map((s) => [s.item, s.k] as [number, number]) });
+      samples.forEach((s, i) => (s.msgId = Number.isNaN(ids[i]) ? '' : String(ids[i])));
+    }),
+  );
+}
+
+/** Options of {@link stepUp}. */
+export interface StepUpOptions extends StepOptions {
+  /** Bisect until (first failing − last passing) ≤ this fraction of the last passing rate. @default 0.1 */
+  precision?: number;
+  /** At most this many bisection steps after the first failure. @default 3 */
+  maxBisectSteps?: number;
+}
+
+/** What {@link stepUp} found. */
+export interface StepUpResult {
+  /** Every step in the order run (ramp, then bisection). */
+  steps: StepResult[];
+  /** The highest rate that passed. */
+  maxSustainablePerSec: number;
+  /** The lowest rate that failed (null if none did): the knee lies between the two. */
+  firstFailingPerSec: number | null;
+  atHalf: StepResult | null;
+}
+
+/**
+ * Steps the rate up from `start` by `factor` until a step fails (or `max`); then bisects between the last passing
+ * and the first failing rate (at most `maxBisectSteps`, until they are within `precision`); then one step at half
+ * the best. Each step after a failed one waits 5 s first, so the failed step's backlog does not count against it.
+ */
+export async function stepUp(run: Run, plans: PlanItem[][], start: number, factor: number, max: number, opt: StepUpOptions): Promise<StepUpResult> {
   const steps: StepResult[] = [];
   let best = 0;
+  let failing: number | null = null;
+  let isBacklogged = false;
+  const runStep = async (rate: number, phase: StepResult['phase'], label = opt.label) => {
+    // Let a failed step's backlog drain first, or its queue shows up in the next step's latency.
+    if (isBacklogged) await settle(5000);
+    const s = await loadStep(run, plans, rate, { ...opt, label, phase });
+    isBacklogged = !s.passed;
+    return s;
+  };
   for (let rate = start; rate <= max; rate = Math.round(rate * factor)) {
-    const s = await loadStep(run, plans, rate, opt);
+    const s = await runStep(rate, 'ramp');
     steps.push(s);
-    if (!s.passed) break;
+    if (!s.passed) {
+      failing = rate;
+      break;
+    }
     best = rate;
+    if (Math.round(rate * factor) <= rate) break;
+  }
+  const precision = opt.precision ?? 0.1;
+  for (let i = 0; i < (opt.maxBisectSteps ?? 3) && best > 0 && failing !== null && (failing - best) / best > precision; i++) {
+    const rate = Math.round((best + failing) / 2);
+    if (rate <= best || rate >= failing) break;
+    const s = await runStep(rate, 'bisect', `${opt.label} (bisect)`);
+    steps.push(s);
+    if (s.passed) best = rate;
+    else failing = rate;
   }
   let atHalf: StepResult | null = null;
   if (best > 0) {
-    // Let the failed step's backlog drain first, or its queue shows up in the half-rate step's latency.
-    await settle(5000);
-    atHalf = await loadStep(run, plans, Math.round(best / 2), { ...opt, label: `${opt.label} (half of max)` });
+    isBacklogged = true;
+    atHalf = await runStep(Math.round(best / 2), 'half', `${opt.label} (half of max)`);
   }
-  return { steps, maxSustainablePerSec: best, atHalf };
+  return { steps, maxSustainablePerSec: best, firstFailingPerSec: failing, atHalf };
 }

@@ -16,7 +16,7 @@ export interface Target {
   endpoint: Endpoint;
   /** The server's processes now (primary and gateway children); empty when unknown. */
   pids(): number[];
-  /** Settings it was started with, for the JSON record. */
+  /** Settings it was started with (every SYNCHAT_* the bench set, its defaults included), for the JSON record. */
   settings: Record<string, string | number>;
   stop(): Promise<void>;
 }
@@ -41,7 +41,7 @@ export async function startSynchat(workers: number, env: Record<string, string> 
     kind: 'synchat',
     endpoint: endpointFor(server.httpPort, server.tcpPort),
     pids: () => processTree(server.pid),
-    settings: { workers, ...env },
+    settings: { workers, ...server.settings },
     stop: () => server.stop(),
   };
 }
@@ -101,11 +101,15 @@ export async function useUrl(url: string, serverPid?: number): Promise<Target> {
   };
 }
 
-/** Starts what the options ask for: `--url` (a running server), else Synchat with `--server-workers`. */
+/**
+ * Starts what the options ask for: `--url` (a running server), else Synchat with `--server-workers` and
+ * `--password-log2n` (scrypt cost; the bench's default is in BENCH_SERVER_ENV, proc.ts).
+ */
 export async function startTarget(o: Record<string, string>, env: Record<string, string> = {}): Promise<Target> {
   if (o.url) return useUrl(o.url, o['server-pid'] ? Number(o['server-pid']) : undefined);
   // `--cpu-prof DIR`: every server process writes a V8 CPU profile there when it exits (gateways inherit the
   // primary's execArgv through node:cluster; Node 20 refuses --cpu-prof in NODE_OPTIONS).
   const execArgv = o['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${o['cpu-prof']}`] : [];
-  return startSynchat(Number(o['server-workers'] ?? 2), env, execArgv);
+  const scrypt: Record<string, string> = o['password-log2n'] ? { SYNCHAT_PASSWORD_LOG2N: o['password-log2n'] } : {};
+  return startSynchat(Number(o['server-workers'] ?? 2), { ...scrypt, ...env }, execArgv);
 }

@@ -1,22 +1,25 @@
 /**
  * `direct`: P pairs of users chatting one-to-one over long connections at an open-loop aggregate rate. The rate
  * steps up (× `--factor` every `--step-seconds`) until p99 delivery latency passes `--p99-limit` ms, a message is
- * lost or doubled, or the server stops keeping up; the result is the highest sustainable rate and the latency at
- * half of it. Every answered send is durable (committed) on Synchat; the baseline relay persists nothing.
+ * lost, doubled or unanswered, or the server stops keeping up; then up to `--bisect-steps` steps bisect between
+ * the last passing and the first failing rate until they are within `--precision`; the result is the highest
+ * sustainable rate and the latency at half of it. Every answered send is durable (committed) on Synchat; the
+ * baseline relay persists nothing.
  *
  *   npm run bench -- direct [--pairs 500] [--transport tcp|ws|longpoll] [--start-rate 1000] [--factor 1.5]
- *                           [--max-rate 80000] [--step-seconds 5] [--p99-limit 200] [--server-workers 2]
- *                           [--baseline true] [--json FILE]
+ *                           [--max-rate 80000] [--step-seconds 5] [--p99-limit 200] [--bisect-steps 3]
+ *                           [--precision 0.1] [--server-workers 2] [--password-log2n 10] [--baseline true]
+ *                           [--json FILE]
  */
 import { befriendAll, runTag } from '../lib/setup.ts';
 import { connectDevices, openRun, population, startWorkers, usage } from '../lib/harness.ts';
 import { parseArgs } from '../lib/proc.ts';
 import { printBlock, writeResult } from '../lib/result.ts';
-import { stepUp, type PlanItem } from '../lib/steps.ts';
+import { devicesOwed, stepUp, type PlanItem } from '../lib/steps.ts';
 import { withProgress } from '../lib/progress.ts';
 import type { DeviceSpec } from '../lib/pool.ts';
 
-const DEFAULTS = { pairs: '500', transport: 'tcp', 'start-rate': '1000', factor: '1.5', 'max-rate': '80000', 'step-seconds': '5', 'p99-limit': '200', 'content-bytes': '64', 'server-workers': '2', baseline: 'true', json: '' };
+const DEFAULTS = { pairs: '500', transport: 'tcp', 'start-rate': '1000', factor: '1.5', 'max-rate': '80000', 'step-seconds': '5', 'p99-limit': '200', 'bisect-steps': '3', precision: '0.1', 'content-bytes': '64', 'server-workers': '2', baseline: 'true', json: '' };
 
 async function measure(o: Record<string, string>, kind: 'synchat' | 'baseline'): Promise<Record<string, unknown>> {
   const run = await openRun(o, kind);
@@ -38,7 +41,9 @@ async function measure(o: Record<string, string>, kind: 'synchat' | 'baseline'):
       seconds: Number(o['step-seconds']),
       p99LimitMs: Number(o['p99-limit']),
       contentBytes: Number(o['content-bytes']),
-      recipients: () => 1,
+      recipientDevices: devicesOwed(specs, (item) => [item.to]),
+      maxBisectSteps: Number(o['bisect-steps']),
+      precision: Number(o.precision),
       label: `direct·${kind}·${run.transport}`,
     });
     const result = {
@@ -47,20 +52,24 @@ async function measure(o: Record<string, string>, kind: 'synchat' | 'baseline'):
       pairs,
       connections: c.connected,
       maxSustainablePerSec: r.maxSustainablePerSec,
+      firstFailingPerSec: r.firstFailingPerSec,
       p99AtHalfMs: r.atHalf?.latency.p99Ms ?? null,
       atHalf: r.atHalf,
       steps: r.steps,
       lostTotal: [...r.steps, ...(r.atHalf ? [r.atHalf] : [])].reduce((a, s) => a + s.lost, 0),
       duplicatesTotal: [...r.steps, ...(r.atHalf ? [r.atHalf] : [])].reduce((a, s) => a + s.duplicates, 0),
+      unansweredTotal: [...r.steps, ...(r.atHalf ? [r.atHalf] : [])].reduce((a, s) => a + s.unanswered, 0),
       targetSettings: run.target.settings,
       usage: usage(run),
     };
     printBlock(`direct · ${kind} · ${run.transport}`, {
       maxSustainablePerSec: result.maxSustainablePerSec,
+      firstFailingPerSec: result.firstFailingPerSec ?? 'none',
       firstFailure: r.steps.find((s) => !s.passed)?.why ?? 'none (max rate reached)',
       atHalf: r.atHalf ? `${r.atHalf.offeredPerSec}/s: p50 ${r.atHalf.latency.p50Ms} p99 ${r.atHalf.latency.p99Ms} p99.9 ${r.atHalf.latency.p999Ms} ms` : 'n/a',
       lostTotal: result.lostTotal,
       duplicatesTotal: result.duplicatesTotal,
+      unansweredTotal: result.unansweredTotal,
     });
     return result;
   } finally {

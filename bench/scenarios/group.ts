@@ -1,22 +1,23 @@
 /**
  * `group`: groups of `--sizes` members (default 50 and 500); every member holds one long connection and a few
  * members send into their group at an open-loop message rate that steps up until p99 delivery latency passes
- * `--p99-limit` ms or a delivery is lost. Figures are deliveries/s (messages × other members' devices).
+ * `--p99-limit` ms or a delivery is lost, doubled or unanswered, then bisects the knee (`--bisect-steps`,
+ * `--precision`, as in `direct`). Figures are deliveries/s (messages × other members' devices).
  * Groups are created by a hub user who befriends every member first (members must be the creator's contacts).
  *
  *   npm run bench -- group [--sizes 50,500] [--senders 10] [--transport tcp|ws|longpoll] [--start-deliveries 5000]
  *                          [--factor 1.5] [--max-deliveries 400000] [--step-seconds 5] [--p99-limit 200]
- *                          [--server-workers 2] [--baseline true] [--json FILE]
+ *                          [--bisect-steps 3] [--precision 0.1] [--server-workers 2] [--baseline true] [--json FILE]
  */
 import { befriendAll, createGroup, runTag, type SimUser } from '../lib/setup.ts';
 import { connectDevices, openRun, population, startWorkers, usage } from '../lib/harness.ts';
 import { parseArgs } from '../lib/proc.ts';
 import { printBlock, writeResult } from '../lib/result.ts';
-import { stepUp, type PlanItem } from '../lib/steps.ts';
+import { devicesOwed, stepUp, type PlanItem } from '../lib/steps.ts';
 import { withProgress } from '../lib/progress.ts';
 import type { DeviceSpec } from '../lib/pool.ts';
 
-const DEFAULTS = { sizes: '50,500', senders: '10', transport: 'tcp', 'start-deliveries': '5000', factor: '1.5', 'max-deliveries': '400000', 'step-seconds': '5', 'p99-limit': '200', 'content-bytes': '64', 'server-workers': '2', baseline: 'true', json: '' };
+const DEFAULTS = { sizes: '50,500', senders: '10', transport: 'tcp', 'start-deliveries': '5000', factor: '1.5', 'max-deliveries': '400000', 'step-seconds': '5', 'p99-limit': '200', 'bisect-steps': '3', precision: '0.1', 'content-bytes': '64', 'server-workers': '2', baseline: 'true', json: '' };
 
 async function measure(o: Record<string, string>, kind: 'synchat' | 'baseline', size: number): Promise<Record<string, unknown>> {
   const run = await openRun(o, kind);
@@ -39,14 +40,18 @@ async function measure(o: Record<string, string>, kind: 'synchat' | 'baseline', 
     const senders = Math.min(Number(o.senders), specs.length);
     for (let i = 0; i < senders; i++) plans[i % W]!.push({ connId: specs[i]!.id, to: groupId });
     const fanout = specs.length - 1; // every other member's one device
+    const memberNames = members.map((m) => m.username);
     const r = await stepUp(run, plans, Math.max(1, Math.round(Number(o['start-deliveries']) / fanout)), Number(o.factor), Math.round(Number(o['max-deliveries']) / fanout), {
       seconds: Number(o['step-seconds']),
       p99LimitMs: Number(o['p99-limit']),
       contentBytes: Number(o['content-bytes']),
-      recipients: () => fanout,
+      recipientDevices: devicesOwed(specs, () => memberNames),
+      maxBisectSteps: Number(o['bisect-steps']),
+      precision: Number(o.precision),
       label: `group${size}·${kind}·${run.transport}`,
     });
-    const best = r.steps.filter((s) => s.passed).at(-1);
+    // Bisection runs lower rates after higher ones: the best step is the passing one with the highest rate.
+    const best = r.steps.filter((s) => s.passed).sort((a, b) => b.offeredPerSec - a.offeredPerSec)[0];
     const result = {
       target: run.target.kind,
       transport: run.transport,
@@ -54,22 +59,26 @@ async function measure(o: Record<string, string>, kind: 'synchat' | 'baseline', 
       connections: c.connected,
       senders,
       maxSustainableMsgsPerSec: r.maxSustainablePerSec,
+      firstFailingMsgsPerSec: r.firstFailingPerSec,
       maxSustainableDeliveriesPerSec: best?.deliveredPerSec ?? 0,
       p99AtMaxMs: best?.latency.p99Ms ?? null,
       atHalf: r.atHalf,
       steps: r.steps,
       lostTotal: [...r.steps, ...(r.atHalf ? [r.atHalf] : [])].reduce((a, s) => a + s.lost, 0),
       duplicatesTotal: [...r.steps, ...(r.atHalf ? [r.atHalf] : [])].reduce((a, s) => a + s.duplicates, 0),
+      unansweredTotal: [...r.steps, ...(r.atHalf ? [r.atHalf] : [])].reduce((a, s) => a + s.unanswered, 0),
       targetSettings: run.target.settings,
       usage: usage(run),
     };
     printBlock(`group of ${size} · ${kind} · ${run.transport}`, {
       maxSustainableDeliveriesPerSec: result.maxSustainableDeliveriesPerSec,
       maxSustainableMsgsPerSec: result.maxSustainableMsgsPerSec,
+      firstFailingMsgsPerSec: result.firstFailingMsgsPerSec ?? 'none',
       p99AtMaxMs: result.p99AtMaxMs,
       firstFailure: r.steps.find((s) => !s.passed)?.why ?? 'none (max rate reached)',
       lostTotal: result.lostTotal,
       duplicatesTotal: result.duplicatesTotal,
+      unansweredTotal: result.unansweredTotal,
     });
     return result;
   } finally {

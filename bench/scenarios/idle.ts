@@ -4,11 +4,13 @@
  * kernel's share apart (slab growth over both ends of every loopback socket). Runs the `ws` relay baseline
  * after Synchat unless `--baseline false`.
  *
- *   npm run bench -- idle [--connections 10000] [--users 1000] [--transport tcp|ws|longpoll] [--server-workers 2]
- *                         [--hold 5] [--baseline true] [--json FILE]
+ *   npm run bench -- idle [--connections 10000] [--users 1000] [--devices auto] [--transport tcp|ws|longpoll]
+ *                         [--server-workers 2] [--hold 5] [--password-log2n 10] [--baseline true] [--json FILE]
  *
- * Users log in once each; their sids are reused by ⌈connections / users⌉ connections each (`--devices` logs in
- * more sessions per user if the server allows one connection per session).
+ * Every connection is its own device with its own session: each of `--users` users logs in
+ * ⌈connections / users⌉ devices (`--devices N` instead fixes the devices per user and registers
+ * ⌈connections / N⌉ users). The scrypt cost the bench server uses for those logins is printed and recorded in
+ * `targetSettings`.
  */
 import { bottleneckNote, printBlock, writeResult } from '../lib/result.ts';
 import { connectDevices, kernelSlabBytes, meanCores, openRun, population, settle, startWorkers, usage, type Run } from '../lib/harness.ts';
@@ -16,17 +18,21 @@ import { parseArgs } from '../lib/proc.ts';
 import { runTag } from '../lib/setup.ts';
 import type { DeviceSpec } from '../lib/pool.ts';
 
-const DEFAULTS = { connections: '10000', users: '1000', devices: '1', transport: 'tcp', 'server-workers': '2', hold: '5', concurrency: '200', baseline: 'true', json: '' };
+const DEFAULTS = { connections: '10000', users: '1000', devices: 'auto', transport: 'tcp', 'server-workers': '2', hold: '5', concurrency: '200', baseline: 'true', json: '' };
 
 async function measure(o: Record<string, string>, kind: 'synchat' | 'baseline'): Promise<Record<string, unknown>> {
   const connections = Number(o.connections);
   const run: Run = await openRun(o, kind);
   try {
-    const users = await population(run, `idle${runTag()}_`, Number(o.users), Number(o.devices));
+    const devices = o.devices === 'auto' ? Math.ceil(connections / Number(o.users)) : Number(o.devices);
+    const userCount = o.devices === 'auto' ? Number(o.users) : Math.ceil(connections / devices);
+    const users = await population(run, `idle${runTag()}_`, userCount, devices);
+    // Connection i is device ⌊i / users⌋ of user i mod users: one session each, never shared.
     const specs: DeviceSpec[] = Array.from({ length: connections }, (_, i) => {
       const u = users[i % users.length]!;
-      return { id: i, username: u.username, sid: u.sids[Math.floor(i / users.length) % u.sids.length]! };
+      return { id: i, username: u.username, sid: u.sids[Math.floor(i / users.length)]! };
     });
+    if (new Set(specs.map((s) => s.sid)).size !== connections) throw new Error('idle: two connections share a session');
     await startWorkers(run, o, connections);
     await settle(2000);
     const before = run.serverMon.sample();
@@ -45,6 +51,9 @@ async function measure(o: Record<string, string>, kind: 'synchat' | 'baseline'):
       target: run.target.kind,
       transport: run.transport,
       connections: c.connected,
+      users: users.length,
+      devicesPerUser: devices,
+      sessions: new Set(specs.map((s) => s.sid)).size,
       failed: c.failed,
       firstError: c.firstError,
       connectSeconds: +(c.elapsedMs / 1000).toFixed(2),

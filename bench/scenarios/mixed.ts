@@ -13,7 +13,7 @@ import { befriendAll, createGroup, pooled, runTag, type SimUser } from '../lib/s
 import { connectDevices, openRun, population, startWorkers, usage } from '../lib/harness.ts';
 import { call, parseArgs } from '../lib/proc.ts';
 import { printBlock, writeResult } from '../lib/result.ts';
-import { loadStep, type PlanItem } from '../lib/steps.ts';
+import { devicesOwed, loadStep, type PlanItem } from '../lib/steps.ts';
 import { withProgress } from '../lib/progress.ts';
 import type { DeviceSpec } from '../lib/pool.ts';
 
@@ -69,12 +69,10 @@ export async function run(argv: string[]): Promise<void> {
     }
     // Online devices.
     const specs: DeviceSpec[] = [];
-    const onlineByUser = new Map<string, number>();
     users.forEach((u, i) =>
       u.sids.forEach((sid, d) => {
         if (rand(i * 13 + d * 101 + 5) < Number(o.online)) {
           specs.push({ id: specs.length, username: u.username, sid });
-          onlineByUser.set(u.username, (onlineByUser.get(u.username) ?? 0) + 1);
         }
       }),
     );
@@ -92,16 +90,11 @@ export async function run(argv: string[]): Promise<void> {
       const to = group && rand(i * 3 + 11) < Number(o['group-share']) ? group : users[(idx + 1) % U]!.username;
       plans[i % W]!.push({ connId: s.id, to });
     });
-    const onlineOf = (name: string) => onlineByUser.get(name) ?? 0;
-    const userOfConn = new Map(specs.map((s) => [s.id, s.username]));
-    const recipients = (item: PlanItem) => {
-      const from = userOfConn.get(item.connId)!;
-      const members = groupMembers.get(item.to);
-      if (members) return members.reduce((a, m) => a + (m.username === from ? 0 : onlineOf(m.username)), 0);
-      return onlineOf(item.to);
-    };
+    // Owed: every online device of the peer or of every group member, and the sender's other online devices.
+    const groupNames = new Map([...groupMembers].map(([id, members]) => [id, members.map((m) => m.username)]));
+    const recipientDevices = devicesOwed(specs, (item) => groupNames.get(item.to) ?? [item.to]);
     const ratePerSec = Math.max(1, Math.round((U * Number(o.active) * 1000) / Number(o['minute-ms'])));
-    const step = await loadStep(run, plans, ratePerSec, { seconds: Number(o.seconds), p99LimitMs: 200, contentBytes: 120, recipients, label: 'mixed' });
+    const step = await loadStep(run, plans, ratePerSec, { seconds: Number(o.seconds), p99LimitMs: 200, contentBytes: 120, recipientDevices, label: 'mixed' });
     const result = {
       target: run.target.kind,
       transport: run.transport,

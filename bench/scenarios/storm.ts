@@ -4,8 +4,11 @@
  * keys at once and resync. Measures the time until every client is current again (its key reached the head
  * announced in AUTH_OK), the reconnect (AUTH) rate and the server's peak memory.
  *
+ * Every client is its own device with its own session: `--users` users log in ⌈clients / users⌉ devices each
+ * (the scrypt cost the bench server uses for that is printed and recorded in `targetSettings`).
+ *
  *   npm run bench -- storm [--clients 5000] [--users 500] [--backlog 3] [--transport tcp|ws|longpoll]
- *                          [--server-workers 2] [--json FILE]
+ *                          [--server-workers 2] [--password-log2n 10] [--json FILE]
  */
 import { befriendAll, createGroup, runTag, type SimUser } from '../lib/setup.ts';
 import { connectDevices, openRun, population, settle, startWorkers, usage } from '../lib/harness.ts';
@@ -23,16 +26,23 @@ export async function run(argv: string[]): Promise<void> {
   const run = await openRun(o, 'synchat');
   try {
     const clients = Number(o.clients);
-    const users = await population(run, `st${runTag()}_`, Number(o.users) + 1);
-    const hub = users[0]!;
-    const members = users.slice(1);
+    const tag = runTag();
+    const [hub] = await population(run, `st${tag}_hub`, 1);
+    const devicesPerUser = Math.ceil(clients / Number(o.users));
+    const members = await population(run, `st${tag}_`, Number(o.users), devicesPerUser);
+    if (!hub) throw new Error('no hub user');
     let done = 0;
     await withProgress('hub contacts', members.length, () => ({ done }), () =>
       befriendAll(run.target.endpoint.httpUrl, members.map((u) => [hub, u] as [SimUser, SimUser]), (n) => (done = n)),
     );
     const groups: string[] = [];
     for (let i = 0; i < members.length; i += 500) groups.push(await createGroup(run.target.endpoint.httpUrl, hub, `storm ${i}`, members.slice(i, i + 500)));
-    const specs: DeviceSpec[] = Array.from({ length: clients }, (_, i) => ({ id: i, username: members[i % members.length]!.username, sid: members[i % members.length]!.sids[0]! }));
+    // Client i is device ⌊i / users⌋ of user i mod users: one session each, never shared.
+    const specs: DeviceSpec[] = Array.from({ length: clients }, (_, i) => {
+      const u = members[i % members.length]!;
+      return { id: i, username: u.username, sid: u.sids[Math.floor(i / members.length)]! };
+    });
+    if (new Set(specs.map((s) => s.sid)).size !== clients) throw new Error('storm: two clients share a session');
     const pool = await startWorkers(run, o, clients);
     const c = await connectDevices(run, specs, 200);
     if (c.failed) throw new Error(`${c.failed} devices failed to connect: ${c.firstError}`);
@@ -62,6 +72,8 @@ export async function run(argv: string[]): Promise<void> {
       transport: run.transport,
       clients,
       users: members.length,
+      sessions: new Set(specs.map((s) => s.sid)).size,
+      devicesPerUser,
       backlogPerGroup: Number(o.backlog),
       reconnected,
       current,

@@ -7,7 +7,7 @@ import { encodeHistogram, mergeHistograms, newHistogram, recordMs, summarize } f
 import { connectDevices, openRun, population, startWorkers } from '../../bench/lib/harness.ts';
 import { CONNS_PER_SOURCE_ADDRESS, MAX_SOCKETS_PER_WORKER, sourceAddresses, workersFor } from '../../bench/lib/pool.ts';
 import { befriendAll } from '../../bench/lib/setup.ts';
-import { loadStep, type PlanItem } from '../../bench/lib/steps.ts';
+import { devicesOwed, loadStep, type PlanItem } from '../../bench/lib/steps.ts';
 
 test('spreads connections over enough workers and source addresses for the per-process file limit', () => {
   assert.equal(workersFor(10), 2);
@@ -43,7 +43,7 @@ test('counts every acknowledged message once at its recipient in an open-loop st
     assert.equal(c.connected, 8);
     const plans: PlanItem[][] = [[], []];
     specs.forEach((s, i) => plans[i % 2]!.push({ connId: s.id, to: users[i ^ 1]!.username }));
-    const step = await loadStep(run, plans, 200, { seconds: 1, p99LimitMs: 10_000, contentBytes: 32, recipients: () => 1, label: 'test' });
+    const step = await loadStep(run, plans, 200, { seconds: 1, p99LimitMs: 10_000, contentBytes: 32, recipientDevices: devicesOwed(specs, (item) => [item.to]), label: 'test' });
     assert.equal(step.errors, 0);
     assert.ok(step.expectedDeliveries >= 190, `expected ≈ 200 deliveries, got ${step.expectedDeliveries}`);
     assert.equal(step.deliveries, step.expectedDeliveries);
