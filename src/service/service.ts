@@ -5,7 +5,7 @@
  * See docs/architecture.md "service".
  */
 import { createHash, randomBytes } from 'node:crypto';
-import type { Bus, BusEvent, Clock, SessionRow, Store, StoreReader, StoreTx, UserRow } from '../core/ports.ts';
+import type { Bus, BusEvent, Clock, ContactRow, SessionRow, Store, StoreReader, StoreTx, UserRow } from '../core/ports.ts';
 import {
   checkMembersChange,
   checkRecall,
@@ -68,6 +68,10 @@ const LOGIN_WINDOW_MS = 15 * 60_000;
 /** Sends per user per 10 s when rate limiting is on. */
 const SENDS_PER_WINDOW = 300;
 const SEND_WINDOW_MS = 10_000;
+/** Sessions kept in memory (~0.3 KB each); past this the oldest cached one is dropped. */
+const SESSION_CACHE_MAX = 200_000;
+/** Accepted contact pairs remembered for the send path (a SQL lookup per send was ~2% of the core's time). */
+const CONTACT_CACHE_MAX = 500_000;
 /** How often acknowledged keys and last-seen times are written. */
 const TOUCH_FLUSH_MS = 1000;
 
@@ -96,14 +100,25 @@ function fail(ret: SynchatError['ret'], errMsg: string, data?: Record<string, un
 export class ChatService implements ChatApi {
   readonly #o: ServiceOptions;
   readonly #gc: GroupCommit;
+  /**
+   * Sessions by bearer token, at most {@link SESSION_CACHE_MAX}, oldest dropped first (a miss reads the store).
+   * Keyed by the token itself, so a call costs a map lookup, not a SHA-256. Ended sessions are marked from the
+   * bus's `sessionEnded` events, after commit.
+   */
   readonly #sessions = new Map<string, SessionRow>();
-  /** sessionId → token hash of a cached session, so ending a session finds its cached row at once. */
-  readonly #tokenHashes = new Map<string, string>();
+  /** sessionId → bearer token of a cached session, to apply a `sessionEnded` event. */
+  readonly #sids = new Map<string, string>();
   readonly #usernames = new Map<number, string>();
   /** uin → log epoch (set at registration; nothing at run time changes it). */
   readonly #epochs = new Map<number, string>();
   /** username → uin. Both never change once committed, so the caches need no invalidation but a rollback's. */
   readonly #uins = new Map<string, number>();
+  /**
+   * Accepted contact pairs (`uin:peerUin`) seen by send checks, at most {@link CONTACT_CACHE_MAX}, oldest dropped
+   * first. Every contact write goes through {@link ChatService.#putContact} / {@link ChatService.#deleteContact},
+   * which forget the pair; a rolled-back batch clears it all.
+   */
+  readonly #contacts = new Set<string>();
   readonly #touches = new Map<string, { sessionId: string; ackedKey: number; lastSeenTime: number }>();
   readonly #failuresByName = new WindowCounter(LOGIN_FAILURES_PER_NAME, LOGIN_WINDOW_MS);
   readonly #failuresByIp = new WindowCounter(LOGIN_FAILURES_PER_IP, LOGIN_WINDOW_MS);
@@ -124,8 +139,10 @@ export class ChatService implements ChatApi {
         this.#usernames.clear();
         this.#epochs.clear();
         this.#uins.clear();
+        this.#contacts.clear();
       },
     });
+    options.bus.subscribe((events) => this.#onCommitted(events));
     this.#touchTimer = setInterval(() => void this.#flushTouches(), TOUCH_FLUSH_MS);
     this.#touchTimer.unref();
     this.#handlers = {
@@ -248,13 +265,11 @@ export class ChatService implements ChatApi {
 
   async #authenticate(sid: string | undefined): Promise<SessionRow> {
     if (!sid) fail(RET.NOT_LOGGED_IN, 'not logged in: send Authorization: Bearer <sid>');
-    const hash = tokenHashOf(sid);
-    let session = this.#sessions.get(hash);
+    let session = this.#sessions.get(sid);
     if (!session) {
-      session = await this.#o.store.read.getSessionByToken(hash);
+      session = await this.#o.store.read.getSessionByToken(tokenHashOf(sid));
       if (!session) fail(RET.NOT_LOGGED_IN, 'not logged in or session ended');
-      this.#sessions.set(hash, session);
-      this.#tokenHashes.set(session.sessionId, hash);
+      this.#cacheSession(sid, session);
     }
     if (session.endedRet === RET.SESSION_REPLACED) fail(RET.SESSION_REPLACED, 'session replaced or revoked');
     if (session.endedRet !== 0) fail(RET.NOT_LOGGED_IN, 'session ended');
@@ -296,11 +311,48 @@ export class ChatService implements ChatApi {
     await this.#gc.run((tx) => tx.touchSessions(updates)).catch((err) => this.#o.logger.warn({ err }, 'ack flush failed'));
   }
 
+  #cacheSession(sid: string, session: SessionRow): void {
+    if (this.#sessions.size >= SESSION_CACHE_MAX) {
+      const [oldSid, old] = this.#sessions.entries().next().value as [string, SessionRow];
+      this.#sessions.delete(oldSid);
+      this.#sids.delete(old.sessionId);
+    }
+    this.#sessions.set(sid, session);
+    this.#sids.set(session.sessionId, sid);
+  }
+
+  /** After commit: a cached session that ended answers its next call with the ret it ended with. */
+  #onCommitted(events: readonly BusEvent[]): void {
+    for (const ev of events) {
+      if (ev.type !== 'sessionEnded') continue;
+      const sid = this.#sids.get(ev.ended.sessionId);
+      const cached = sid === undefined ? undefined : this.#sessions.get(sid);
+      if (cached) cached.endedRet = ev.ended.ret;
+    }
+  }
+
+  /** Whether `uin` may write to `peerUin` directly (an accepted contact), remembered once seen. */
+  async #isContact(tx: StoreTx, uin: number, peerUin: number): Promise<boolean> {
+    const key = `${uin}:${peerUin}`;
+    if (this.#contacts.has(key)) return true;
+    if (!isAcceptedContact(await tx.getContact(uin, peerUin))) return false;
+    if (this.#contacts.size >= CONTACT_CACHE_MAX) this.#contacts.delete(this.#contacts.values().next().value!);
+    this.#contacts.add(key);
+    return true;
+  }
+
+  #putContact(tx: StoreTx, row: ContactRow): Promise<void> {
+    this.#contacts.delete(`${row.uin}:${row.peerUin}`);
+    return tx.putContact(row);
+  }
+
+  #deleteContact(tx: StoreTx, uin: number, peerUin: number): Promise<void> {
+    this.#contacts.delete(`${uin}:${peerUin}`);
+    return tx.deleteContact(uin, peerUin);
+  }
+
+  /** Ends a session (the cache learns it from the `sessionEnded` event once the batch commits). */
   #endSessionInTx(tx: StoreTx, fx: Effects, session: SessionRow, ret: number): Promise<void> {
-    session.endedRet = ret;
-    const hash = this.#tokenHashes.get(session.sessionId);
-    const cached = hash === undefined ? undefined : this.#sessions.get(hash);
-    if (cached) cached.endedRet = ret;
     fx.sessionEnded(session.sessionId, session.uin, ret);
     return tx.endSession(session.sessionId, ret);
   }
@@ -464,7 +516,7 @@ export class ChatService implements ChatApi {
         toUin = peerUin;
         if (peerUin === s.uin) recipients = [{ uin: s.uin, peer: to }];
         else {
-          if (!isAcceptedContact(await tx.getContact(s.uin, peerUin))) fail(RET.FORBIDDEN, 'not a contact');
+          if (!(await this.#isContact(tx, s.uin, peerUin))) fail(RET.FORBIDDEN, 'not a contact');
           recipients = [
             { uin: s.uin, peer: to },
             { uin: peerUin, peer: me },
@@ -590,16 +642,16 @@ export class ChatService implements ChatApi {
         return;
       }
       const note = b.note ?? '';
-      await tx.putContact({ uin: s.uin, peerUin: other.uin, state: 'outgoing', note, updateTime: now });
-      await tx.putContact({ uin: other.uin, peerUin: s.uin, state: 'incoming', note, updateTime: now });
+      await this.#putContact(tx, { uin: s.uin, peerUin: other.uin, state: 'outgoing', note, updateTime: now });
+      await this.#putContact(tx, { uin: other.uin, peerUin: s.uin, state: 'incoming', note, updateTime: now });
       await fx.append(other.uin, 'contactRequest', { from: me.username, displayName: me.displayName, note });
     });
     return {};
   }
 
   async #makeContacts(tx: StoreTx, fx: Effects, me: UserRow, other: UserRow, now: number): Promise<void> {
-    await tx.putContact({ uin: me.uin, peerUin: other.uin, state: 'accepted', note: '', updateTime: now });
-    await tx.putContact({ uin: other.uin, peerUin: me.uin, state: 'accepted', note: '', updateTime: now });
+    await this.#putContact(tx, { uin: me.uin, peerUin: other.uin, state: 'accepted', note: '', updateTime: now });
+    await this.#putContact(tx, { uin: other.uin, peerUin: me.uin, state: 'accepted', note: '', updateTime: now });
     await fx.append(me.uin, 'contact', { username: other.username, displayName: other.displayName });
     await fx.append(other.uin, 'contact', { username: me.username, displayName: me.displayName });
   }
@@ -620,8 +672,8 @@ export class ChatService implements ChatApi {
       const other = await this.#otherUser(tx, s, b.username);
       const mine = await tx.getContact(s.uin, other.uin);
       if (mine?.state !== 'incoming') fail(RET.NOT_FOUND, 'no pending request from that user');
-      await tx.deleteContact(s.uin, other.uin);
-      await tx.deleteContact(other.uin, s.uin);
+      await this.#deleteContact(tx, s.uin, other.uin);
+      await this.#deleteContact(tx, other.uin, s.uin);
       // Own other devices drop the request too.
       await fx.append(s.uin, 'contact', { username: other.username, displayName: other.displayName, removed: true });
     });
@@ -634,8 +686,8 @@ export class ChatService implements ChatApi {
       const mine = await tx.getContact(s.uin, other.uin);
       if (!mine) fail(RET.NOT_FOUND, 'not a contact');
       const me = await this.#user(s.uin, tx);
-      await tx.deleteContact(s.uin, other.uin);
-      await tx.deleteContact(other.uin, s.uin);
+      await this.#deleteContact(tx, s.uin, other.uin);
+      await this.#deleteContact(tx, other.uin, s.uin);
       await fx.append(s.uin, 'contact', { username: other.username, displayName: other.displayName, removed: true });
       if (mine.state === 'accepted') {
         await fx.append(other.uin, 'contact', { username: me.username, displayName: me.displayName, removed: true });
