@@ -13,7 +13,9 @@ import type {
   CoreToGateway,
   GatewayToCore,
   Reply,
+  Subscription,
 } from '../service/index.ts';
+import { SubscriptionRegistry } from '../service/index.ts';
 
 /** Anything with process-like `send` and `on('message')` (a cluster Worker, or `process` in a worker). */
 interface Channel {
@@ -48,8 +50,10 @@ class Batcher<T> {
 export class IpcCoreHost {
   readonly #service: ChatService;
   readonly #out: Batcher<CoreToGateway>;
-  /** uin → number of attaches this gateway holds. */
-  readonly #subs = new Map<number, number>();
+  /** The users this gateway listens for. */
+  readonly #subs = new SubscriptionRegistry();
+  /** The gateway's attach id → the subscription it holds. */
+  readonly #held = new Map<number, Subscription>();
   readonly #off: () => void;
 
   constructor(service: ChatService, worker: Worker) {
@@ -65,6 +69,7 @@ export class IpcCoreHost {
   /** Stops forwarding (the worker exited). */
   close(): void {
     this.#off();
+    this.#held.clear();
     this.#subs.clear();
   }
 
@@ -74,16 +79,15 @@ export class IpcCoreHost {
         void this.#service.call(msg.path, msg.body, msg.ctx).then((reply) => this.#out.push({ t: 'reply', id: msg.id, reply }));
         break;
       case 'attach':
-        void this.#service
-          .attach(msg.sid, msg.syncKey, msg.ip, (uin) => this.#subs.set(uin, (this.#subs.get(uin) ?? 0) + 1))
-          .then((reply) => this.#out.push({ t: 'attached', id: msg.id, reply }));
+        void this.#service.attach(msg.sid, msg.syncKey, msg.ip, this.#subs).then(({ subscription, ...reply }) => {
+          if (subscription) this.#held.set(msg.id, subscription);
+          this.#out.push({ t: 'attached', id: msg.id, reply });
+        });
         break;
-      case 'detach': {
-        const n = (this.#subs.get(msg.uin) ?? 0) - 1;
-        if (n > 0) this.#subs.set(msg.uin, n);
-        else this.#subs.delete(msg.uin);
+      case 'detach':
+        this.#held.get(msg.id)?.release();
+        this.#held.delete(msg.id);
         break;
-      }
       case 'acks':
         for (const [sessionId, syncKey] of msg.acks) this.#service.ack(sessionId, syncKey);
         break;
@@ -153,13 +157,18 @@ export class IpcChatClient implements ChatApi {
   attach(sid: string, syncKey: number | undefined, ip: string): Promise<AttachReply> {
     const id = this.#nextId++;
     return new Promise((resolve) => {
-      this.#pending.set(id, resolve);
+      this.#pending.set(id, (reply: AttachReply) => {
+        if (reply.ret !== 0) return resolve(reply);
+        let isHeld = true;
+        const release = (): void => {
+          if (!isHeld) return;
+          isHeld = false;
+          this.#out.push({ t: 'detach', id });
+        };
+        resolve({ ...reply, subscription: { release } });
+      });
       this.#out.push({ t: 'attach', id, sid, syncKey, ip });
     });
-  }
-
-  detach(uin: number): void {
-    this.#out.push({ t: 'detach', uin });
   }
 
   ack(sessionId: string, syncKey: number): void {

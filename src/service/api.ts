@@ -4,6 +4,7 @@
  * See docs/architecture.md "Processes".
  */
 import type { BusEvent } from '../core/ports.ts';
+import type { Subscription } from './subscriptions.ts';
 
 export type { BusEvent, FanoutEvent, NewsEvent, SessionEndedEvent } from '../core/ports.ts';
 
@@ -40,6 +41,11 @@ export interface AttachReply {
   epoch?: string;
   /** Bits of what lies after the presented key (0 if none or no key). */
   selector?: number;
+  /**
+   * With ret 0: this attach's hold on the user's news, delivered to this process until released. Its `release()`
+   * is the only way to end it (a listener hands it to the {@link Hub}, whose `remove` releases it).
+   */
+  subscription?: Subscription;
 }
 
 /**
@@ -52,12 +58,10 @@ export interface ChatApi {
   call(path: string, body: unknown, ctx: CallContext): Promise<Reply>;
   /**
    * Authenticates a long-lived listener (synccheck, TCP/WS connection), records `syncKey` as acknowledged if
-   * given, and starts delivering news of that user to this process until {@link ChatApi.detach}. Counted:
-   * every successful attach needs one detach.
+   * given, and starts delivering news of that user to this process until the reply's `subscription` is released.
+   * The subscription is taken before the head is read, so no commit falls between the two.
    */
   attach(sid: string, syncKey: number | undefined, ip: string): Promise<AttachReply>;
-  /** Ends one attach of this user. */
-  detach(uin: number): void;
   /** Records a device's acknowledged key (ACK op); fire-and-forget. */
   ack(sessionId: string, syncKey: number): void;
   /** Listens to post-commit events; returns the unsubscribe function. */
@@ -68,12 +72,14 @@ export interface ChatApi {
 export type GatewayToCore =
   | { t: 'call'; id: number; path: string; body: unknown; ctx: CallContext }
   | { t: 'attach'; id: number; sid: string; syncKey: number | undefined; ip: string }
-  | { t: 'detach'; uin: number }
+  /** Releases the subscription of attach `id`. */
+  | { t: 'detach'; id: number }
   /** Acknowledged keys, coalesced per session by the gateway (sessionId, syncKey pairs). */
   | { t: 'acks'; acks: [string, number][] };
 
 /** Messages from the core process to a gateway process. */
 export type CoreToGateway =
   | { t: 'reply'; id: number; reply: Reply }
-  | { t: 'attached'; id: number; reply: AttachReply }
+  /** An attach's answer; with ret 0 its subscription is held until a `detach` with the same id. */
+  | { t: 'attached'; id: number; reply: Omit<AttachReply, 'subscription'> }
   | { t: 'events'; events: BusEvent[] };

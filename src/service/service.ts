@@ -25,6 +25,7 @@ import { GroupCommit, type Effects } from './group-commit.ts';
 import { hashPassword, verifyPassword } from './passwords.ts';
 import { MediaService, type MediaOptions } from './media.ts';
 import { WindowCounter } from './rate-limit.ts';
+import { SubscriptionRegistry, type Subscription } from './subscriptions.ts';
 import { validateCall } from './validate.ts';
 
 /** The logging surface the service needs (pino's). */
@@ -119,6 +120,8 @@ export class ChatService implements ChatApi {
    * which forget the pair; a rolled-back batch clears it all.
    */
   readonly #contacts = new Set<string>();
+  /** In-process listeners' subscriptions. */
+  readonly #listening = new SubscriptionRegistry();
   readonly #touches = new Map<string, { sessionId: string; ackedKey: number; lastSeenTime: number }>();
   readonly #failuresByName = new WindowCounter(LOGIN_FAILURES_PER_NAME, LOGIN_WINDOW_MS);
   readonly #failuresByIp = new WindowCounter(LOGIN_FAILURES_PER_IP, LOGIN_WINDOW_MS);
@@ -208,13 +211,14 @@ export class ChatService implements ChatApi {
   }
 
   /**
-   * {@link ChatApi.attach}. `onAuthenticated` runs after authentication and before the head is read, so a caller
-   * that starts forwarding events there misses no commit (the IPC host registers its subscription there).
+   * {@link ChatApi.attach}. The subscription is taken from `registry` (the IPC host passes its gateway's) after
+   * authentication and before the head is read, so a listener misses no commit.
    */
-  async attach(sid: string, syncKey: number | undefined, _ip: string, onAuthenticated?: (uin: number) => void): Promise<AttachReply> {
+  async attach(sid: string, syncKey: number | undefined, _ip: string, registry: SubscriptionRegistry = this.#listening): Promise<AttachReply> {
+    let subscription: Subscription | undefined;
     try {
       const session = await this.#authenticate(sid);
-      onAuthenticated?.(session.uin);
+      subscription = registry.add(session.uin);
       const heads = (await this.#o.store.read.heads([session.uin]))[0]!;
       const read = this.#o.store.read;
       const username = await this.#username(session.uin, read);
@@ -228,16 +232,19 @@ export class ChatService implements ChatApi {
         head: heads.head,
         epoch,
         selector: syncKey === undefined ? 0 : selectorAfter(heads, syncKey),
+        subscription,
       };
     } catch (err) {
+      subscription?.release();
       if (err instanceof SynchatError) return { ret: err.ret, errMsg: err.errMsg };
       this.#o.logger.error({ err }, 'attach failed');
       return { ret: RET.SERVER_ERROR, errMsg: 'server error' };
     }
   }
 
-  detach(_uin: number): void {
-    // In-process listeners filter events themselves; the IPC host counts attaches per gateway process.
+  /** Users with a listener in this process (in-process transports; the IPC host keeps one registry per gateway). */
+  get listeningUsers(): number {
+    return this.#listening.users;
   }
 
   ack(sessionId: string, syncKey: number): void {

@@ -3,12 +3,14 @@
  * by user and by session. One listener per uin is stored without an array (most users have one device online).
  */
 import { encodeEntry } from '../protocol/index.ts';
-import type { BusEvent, ChatApi, FanoutEvent, NewsEvent } from '../service/index.ts';
+import type { BusEvent, ChatApi, FanoutEvent, NewsEvent, Subscription } from '../service/index.ts';
 
 /** A parked request or a connection waiting for news of one user. */
 export interface HubListener {
   readonly uin: number;
   readonly sessionId: string;
+  /** Set by {@link Hub.add} (the attach's hold on this user's news), released by {@link Hub.remove}. */
+  subscription: Subscription | undefined;
   onNews(news: NewsEvent): void;
   onSessionEnded(ret: number): void;
 }
@@ -18,7 +20,6 @@ const RECENT_NEWS = 4096;
 /** The per-process event router. */
 export class Hub {
   readonly #byUin = new Map<number, HubListener | HubListener[]>();
-  readonly #api: ChatApi;
   readonly #off: () => void;
   #count = 0;
   /** Recent news, so a listener that attached while events were in flight misses none (see {@link Hub.newsSince}). */
@@ -26,7 +27,6 @@ export class Hub {
   #received = 0;
 
   constructor(api: ChatApi) {
-    this.#api = api;
     this.#off = api.onEvents((events) => this.#dispatch(events));
   }
 
@@ -35,8 +35,9 @@ export class Hub {
     return this.#count;
   }
 
-  /** Adds a listener whose attach succeeded. */
-  add(l: HubListener): void {
+  /** Adds a listener whose attach succeeded; `subscription` (the attach's) is released when it leaves. */
+  add(l: HubListener, subscription: Subscription): void {
+    l.subscription = subscription;
     const cur = this.#byUin.get(l.uin);
     if (!cur) this.#byUin.set(l.uin, l);
     else if (Array.isArray(cur)) cur.push(l);
@@ -44,7 +45,7 @@ export class Hub {
     this.#count++;
   }
 
-  /** Removes a listener and ends its attach. Safe to call twice. */
+  /** Removes a listener and releases its subscription. Safe to call twice. */
   remove(l: HubListener): void {
     const cur = this.#byUin.get(l.uin);
     if (cur === l) this.#byUin.delete(l.uin);
@@ -55,7 +56,8 @@ export class Hub {
       if (cur.length === 1) this.#byUin.set(l.uin, cur[0]!);
     } else return;
     this.#count--;
-    this.#api.detach(l.uin);
+    l.subscription?.release();
+    l.subscription = undefined;
   }
 
   /** Listeners of one user (a copy). */

@@ -2,13 +2,12 @@
 // that attached while events were in flight finds them with newsSince.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { AttachReply, BusEvent, ChatApi, NewsEvent, Reply } from '../../src/service/index.ts';
+import { SubscriptionRegistry, type AttachReply, type BusEvent, type ChatApi, type NewsEvent, type Reply } from '../../src/service/index.ts';
 import { Hub, type HubListener } from '../../src/transports/hub.ts';
 
 /** A ChatApi whose events the test emits itself (it implements the real interface; nothing else is used). */
 class EventSource implements ChatApi {
   readonly listeners = new Set<(events: readonly BusEvent[]) => void>();
-  detached: number[] = [];
   emit(events: BusEvent[]): void {
     for (const l of this.listeners) l(events);
   }
@@ -18,9 +17,6 @@ class EventSource implements ChatApi {
   async attach(): Promise<AttachReply> {
     throw new Error('not used');
   }
-  detach(uin: number): void {
-    this.detached.push(uin);
-  }
   ack(): void {}
   onEvents(listener: (events: readonly BusEvent[]) => void): () => void {
     this.listeners.add(listener);
@@ -29,7 +25,7 @@ class EventSource implements ChatApi {
 }
 
 function listener(uin: number, got: NewsEvent[]): HubListener {
-  return { uin, sessionId: `s${uin}`, onNews: (n) => got.push(n), onSessionEnded: () => {} };
+  return { uin, sessionId: `s${uin}`, subscription: undefined, onNews: (n) => got.push(n), onSessionEnded: () => {} };
 }
 
 const fanout = (uins: number[], seqs: number[]): BusEvent => ({ type: 'fanout', fanout: { kind: 'msg', selector: 1, fields: '{"to":"@@1"}', uins, seqs } });
@@ -39,8 +35,9 @@ test('expands a fan-out only for the members with a listener here, each with the
   const hub = new Hub(api);
   const got2: NewsEvent[] = [];
   const got9: NewsEvent[] = [];
-  hub.add(listener(2, got2));
-  hub.add(listener(9, got9));
+  const subs = new SubscriptionRegistry();
+  hub.add(listener(2, got2), subs.add(2));
+  hub.add(listener(9, got9), subs.add(9));
   api.emit([
     { type: 'news', news: { uin: 2, prevSeq: 4, head: 5, selector: 1, entries: ['{"seq":5}'] } },
     fanout([1, 2, 5, 9], [10, 6, 3, 41]),
@@ -73,5 +70,22 @@ test('newsSince finds a user’s entries from fan-outs and news after the mark a
   );
   assert.deepEqual(hub.newsSince(mark, 999, 0), [{ uin: 999, prevSeq: 1, head: 2, selector: 1, entries: ['{"seq":2,"kind":"msg","to":"@@1"}'] }]);
   assert.deepEqual(hub.newsSince(mark, 2, 0), [], 'not a member');
+  hub.close();
+});
+
+test('a listener that leaves releases its subscription once, however often it is removed', () => {
+  const api = new EventSource();
+  const hub = new Hub(api);
+  const subs = new SubscriptionRegistry();
+  const a = listener(5, []);
+  const b = listener(5, []);
+  hub.add(a, subs.add(5));
+  hub.add(b, subs.add(5));
+  hub.remove(a);
+  hub.remove(a);
+  assert.equal(subs.has(5), true, 'the second device still listens');
+  hub.remove(b);
+  assert.equal(subs.has(5), false);
+  assert.equal(hub.size, 0);
   hub.close();
 });

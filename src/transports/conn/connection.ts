@@ -7,7 +7,7 @@
  * deadlines), no closure per packet, no decoder while no packet is half-read (a shared one serves the common case).
  */
 import { HEADER_BYTES, OP, RET, decodeMediaChunk, parseBody, writeHeader, type FrameDecoder } from '../../protocol/index.ts';
-import { validateCall, type AttachReply, type ChatApi, type Logger, type NewsEvent } from '../../service/index.ts';
+import { validateCall, type AttachReply, type ChatApi, type Logger, type NewsEvent, type Subscription } from '../../service/index.ts';
 import type { Hub, HubListener } from '../hub.ts';
 import type { TimerWheel, WheelItem } from '../timer-wheel.ts';
 
@@ -133,6 +133,7 @@ export class Connection implements HubListener, WheelItem {
   readonly transport: string;
   uin = 0;
   sessionId = '';
+  subscription: Subscription | undefined = undefined;
   /** Idle or auth deadline on the shared wheel (ms since epoch). */
   deadline: number;
   readonly #ctx: ConnectionContext;
@@ -415,7 +416,7 @@ export class Connection implements HubListener, WheelItem {
       r = { ret: RET.SERVER_ERROR, errMsg: 'server error' };
     }
     if (this.#state !== State.AUTHENTICATING) {
-      if (r.ret === RET.OK) this.#ctx.api.detach(r.uin!);
+      r.subscription?.release();
       return;
     }
     if (r.ret !== RET.OK) {
@@ -437,7 +438,7 @@ export class Connection implements HubListener, WheelItem {
     this.deadline = idleDeadline;
     // The wheel re-checks pushed-back deadlines by itself; an earlier one needs its own slot.
     if (isEarlier) this.#ctx.wheel.add(this);
-    hub.add(this);
+    hub.add(this, r.subscription!);
     this.#send(
       OP.AUTH_OK,
       seq,
@@ -512,9 +513,10 @@ export class Connection implements HubListener, WheelItem {
     try {
       const q = validateCall('/api/synccheck', body);
       const r = await this.#ctx.api.attach(this.#sid, q.syncKey, this.#link.remoteAddress);
+      // A one-shot check: NOTIFY and PUSH already follow this user here, so the attach's hold is not kept.
+      r.subscription?.release();
       if (r.ret !== RET.OK) answer = errorBody(r.ret, r.errMsg ?? 'not logged in');
       else {
-        this.#ctx.api.detach(r.uin!);
         const epoch = JSON.stringify(r.epoch ?? '');
         if (q.syncKey > r.head!) {
           answer = `{"ret":${RET.BAD_REQUEST},"errMsg":${JSON.stringify(`syncKey ${q.syncKey} is ahead of this log (head ${r.head}); check epoch and sync from 0`)},"epoch":${epoch}}`;

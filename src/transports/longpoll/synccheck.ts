@@ -4,7 +4,7 @@
  * session replaces it, or the session ends. A parked poll is one small object on a timer wheel.
  */
 import { LIMITS, RET } from '../../protocol/index.ts';
-import type { ChatApi, NewsEvent } from '../../service/index.ts';
+import type { ChatApi, NewsEvent, Subscription } from '../../service/index.ts';
 import type { Hub, HubListener } from '../hub.ts';
 import type { TimerWheel, WheelItem } from '../timer-wheel.ts';
 
@@ -20,6 +20,7 @@ class ParkedPoll implements HubListener, WheelItem {
   readonly key: number;
   readonly epoch: string;
   deadline: number;
+  subscription: Subscription | undefined = undefined;
   #respond: Respond | undefined;
   readonly #owner: SynccheckHandler;
 
@@ -99,17 +100,17 @@ export class SynccheckHandler {
     const poll = new ParkedPoll(this, uin, sessionId, syncKey, epoch, Date.now() + hold, respond);
     this.#bySession.get(sessionId)?.answer(0, this.#bySession.get(sessionId)!.key);
     if (syncKey > head) {
-      this.#api.detach(uin);
+      attached.subscription!.release();
       respond(RET.BAD_REQUEST, JSON.stringify({ ret: RET.BAD_REQUEST, errMsg: `syncKey ${syncKey} is ahead of this log (head ${head}); check epoch and sync from 0`, epoch }));
       return () => {};
     }
     if (selector > 0 || hold === 0) {
-      this.#api.detach(uin);
+      attached.subscription!.release();
       respond(RET.OK, `{"ret":0,"selector":${selector},"syncKey":${head},"epoch":${JSON.stringify(epoch)}}`);
       return () => {};
     }
     this.#bySession.set(sessionId, poll);
-    this.#hub.add(poll);
+    this.#hub.add(poll, attached.subscription!);
     this.#wheel.add(poll);
     // News that committed while the attach was in flight reached the hub before this poll was listening.
     const missed = this.#hub.newsSince(mark, uin, syncKey);
