@@ -1,0 +1,160 @@
+/**
+ * What the service's call areas (accounts, messages, contacts, groups) share: the ports, group commit, media, and
+ * the caches of facts that never change once committed or that every write forgets. See docs/architecture.md
+ * "service".
+ */
+import { createHash } from 'node:crypto';
+import type { Bus, Clock, ContactRow, SessionRow, Store, StoreReader, StoreTx, UserRow } from '../core/ports.ts';
+import { isAcceptedContact } from '../core/rules.ts';
+import { SynchatError, type CallPath } from '../protocol/index.ts';
+import type { CallContext } from './api.ts';
+import type { Effects, GroupCommit } from './group-commit.ts';
+import type { MediaService } from './media.ts';
+
+/** The logging surface the service needs (pino's). */
+export interface Logger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+/** A validated request body. */
+export type Body = Record<string, any>;
+/** One authenticated call: the result's fields (or a ready JSON answer). */
+export type Handler = (session: SessionRow, body: Body, ctx: CallContext) => Promise<Record<string, unknown> | string>;
+/** The calls one area serves. */
+export type Handlers = Partial<Record<CallPath, Handler>>;
+
+/** Throws the expected refusal `ret` (the call's answer). */
+export function fail(ret: SynchatError['ret'], errMsg: string, data?: Record<string, unknown>): never {
+  throw new SynchatError(ret, errMsg, data);
+}
+
+/** The stored form of a bearer token: its SHA-256 (the token itself is never stored). */
+export function tokenHashOf(sid: string): string {
+  return createHash('sha256').update(sid).digest('base64url');
+}
+
+/** Accepted contact pairs remembered for the send path (a SQL lookup per send was ~2% of the core's time). */
+const CONTACT_CACHE_MAX = 500_000;
+
+/** The settings the call areas read. */
+export interface ContextOptions {
+  store: Store;
+  bus: Bus;
+  clock: Clock;
+  logger: Logger;
+  /** scrypt cost as log2(N). */
+  passwordLog2N: number;
+  /** Throttle sends per user. */
+  isRateLimited: boolean;
+}
+
+/** Shared state of one ChatService. */
+export class ServiceContext {
+  readonly options: ContextOptions;
+  readonly store: Store;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly gc: GroupCommit;
+  readonly media: MediaService | undefined;
+  /** Acknowledged keys and last-seen times not yet written, by sessionId (written once a second). */
+  readonly touches = new Map<string, { sessionId: string; ackedKey: number; lastSeenTime: number }>();
+  readonly #usernames = new Map<number, string>();
+  /** uin → log epoch (set at registration; nothing at run time changes it). */
+  readonly #epochs = new Map<number, string>();
+  /** username → uin. Both never change once committed, so the caches need no invalidation but a rollback's. */
+  readonly #uins = new Map<string, number>();
+  /**
+   * Accepted contact pairs (`uin:peerUin`) seen by send checks, at most {@link CONTACT_CACHE_MAX}, oldest dropped
+   * first. Every contact write goes through {@link ServiceContext.putContact} / {@link ServiceContext.deleteContact},
+   * which forget the pair; a rolled-back batch clears it all.
+   */
+  readonly #contacts = new Set<string>();
+
+  constructor(options: ContextOptions, gc: GroupCommit, media: MediaService | undefined) {
+    this.options = options;
+    this.store = options.store;
+    this.clock = options.clock;
+    this.logger = options.logger;
+    this.gc = gc;
+    this.media = media;
+  }
+
+  /** A rolled-back batch may have taught the caches something it inserted: forget all of it. */
+  forgetCaches(): void {
+    this.#usernames.clear();
+    this.#epochs.clear();
+    this.#uins.clear();
+    this.#contacts.clear();
+  }
+
+  /** Records a device's acknowledged key and last-seen time (written by the next touch flush). */
+  ack(sessionId: string, syncKey: number): void {
+    const prev = this.touches.get(sessionId);
+    const now = this.clock.now();
+    if (prev) {
+      prev.ackedKey = Math.max(prev.ackedKey, syncKey);
+      prev.lastSeenTime = now;
+    } else this.touches.set(sessionId, { sessionId, ackedKey: syncKey, lastSeenTime: now });
+  }
+
+  async user(uin: number, tx: StoreReader = this.store.read): Promise<UserRow> {
+    const user = await tx.getUser(uin);
+    if (!user) throw new Error(`user ${uin} vanished`);
+    this.#usernames.set(uin, user.username);
+    this.#epochs.set(uin, user.epoch);
+    return user;
+  }
+
+  /** Remembers a committed user's name. */
+  rememberUsername(uin: number, username: string): void {
+    this.#usernames.set(uin, username);
+  }
+
+  /** A user's log epoch, cached: every attach (synccheck, long connection) and sync answers it. */
+  async epochOf(uin: number): Promise<string> {
+    return this.#epochs.get(uin) ?? (await this.user(uin)).epoch;
+  }
+
+  async username(uin: number, tx: StoreReader): Promise<string> {
+    return this.#usernames.get(uin) ?? (await this.user(uin, tx)).username;
+  }
+
+  /** The uin of a (folded) username, cached: the send path's recipient lookup was 7% of a send's CPU. */
+  async uinOf(username: string, tx: StoreReader): Promise<number | undefined> {
+    const cached = this.#uins.get(username);
+    if (cached !== undefined) return cached;
+    const user = await tx.getUserByName(username);
+    if (!user) return undefined;
+    this.#uins.set(username, user.uin);
+    this.#usernames.set(user.uin, user.username);
+    return user.uin;
+  }
+
+  /** Whether `uin` may write to `peerUin` directly (an accepted contact), remembered once seen. */
+  async isContact(tx: StoreTx, uin: number, peerUin: number): Promise<boolean> {
+    const key = `${uin}:${peerUin}`;
+    if (this.#contacts.has(key)) return true;
+    if (!isAcceptedContact(await tx.getContact(uin, peerUin))) return false;
+    if (this.#contacts.size >= CONTACT_CACHE_MAX) this.#contacts.delete(this.#contacts.values().next().value!);
+    this.#contacts.add(key);
+    return true;
+  }
+
+  putContact(tx: StoreTx, row: ContactRow): Promise<void> {
+    this.#contacts.delete(`${row.uin}:${row.peerUin}`);
+    return tx.putContact(row);
+  }
+
+  deleteContact(tx: StoreTx, uin: number, peerUin: number): Promise<void> {
+    this.#contacts.delete(`${uin}:${peerUin}`);
+    return tx.deleteContact(uin, peerUin);
+  }
+
+  /** Ends a session (the session cache learns it from the `sessionEnded` event once the batch commits). */
+  endSessionInTx(tx: StoreTx, fx: Effects, session: SessionRow, ret: number): Promise<void> {
+    fx.sessionEnded(session.sessionId, session.uin, ret);
+    return tx.endSession(session.sessionId, ret);
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * Groups of up to 500: create, add/remove members (owner hand-over when the owner leaves), rename; every change is
+ * announced to every member's log. See docs/protocol.md "Groups".
+ */
+import type { SessionRow, StoreTx, UserRow } from '../core/ports.ts';
+import { checkMembersChange, foldUsername, groupAddress, isAcceptedContact, nextOwner, parseGroupAddress } from '../core/rules.ts';
+import { RET } from '../protocol/index.ts';
+import { fail, type Body, type Handlers, type ServiceContext } from './context.ts';
+import type { Effects } from './group-commit.ts';
+
+/** Group lifecycle. */
+export class GroupCalls {
+  readonly #c: ServiceContext;
+
+  constructor(c: ServiceContext) {
+    this.#c = c;
+  }
+
+  /** The calls this area serves. */
+  handlers(): Handlers {
+    return {
+      '/api/groups/create': (s, b) => this.#groupCreate(s, b),
+      '/api/groups/members': (s, b) => this.#groupMembers(s, b),
+      '/api/groups/rename': (s, b) => this.#groupRename(s, b),
+    };
+  }
+
+  async #contactsByName(tx: StoreTx, s: SessionRow, names: readonly string[]): Promise<UserRow[]> {
+    const users: UserRow[] = [];
+    for (const name of new Set(names.map(foldUsername))) {
+      const u = await tx.getUserByName(name);
+      if (!u) fail(RET.NOT_FOUND, `no such user: ${name}`);
+      if (u.uin !== s.uin && !isAcceptedContact(await tx.getContact(s.uin, u.uin))) fail(RET.FORBIDDEN, `not a contact: ${name}`);
+      users.push(u);
+    }
+    return users;
+  }
+
+  /** Appends the group as it now is to every member's log, and a removal to each of `removed`. */
+  async #announceGroup(tx: StoreTx, fx: Effects, groupId: number, removed: readonly number[] = []): Promise<void> {
+    const g = (await tx.getGroup(groupId))!;
+    const members = await tx.getMembers(groupId);
+    const names: string[] = [];
+    for (const uin of members) names.push(await this.#c.username(uin, tx));
+    await fx.appendEach(members, 'group', { groupId: groupAddress(groupId), name: g.name, members: names, owner: await this.#c.username(g.ownerUin, tx) });
+    if (removed.length > 0) await fx.appendEach(removed, 'group', { groupId: groupAddress(groupId), name: g.name, members: names, removed: true });
+  }
+
+  async #groupCreate(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
+    const name = String(b.name).trim();
+    if (!name) fail(RET.BAD_REQUEST, 'name: must not be blank');
+    const groupId = await this.#c.gc.run(async (tx, fx) => {
+      const others = (await this.#contactsByName(tx, s, b.members)).filter((u) => u.uin !== s.uin);
+      const now = this.#c.clock.now();
+      const id = await tx.nextGroupId();
+      await tx.putGroup({ groupId: id, name, ownerUin: s.uin, createTime: now });
+      await tx.addMembers(id, [s.uin], now);
+      await tx.addMembers(id, others.map((u) => u.uin), now);
+      await this.#announceGroup(tx, fx, id);
+      return id;
+    });
+    return { groupId: groupAddress(groupId) };
+  }
+
+  async #groupMembers(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
+    const groupId = parseGroupAddress(b.groupId)!;
+    await this.#c.gc.run(async (tx, fx) => {
+      const g = await tx.getGroup(groupId);
+      const members = g ? await tx.getMembers(groupId) : [];
+      if (!g || !members.includes(s.uin)) fail(RET.FORBIDDEN, 'not a member of this group');
+      const add = (await this.#contactsByName(tx, s, b.add ?? [])).map((u) => u.uin).filter((u) => !members.includes(u));
+      const remove: number[] = [];
+      for (const name of b.remove ?? []) {
+        const u = await tx.getUserByName(foldUsername(name));
+        if (u && members.includes(u.uin)) remove.push(u.uin);
+      }
+      const refusal = checkMembersChange({ byUin: s.uin, ownerUin: g.ownerUin, members, add, remove });
+      if (refusal) fail(refusal.ret, refusal.errMsg);
+      if (add.length === 0 && remove.length === 0) return;
+      const now = this.#c.clock.now();
+      await tx.removeMembers(groupId, remove);
+      await tx.addMembers(groupId, add, now);
+      const owner = nextOwner(g.ownerUin, await tx.getMembers(groupId));
+      if (owner !== g.ownerUin) await tx.putGroup({ ...g, ownerUin: owner });
+      await this.#announceGroup(tx, fx, groupId, remove);
+    });
+    return {};
+  }
+
+  async #groupRename(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
+    const groupId = parseGroupAddress(b.groupId)!;
+    const name = String(b.name).trim();
+    if (!name) fail(RET.BAD_REQUEST, 'name: must not be blank');
+    await this.#c.gc.run(async (tx, fx) => {
+      const g = await tx.getGroup(groupId);
+      if (!g || !(await tx.getMembers(groupId)).includes(s.uin)) fail(RET.FORBIDDEN, 'not a member of this group');
+      await tx.putGroup({ ...g, name });
+      await this.#announceGroup(tx, fx, groupId);
+    });
+    return {};
+  }
+}

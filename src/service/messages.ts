@@ -1,0 +1,185 @@
+/**
+ * Messages and the log: sync pages, sends (idempotent by clientMsgId, direct and group), read markers with
+ * receipts, and recall. See docs/protocol.md "Messages".
+ */
+import { directReadReceipt, directRecipients, sendAnswer, type Recipient } from '../core/decisions.ts';
+import type { SessionRow } from '../core/ports.ts';
+import {
+  checkRecall,
+  checkSendContent,
+  clampSyncLimit,
+  foldUsername,
+  groupAddress,
+  isNewerReadMarker,
+  parseGroupAddress,
+} from '../core/rules.ts';
+import { RET } from '../protocol/index.ts';
+import { fail, type Body, type Handlers, type ServiceContext } from './context.ts';
+import { WindowCounter } from './rate-limit.ts';
+
+/** Sends per user per 10 s when rate limiting is on. */
+const SENDS_PER_WINDOW = 300;
+const SEND_WINDOW_MS = 10_000;
+
+/** Sync, send, read and recall. */
+export class MessageCalls {
+  readonly #c: ServiceContext;
+  readonly #sends = new WindowCounter(SENDS_PER_WINDOW, SEND_WINDOW_MS);
+
+  constructor(c: ServiceContext) {
+    this.#c = c;
+  }
+
+  /** The calls this area serves. */
+  handlers(): Handlers {
+    return {
+      '/api/sync': (s, b) => this.#sync(s, b),
+      '/api/sendmsg': (s, b) => this.#sendmsg(s, b),
+      '/api/read': (s, b) => this.#read(s, b),
+      '/api/revoke': (s, b) => this.#revoke(s, b),
+    };
+  }
+
+  async #sync(s: SessionRow, b: Body): Promise<string> {
+    const key: number = b.syncKey;
+    const limit = clampSyncLimit(b.limit);
+    const epoch = await this.#c.epochOf(s.uin);
+    const { head } = (await this.#c.store.read.heads([s.uin]))[0]!;
+    if (key > head) {
+      fail(RET.BAD_REQUEST, `syncKey ${key} is ahead of this log (head ${head}); check epoch and sync from 0`, { epoch });
+    }
+    // One page plus one row tells whether more remain, without counting the log.
+    const rows = await this.#c.store.readLog(s.uin, key, limit + 1);
+    const continueFlag = rows.length > limit;
+    if (continueFlag) rows.pop();
+    const newKey = rows.length ? rows[rows.length - 1]!.seq : key;
+    this.#c.ack(s.sessionId, key);
+    let entries = '';
+    for (let i = 0; i < rows.length; i++) entries += (i ? ',' : '') + rows[i]!.json;
+    return `{"ret":0,"entries":[${entries}],"syncKey":${newKey},"continueFlag":${continueFlag},"epoch":${JSON.stringify(epoch)}}`;
+  }
+
+  async #sendmsg(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
+    const refusal = checkSendContent(b.type, b.content, b.mediaId);
+    if (refusal) fail(refusal.ret, refusal.errMsg);
+    if (this.#c.options.isRateLimited) {
+      const wait = this.#sends.hit(String(s.uin), this.#c.clock.now());
+      if (wait > 0) fail(RET.RATE_LIMITED, 'sending too fast', { retryAfterSec: wait });
+    }
+    return this.#c.gc.run(async (tx, fx) => {
+      const dup = await tx.findSend(s.uin, b.clientMsgId);
+      // PROTOCOL.md sendmsg: a repeat of (sender, clientMsgId), whatever its content, returns the first answer.
+      if (dup) return sendAnswer(dup, true);
+      const me = await this.#c.username(s.uin, tx);
+      const groupId = parseGroupAddress(b.to);
+      let to: string;
+      let toUin = 0;
+      let recipients: Recipient[];
+      if (groupId !== undefined) {
+        const members = await tx.getMembers(groupId);
+        if (!members.includes(s.uin)) fail(RET.FORBIDDEN, 'not a member of this group');
+        to = groupAddress(groupId);
+        recipients = members.map((uin) => ({ uin, peer: to }));
+      } else {
+        to = foldUsername(b.to);
+        const peerUin = await this.#c.uinOf(to, tx);
+        if (peerUin === undefined) fail(RET.FORBIDDEN, 'not a contact');
+        toUin = peerUin;
+        if (peerUin !== s.uin && !(await this.#c.isContact(tx, s.uin, peerUin))) fail(RET.FORBIDDEN, 'not a contact');
+        recipients = directRecipients({ uin: s.uin, username: me }, { uin: peerUin, username: to });
+      }
+      // A media message: the sender may use this media, and from now on this conversation may read it.
+      if (b.mediaId) {
+        if (!this.#c.media) fail(RET.BAD_REQUEST, 'media is not enabled on this server');
+        await this.#c.media.checkSend(tx, s.uin, b.type, b.mediaId);
+        await this.#c.media.recordSend(tx, b.mediaId, s.uin, toUin, groupId ?? 0);
+      }
+      const msgId = await tx.nextMsgId();
+      const createTime = this.#c.clock.now();
+      const shared = {
+        msgId: String(msgId),
+        clientMsgId: b.clientMsgId,
+        from: me,
+        to,
+        type: b.type,
+        content: b.content,
+        ...(b.mediaId ? { mediaId: b.mediaId } : {}),
+        createTime,
+      };
+      let senderSeq = 0;
+      if (groupId !== undefined) {
+        // Group fan-out: every member's entry differs only in seq, so the body is encoded once.
+        const uins = recipients.map((r) => r.uin);
+        const seqs = await fx.appendEach(uins, 'msg', { ...shared, peer: to });
+        senderSeq = seqs[uins.indexOf(s.uin)]!;
+      } else {
+        for (const r of recipients) {
+          const seq = await fx.append(r.uin, 'msg', { ...shared, peer: r.peer });
+          if (r.uin === s.uin) senderSeq = seq;
+        }
+      }
+      await tx.insertMessage({
+        msgId,
+        fromUin: s.uin,
+        clientMsgId: b.clientMsgId,
+        to,
+        toUin,
+        groupId: groupId ?? 0,
+        type: b.type,
+        content: b.content,
+        mediaId: b.mediaId ?? null,
+        createTime,
+        senderSeq,
+        revoked: false,
+      });
+      return { msgId: String(msgId), seq: senderSeq, createTime, duplicate: false };
+    });
+  }
+
+  async #read(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
+    const msgId = Number(b.msgId);
+    await this.#c.gc.run(async (tx, fx) => {
+      const me = await this.#c.username(s.uin, tx);
+      const msg = await tx.getMessage(msgId);
+      const groupId = parseGroupAddress(b.peer);
+      let peer: string;
+      let receiptUin = 0;
+      if (groupId !== undefined) {
+        if (!msg || msg.groupId !== groupId || !(await tx.getMembers(groupId)).includes(s.uin)) fail(RET.NOT_FOUND, 'no such message in this conversation');
+        peer = groupAddress(groupId);
+      } else {
+        peer = foldUsername(b.peer);
+        const other = await tx.getUserByName(peer);
+        const receipt = directReadReceipt(msg, s.uin, other?.uin);
+        if ('ret' in receipt) fail(receipt.ret, receipt.errMsg);
+        receiptUin = receipt.receiptUin;
+      }
+      if (!isNewerReadMarker(await tx.getReadMarker(s.uin, peer), msgId)) return;
+      await tx.setReadMarker({ uin: s.uin, peer, msgId });
+      await fx.append(s.uin, 'read', { peer, msgId: String(msgId), by: me });
+      // PROTOCOL.md read: in a direct chat the peer gets a receipt.
+      if (receiptUin) await fx.append(receiptUin, 'read', { peer: me, msgId: String(msgId), by: me });
+    });
+    return {};
+  }
+
+  async #revoke(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
+    const msgId = Number(b.msgId);
+    await this.#c.gc.run(async (tx, fx) => {
+      const msg = await tx.getMessage(msgId);
+      const refusal = checkRecall(msg, s.uin, this.#c.clock.now());
+      if (refusal) fail(refusal.ret, refusal.errMsg);
+      if (msg!.revoked) return;
+      await tx.setRevoked(msgId);
+      if (msg!.groupId) {
+        const peer = groupAddress(msg!.groupId);
+        await fx.appendEach(await tx.getMembers(msg!.groupId), 'revoke', { msgId: String(msgId), peer });
+      } else {
+        const me = await this.#c.username(s.uin, tx);
+        await fx.append(s.uin, 'revoke', { msgId: String(msgId), peer: msg!.to });
+        if (msg!.toUin !== s.uin) await fx.append(msg!.toUin, 'revoke', { msgId: String(msgId), peer: me });
+      }
+    });
+    return {};
+  }
+}
