@@ -12,9 +12,12 @@ export const MAX_SOCKETS_PER_WORKER = 18_000;
 /**
  * Connections per source address. The ephemeral range (32768–60999) has 28,232 ports, but binding a socket to
  * an address whose ports are mostly taken makes the kernel search for a free one: at 25,000 per address a 50k
- * run spent 30 s of system CPU per client process in bind() and connected at 300/s. 4,000 keeps it cheap.
+ * run spent 30 s of system CPU per client process in bind() and connected at 300/s. A reconnect storm doubles
+ * the count (the dropped sockets wait in TIME_WAIT on the same addresses): at 4,000 per address a 20k storm ran
+ * the load tool at 1.65 cores for 922 reconnects/s (the server at 0.3); at 1,000 the same storm reconnected at
+ * 3,928/s and was current in 5.1 s instead of 21.7 s (2026-12-03).
  */
-export const CONNS_PER_SOURCE_ADDRESS = 4_000;
+export const CONNS_PER_SOURCE_ADDRESS = 1_000;
 
 /** A device a worker should hold. */
 export interface DeviceSpec {
