@@ -22,8 +22,10 @@ interface Record_ {
 function load(paths: string[]): Record_[] {
   const files: string[] = [];
   for (const p of paths) {
-    if (statSync(p).isDirectory()) for (const f of readdirSync(p).sort()) if (f.endsWith('.json')) files.push(join(p, f));
-    else files.push(p);
+    // A folder's own .json files (not its subfolders: bench/results/2026-11-26 keeps the records of older code).
+    if (statSync(p).isDirectory()) {
+      for (const f of readdirSync(p).sort()) if (f.endsWith('.json')) files.push(join(p, f));
+    } else files.push(p);
   }
   return files.map((file) => ({ file, ...JSON.parse(readFileSync(file, 'utf8')) })).filter((r) => Array.isArray(r.runs));
 }

@@ -130,7 +130,13 @@ export function plan(w: Workload, c: Costs, node: NodeShape): Plan {
   const storageWrites = s('storage rows written/s', `appends/s + msgs/s (message row) = ${fmt(appends)} + ${fmt(m)}`, appends + m, 'rows/s');
   const isSingleWriterEnough = appends <= c.maxAppendsPerSecPerWriter * node.utilisation;
   const writerLoad = s('single SQLite writer load', `appends/s ÷ (measured ${fmt(c.maxAppendsPerSecPerWriter)} × ${node.utilisation})`, appends / (c.maxAppendsPerSecPerWriter * node.utilisation), 'fraction');
-  const bus = s('bus publishes/s (Redis, several nodes)', `one news event per append = appends/s`, appends, 'publishes/s');
+  // A direct message publishes one news event per log it lands in (2); a group message one fan-out event (issue #9).
+  const bus = s(
+    'bus publishes/s (Redis, several nodes)',
+    `peak msgs/s × ((1 − g) × 2 + g × 1) = ${fmt(m)} × (${fmt(1 - w.groupShare)} × 2 + ${w.groupShare})`,
+    m * ((1 - w.groupShare) * 2 + w.groupShare),
+    'publishes/s',
+  );
   const bw = s(
     'bandwidth out',
     `(deliveries/s × ${fmt(c.bytesPerDelivery)} B + heartbeats/s × ${HEARTBEAT_BYTES} B) × 8 = (${fmt(deliveries)} × ${fmt(c.bytesPerDelivery)} + ${fmt(heartbeats)} × ${HEARTBEAT_BYTES}) × 8`,

@@ -37,7 +37,8 @@ test('computes connections, rates, cores, memory, storage and bandwidth for a ha
   // rows: 12 appends + 2 message rows; 12 ≤ 1000 × 0.5 so one writer suffices
   assert.equal(p.storageWritesPerSec, 14);
   assert.equal(p.isSingleWriterEnough, true);
-  assert.equal(p.busPublishesPerSec, 12);
+  // publishes: 2 msgs/s × (0.5 × 2 news events + 0.5 × 1 fan-out event) = 3
+  assert.equal(p.busPublishesPerSec, 3);
   // (13 × 200 B + 1000 / 20 heartbeats × 32 B) × 8 = 33,600 bit/s
   assert.equal(p.bandwidthBitsPerSec, 33_600);
 });
