@@ -12,6 +12,9 @@ export const SELECTOR = {
   RECALLS: 16,
 } as const;
 
+/** Every selector bit: the answer when a server cannot tell which kinds of entries arrived. */
+export const SELECTOR_ALL: number = Object.values(SELECTOR).reduce((a, b) => a | b, 0);
+
 /** Message types. */
 export const MSG_TYPE = {
   TEXT: 1,

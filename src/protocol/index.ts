@@ -6,3 +6,4 @@ export * from './api.ts';
 export * from './frame.ts';
 export * from './delta.ts';
 export * from './media-chunk.ts';
+export * from './answers.ts';

@@ -13,7 +13,7 @@ import {
   isNewerReadMarker,
   parseGroupAddress,
 } from '../core/rules.ts';
-import { RET } from '../protocol/index.ts';
+import { RET, aheadOfLogErrMsg } from '../protocol/index.ts';
 import { fail, type Body, type Handlers, type ServiceContext } from './context.ts';
 import { WindowCounter } from './rate-limit.ts';
 
@@ -46,7 +46,7 @@ export class MessageCalls {
     const epoch = await this.#c.epochOf(s.uin);
     const { head } = (await this.#c.store.read.heads([s.uin]))[0]!;
     if (key > head) {
-      fail(RET.BAD_REQUEST, `syncKey ${key} is ahead of this log (head ${head}); check epoch and sync from 0`, { epoch });
+      fail(RET.BAD_REQUEST, aheadOfLogErrMsg(key, head), { epoch });
     }
     // One page plus one row tells whether more remain, without counting the log.
     const rows = await this.#c.store.readLog(s.uin, key, limit + 1);

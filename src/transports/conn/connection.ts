@@ -6,7 +6,7 @@
  * Per-connection state is one object with a handful of fields: no timer (the shared TimerWheel keeps the
  * deadlines), no closure per packet, no decoder while no packet is half-read (a shared one serves the common case).
  */
-import { HEADER_BYTES, OP, RET, decodeMediaChunk, parseBody, writeHeader, type FrameDecoder } from '../../protocol/index.ts';
+import { HEADER_BYTES, OP, RET, SELECTOR_ALL, aheadOfLogAnswer, aheadOfLogErrMsg, decodeMediaChunk, parseBody, synccheckAnswer, writeHeader, type FrameDecoder } from '../../protocol/index.ts';
 import { validateCall, type AttachReply, type ChatApi, type Logger, type NewsEvent, type Subscription } from '../../service/index.ts';
 import type { Hub, HubListener } from '../hub.ts';
 import type { TimerWheel, WheelItem } from '../timer-wheel.ts';
@@ -82,8 +82,6 @@ const LINGER_MS = 5_000;
 const MAX_QUEUED_BEFORE_AUTH = 32;
 /** Idle close after this many heartbeat periods (PROTOCOL.md: 2.5 × heartbeatMs). */
 const IDLE_HEARTBEATS = 2.5;
-/** Every selector bit: when we cannot tell which kinds arrived. */
-const SELECTOR_ALL = 31;
 /** The device's key is unknown (AUTH without syncKey, or a key from another epoch): no PUSH until it syncs. */
 const UNKNOWN_KEY = -1;
 const BAD_JSON = Symbol('bad JSON');
@@ -516,15 +514,11 @@ export class Connection implements HubListener, WheelItem {
       // A one-shot check: NOTIFY and PUSH already follow this user here, so the attach's hold is not kept.
       r.subscription?.release();
       if (r.ret !== RET.OK) answer = errorBody(r.ret, r.errMsg ?? 'not logged in');
+      else if (q.syncKey > r.head!) answer = aheadOfLogAnswer(q.syncKey, r.head!, r.epoch ?? '');
       else {
-        const epoch = JSON.stringify(r.epoch ?? '');
-        if (q.syncKey > r.head!) {
-          answer = `{"ret":${RET.BAD_REQUEST},"errMsg":${JSON.stringify(`syncKey ${q.syncKey} is ahead of this log (head ${r.head}); check epoch and sync from 0`)},"epoch":${epoch}}`;
-        } else {
-          answer = `{"ret":0,"selector":${r.selector ?? 0},"syncKey":${r.head},"epoch":${epoch}}`;
-          this.#moveKey(q.syncKey);
-          this.#catchUp();
-        }
+        answer = synccheckAnswer(r.selector ?? 0, r.head!, r.epoch ?? '');
+        this.#moveKey(q.syncKey);
+        this.#catchUp();
       }
     } catch (err) {
       const e = err as { ret?: number; errMsg?: string };
@@ -545,7 +539,7 @@ export class Connection implements HubListener, WheelItem {
       return;
     }
     if (key > this.#head) {
-      this.#send(OP.ERROR, seq, errorBody(RET.BAD_REQUEST, `syncKey ${key} is ahead of this log (head ${this.#head})`));
+      this.#send(OP.ERROR, seq, errorBody(RET.BAD_REQUEST, aheadOfLogErrMsg(key, this.#head)));
       return;
     }
     this.#ctx.api.ack(this.sessionId, key);

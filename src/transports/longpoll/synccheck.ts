@@ -3,13 +3,10 @@
  * else parks the request until news for its user commits, its timeout passes, a newer poll of the same
  * session replaces it, or the session ends. A parked poll is one small object on a timer wheel.
  */
-import { LIMITS, RET } from '../../protocol/index.ts';
+import { LIMITS, RET, SELECTOR_ALL, aheadOfLogAnswer, synccheckAnswer } from '../../protocol/index.ts';
 import type { ChatApi, NewsEvent, Subscription } from '../../service/index.ts';
 import type { Hub, HubListener } from '../hub.ts';
 import type { TimerWheel, WheelItem } from '../timer-wheel.ts';
-
-/** Every selector bit: the answer when we cannot tell which kinds arrived (the client syncs either way). */
-const selectorAll = 31;
 
 /** Writes the answer: JSON body text; the transport picks the HTTP status from `ret`. */
 export type Respond = (ret: number, body: string) => void;
@@ -49,7 +46,7 @@ class ParkedPoll implements HubListener, WheelItem {
   }
 
   answer(selector: number, syncKey: number): void {
-    this.finish(RET.OK, `{"ret":0,"selector":${selector},"syncKey":${syncKey},"epoch":${JSON.stringify(this.epoch)}}`);
+    this.finish(RET.OK, synccheckAnswer(selector, syncKey, this.epoch));
   }
 
   onNews(news: NewsEvent): void {
@@ -101,12 +98,12 @@ export class SynccheckHandler {
     this.#bySession.get(sessionId)?.answer(0, this.#bySession.get(sessionId)!.key);
     if (syncKey > head) {
       attached.subscription!.release();
-      respond(RET.BAD_REQUEST, JSON.stringify({ ret: RET.BAD_REQUEST, errMsg: `syncKey ${syncKey} is ahead of this log (head ${head}); check epoch and sync from 0`, epoch }));
+      respond(RET.BAD_REQUEST, aheadOfLogAnswer(syncKey, head, epoch));
       return () => {};
     }
     if (selector > 0 || hold === 0) {
       attached.subscription!.release();
-      respond(RET.OK, `{"ret":0,"selector":${selector},"syncKey":${head},"epoch":${JSON.stringify(epoch)}}`);
+      respond(RET.OK, synccheckAnswer(selector, head, epoch));
       return () => {};
     }
     this.#bySession.set(sessionId, poll);
@@ -114,7 +111,7 @@ export class SynccheckHandler {
     this.#wheel.add(poll);
     // News that committed while the attach was in flight reached the hub before this poll was listening.
     const missed = this.#hub.newsSince(mark, uin, syncKey);
-    if (missed === 'overflow') poll.answer(selectorAll, head);
+    if (missed === 'overflow') poll.answer(SELECTOR_ALL, head);
     else for (const n of missed) poll.onNews(n as NewsEvent);
     return () => {
       if (poll.isOpen) {
