@@ -15,8 +15,8 @@ import WebSocket from 'ws';
 import { OP, type Entry, type MsgEntry } from '../../src/protocol/index.ts';
 import { WireConnection, type ByteLinkHandler, type Connector, type NotifyBody, type PushBody, type WireHandler } from '../../src/sdk/wire.ts';
 import { webSocketConnector, type WebSocketConstructor } from '../../src/sdk/ws-link.ts';
+import { tcpConnector } from '../../src/sdk/node/index.ts';
 import { WireCopy } from './reconcile.ts';
-import { sharedBufferTcpConnector } from './tcp-read-link.ts';
 
 /** How a simulated device reaches the server. */
 export type Transport = 'tcp' | 'ws' | 'longpoll';
@@ -80,7 +80,7 @@ function connectorFor(transport: 'tcp' | 'ws', localAddress: string): Connector 
   const key = `${transport}/${localAddress}`;
   let c = connectors.get(key);
   if (!c) {
-    if (transport === 'tcp') c = sharedBufferTcpConnector(localAddress);
+    if (transport === 'tcp') c = tcpConnector({ localAddress, isSharedReadBuffer: true });
     else {
       class BoundWebSocket extends WebSocket {
         constructor(url: string) {
