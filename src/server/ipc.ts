@@ -15,7 +15,7 @@ import type {
   Reply,
   Subscription,
 } from '../service/index.ts';
-import { SubscriptionRegistry } from '../service/index.ts';
+import { SubscriptionRegistry, subscriptionOf } from '../service/index.ts';
 
 /** Anything with process-like `send` and `on('message')` (a cluster Worker, or `process` in a worker). */
 interface Channel {
@@ -159,13 +159,7 @@ export class IpcChatClient implements ChatApi {
     return new Promise((resolve) => {
       this.#pending.set(id, (reply: AttachReply) => {
         if (reply.ret !== 0) return resolve(reply);
-        let isHeld = true;
-        const release = (): void => {
-          if (!isHeld) return;
-          isHeld = false;
-          this.#out.push({ t: 'detach', id });
-        };
-        resolve({ ...reply, subscription: { release } });
+        resolve({ ...reply, subscription: subscriptionOf(() => this.#out.push({ t: 'detach', id })) });
       });
       this.#out.push({ t: 'attach', id, sid, syncKey, ip });
     });

@@ -74,12 +74,12 @@ export class MessageCalls {
       const groupId = parseGroupAddress(b.to);
       let to: string;
       let toUin = 0;
-      let recipients: Recipient[];
+      let members: number[] | undefined;
+      let recipients: Recipient[] = [];
       if (groupId !== undefined) {
-        const members = await tx.getMembers(groupId);
+        members = await tx.getMembers(groupId);
         if (!members.includes(s.uin)) fail(RET.FORBIDDEN, 'not a member of this group');
         to = groupAddress(groupId);
-        recipients = members.map((uin) => ({ uin, peer: to }));
       } else {
         to = foldUsername(b.to);
         const peerUin = await this.#c.uinOf(to, tx);
@@ -107,11 +107,10 @@ export class MessageCalls {
         createTime,
       };
       let senderSeq = 0;
-      if (groupId !== undefined) {
+      if (members) {
         // Group fan-out: every member's entry differs only in seq, so the body is encoded once.
-        const uins = recipients.map((r) => r.uin);
-        const seqs = await fx.appendEach(uins, 'msg', { ...shared, peer: to });
-        senderSeq = seqs[uins.indexOf(s.uin)]!;
+        const seqs = await fx.appendEach(members, 'msg', { ...shared, peer: to });
+        senderSeq = seqs[members.indexOf(s.uin)]!;
       } else {
         for (const r of recipients) {
           const seq = await fx.append(r.uin, 'msg', { ...shared, peer: r.peer });
@@ -132,7 +131,7 @@ export class MessageCalls {
         senderSeq,
         revoked: false,
       });
-      return { msgId: String(msgId), seq: senderSeq, createTime, duplicate: false };
+      return sendAnswer({ msgId, senderSeq, createTime }, false);
     });
   }
 

@@ -16,7 +16,7 @@ import { GroupCommit } from './group-commit.ts';
 import { GroupCalls } from './groups.ts';
 import { MediaService, type MediaOptions } from './media.ts';
 import { MessageCalls } from './messages.ts';
-import { SubscriptionRegistry, type Subscription } from './subscriptions.ts';
+import { subscriptionOf, type Subscription, type SubscriptionRegistry } from './subscriptions.ts';
 import { validateCall } from './validate.ts';
 
 export type { Logger } from './context.ts';
@@ -81,8 +81,6 @@ export class ChatService implements ChatApi {
   readonly #sessions = new Map<string, SessionRow>();
   /** sessionId → bearer token of a cached session, to apply a `sessionEnded` event. */
   readonly #sids = new Map<string, string>();
-  /** In-process listeners' subscriptions. */
-  readonly #listening = new SubscriptionRegistry();
   readonly #touchTimer: NodeJS.Timeout;
 
   constructor(options: ServiceOptions) {
@@ -154,11 +152,12 @@ export class ChatService implements ChatApi {
    * {@link ChatApi.attach}. The subscription is taken from `registry` (the IPC host passes its gateway's) after
    * authentication and before the head is read, so a listener misses no commit.
    */
-  async attach(sid: string, syncKey: number | undefined, _ip: string, registry: SubscriptionRegistry = this.#listening): Promise<AttachReply> {
+  async attach(sid: string, syncKey: number | undefined, _ip: string, registry?: SubscriptionRegistry): Promise<AttachReply> {
     let subscription: Subscription | undefined;
     try {
       const session = await this.#authenticate(sid);
-      subscription = registry.add(session.uin);
+      // In this process every event reaches the hub, which routes by its own listeners: nothing to count here.
+      subscription = registry ? registry.add(session.uin) : subscriptionOf(() => {});
       const heads = (await this.#c.store.read.heads([session.uin]))[0]!;
       const read = this.#c.store.read;
       const username = await this.#c.username(session.uin, read);
@@ -180,11 +179,6 @@ export class ChatService implements ChatApi {
       this.#c.logger.error({ err }, 'attach failed');
       return { ret: RET.SERVER_ERROR, errMsg: 'server error' };
     }
-  }
-
-  /** Users with a listener in this process (in-process transports; the IPC host keeps one registry per gateway). */
-  get listeningUsers(): number {
-    return this.#listening.users;
   }
 
   ack(sessionId: string, syncKey: number): void {

@@ -140,10 +140,8 @@ function toMedia(r: Row | undefined): MediaRow | undefined {
 class SqliteAccess implements StoreTx {
   /** Writer only: head cache, valid because this connection is the only writer. Cleared on rollback. */
   readonly #heads: Map<number, Heads> | undefined;
-  /** Heads as they were when the open transaction first moved them. */
+  /** Users whose head moved in the open transaction → their head before it first moved. */
   readonly #headsBefore = new Map<number, number>();
-  /** Users whose head moved in the open transaction. */
-  readonly #dirtyHeads = new Set<number>();
   /** Reader only: users whose newer entries are committed but not yet synced to disk (see {@link NotDurable}). */
   readonly #clamp: Map<number, NotDurable> | undefined;
   #msgId = -1;
@@ -242,7 +240,6 @@ class SqliteAccess implements StoreTx {
   /** Forgets cached heads and counters (after a rollback). */
   resetCaches(): void {
     this.#heads?.clear();
-    this.#dirtyHeads.clear();
     this.#headsBefore.clear();
     this.#msgId = -1;
     this.#groupId = -1;
@@ -320,10 +317,7 @@ class SqliteAccess implements StoreTx {
       const seq = heads.head + 1;
       const json = encodeEntry(seq, kind, fields);
       this.#s.appendLog!.run(uin, seq, kind, json);
-      if (!this.#dirtyHeads.has(uin)) {
-        this.#headsBefore.set(uin, heads.head);
-        this.#dirtyHeads.add(uin);
-      }
+      if (!this.#headsBefore.has(uin)) this.#headsBefore.set(uin, heads.head);
       heads.head = seq;
       const bit = SELECTOR_OF_KIND[kind] ?? 0;
       if (bit) heads.bySelector[bit] = seq;
@@ -339,12 +333,11 @@ class SqliteAccess implements StoreTx {
    */
   flushHeads(): Map<number, { before: number; after: number }> {
     const changed = new Map<number, { before: number; after: number }>();
-    for (const uin of this.#dirtyHeads) {
+    for (const [uin, before] of this.#headsBefore) {
       const heads = this.#heads!.get(uin)!;
       this.#s.setHeads!.run(uin, heads.head, JSON.stringify(heads.bySelector));
-      changed.set(uin, { before: this.#headsBefore.get(uin)!, after: heads.head });
+      changed.set(uin, { before, after: heads.head });
     }
-    this.#dirtyHeads.clear();
     this.#headsBefore.clear();
     return changed;
   }
