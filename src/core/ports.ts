@@ -1,6 +1,7 @@
 /**
- * The ports the sync engine is run through: Store (durable state), Bus (post-commit fan-out), Clock.
- * Type-only: adapters in src/storage and src/bus implement them; src/service drives them. See
+ * The ports the sync engine is run through: Store (durable state), Bus (post-commit fan-out), counters for
+ * throttling, Clock. Types, and the one error a store may throw to ask for a job to run again
+ * ({@link LockConflict}): adapters in src/storage and src/bus implement them; src/service drives them. See
  * docs/architecture.md "Ports".
  */
 import type { EntryKind } from '../protocol/index.ts';
@@ -206,8 +207,29 @@ export interface StoreReader {
   listMediaSends(mediaId: string): Promise<MediaSendRow[]>;
 }
 
+/**
+ * Thrown by {@link StoreTx.lockLogs} when the locks asked for cannot be taken now without risking a deadlock
+ * (another node holds one, and this transaction already holds a higher uin's). Nothing of the job that asked was
+ * written (it locks before its first write), so the job runs again, first in the next transaction.
+ */
+export class LockConflict extends Error {
+  constructor(uins: readonly number[]) {
+    super(`logs of users ${uins.slice(0, 5).join(',')}${uins.length > 5 ? ',…' : ''} are locked by another writer`);
+    this.name = 'LockConflict';
+  }
+}
+
 /** Everything a write transaction may do: read (its own writes included) and write. */
 export interface StoreTx extends StoreReader {
+  /**
+   * Takes the write locks of these users' logs until the transaction ends. A job calls it with every user it
+   * will append to, before its first write (it may call it again before that write, for users it learned of
+   * later). A store with one writer does nothing. A networked store takes the locks in uin order, waiting
+   * only while every lock it holds is on a lower uin (so writers on several nodes never deadlock); a lock it
+   * cannot take in order without waiting throws {@link LockConflict}. Allocating ids after this call
+   * ({@link StoreTx.nextMsgId}) orders them as the logs are ordered.
+   */
+  lockLogs(uins: readonly number[]): Promise<void>;
   /** Inserts a user and returns its new uin. Fails (throws) on a duplicate username: check first. */
   insertUser(user: Omit<UserRow, 'uin'>): Promise<number>;
   setDisplayName(uin: number, displayName: string): Promise<void>;
@@ -221,12 +243,16 @@ export interface StoreTx extends StoreReader {
    * Appends entries to users' logs and returns the stored rows in the same order. The store allocates the
    * seqs: each entry gets its user's head + 1 (entries of one user in call order), is encoded once with its
    * seq and kind first (`encodeEntry`), and moves that user's head and the head of its kind's selector bit.
-   * Seqs of a user are dense: a rolled-back append leaves the head where it was. A networked adapter takes its users' locks in uin order, so that two writers fanning out to
-   * overlapping groups never deadlock.
+   * Seqs of a user are dense: a rolled-back append leaves the head where it was. Every user appended to must
+   * have been locked first ({@link StoreTx.lockLogs}); a networked adapter refuses an append to an unlocked log.
    */
   append(entries: readonly NewEntry[]): Promise<LogRow[]>;
 
-  /** Next msgId: strictly greater than every earlier one. */
+  /**
+   * Next msgId: unique, and greater than the msgId of every committed message whose logs this transaction has
+   * locked (so, taken after {@link StoreTx.lockLogs}, msgIds increase in each conversation's log order even with
+   * writers on several nodes).
+   */
   nextMsgId(): Promise<number>;
   insertMessage(msg: MessageRow): Promise<void>;
   setRevoked(msgId: number): Promise<void>;
@@ -259,7 +285,8 @@ export interface StoreTx extends StoreReader {
  * Durable state. Contract (tested for every adapter by test/storage/store.case.ts):
  * - `transaction(fn)` runs fn against one write transaction; it commits only if fn resolves, and a resolved
  *   `transaction` means the commit is durable (the embedded default syncs to disk). If fn rejects, nothing of
- *   it is kept.
+ *   it is kept. A networked store may run fn again from the start after a serialization failure or a
+ *   deadlock that rolled the transaction back: only the last run counts.
  * - Transactions run one at a time, in call order: a `transaction` called while another runs waits for it. A
  *   transaction whose function finished and committed no longer holds the next one back while it waits for
  *   its sync to disk (pipelined group commit, docs/architecture.md "Group commit"), and transactions become
@@ -327,13 +354,42 @@ export type BusEvent =
 /**
  * Post-commit fan-out. Contract: `publish` is called only after the commit it describes; delivery is best
  * effort and in publish order per publisher: a lost event costs latency, never data (the next sync finds it).
+ * Listeners get this node's own events at once, in publish order, and other nodes' events (a bus between nodes)
+ * for the users this node holds ({@link Bus.hold}) and every `sessionEnded`.
  */
 export interface Bus {
   readonly name: string;
+  /** True when events cross nodes (they can be late or lost, and other nodes write the same logs). */
+  readonly isShared: boolean;
   publish(events: readonly BusEvent[]): void;
   /** Registers a listener; returns the function that removes it. */
   subscribe(listener: (events: readonly BusEvent[]) => void): () => void;
+  /**
+   * This node wants `uin`'s news from other nodes until the returned function is called (counted: each hold
+   * is released once). The in-process bus has no other nodes and ignores it.
+   */
+  hold(uin: number): () => void;
+  /**
+   * Called when events from other nodes may have been lost (the link to them was down and is back): listeners
+   * catch up from the store. Returns the function that removes it.
+   */
+  onGap(listener: () => void): () => void;
   close(): Promise<void>;
+}
+
+/** A throttle: at most a limit of hits per key per window. Shared between nodes when a bus between them has one. */
+export interface RateCounter {
+  /** Counts one hit; resolves to the seconds to wait if this hit is over the limit, else 0. */
+  hit(key: string, nowMs: number): Promise<number>;
+  /** Seconds until `key` may try again, or 0 if it is under the limit now. */
+  retryAfterSec(key: string, nowMs: number): Promise<number>;
+  /** Forgets a key (after a successful login). */
+  clear(key: string): Promise<void>;
+}
+
+/** Makes the throttles: one counter per name (`sends`, `loginFailuresByName`, ...). */
+export interface RateCounters {
+  counter(name: string, limit: number, windowMs: number): RateCounter;
 }
 
 /**

@@ -3,13 +3,12 @@
  * remote logout, profile and lookup. See docs/protocol.md "Accounts".
  */
 import { randomBytes } from 'node:crypto';
-import type { SessionRow } from '../core/ports.ts';
+import type { RateCounter, SessionRow } from '../core/ports.ts';
 import { foldUsername } from '../core/rules.ts';
 import { RET } from '../protocol/index.ts';
 import type { CallContext } from './api.ts';
 import { fail, tokenHashOf, type Body, type Handlers, type ServiceContext } from './context.ts';
 import { hashPassword, verifyPassword } from './passwords.ts';
-import { WindowCounter } from './rate-limit.ts';
 
 /** Failed-login throttle: per username and per address, in a 15-minute window. */
 const LOGIN_FAILURES_PER_NAME = 10;
@@ -22,11 +21,13 @@ let dummyHash: Promise<string> | undefined;
 /** Accounts and sessions. */
 export class AccountCalls {
   readonly #c: ServiceContext;
-  readonly #failuresByName = new WindowCounter(LOGIN_FAILURES_PER_NAME, LOGIN_WINDOW_MS);
-  readonly #failuresByIp = new WindowCounter(LOGIN_FAILURES_PER_IP, LOGIN_WINDOW_MS);
+  readonly #failuresByName: RateCounter;
+  readonly #failuresByIp: RateCounter;
 
   constructor(c: ServiceContext) {
     this.#c = c;
+    this.#failuresByName = c.options.counters.counter('loginFailuresByName', LOGIN_FAILURES_PER_NAME, LOGIN_WINDOW_MS);
+    this.#failuresByIp = c.options.counters.counter('loginFailuresByIp', LOGIN_FAILURES_PER_IP, LOGIN_WINDOW_MS);
   }
 
   /** The calls this area serves. */
@@ -64,18 +65,17 @@ export class AccountCalls {
   async login(b: Body, ctx: CallContext): Promise<Record<string, unknown>> {
     const username = foldUsername(b.username);
     const now = this.#c.clock.now();
-    const wait = Math.max(this.#failuresByName.retryAfterSec(username, now), this.#failuresByIp.retryAfterSec(ctx.ip, now));
+    const wait = Math.max(await this.#failuresByName.retryAfterSec(username, now), await this.#failuresByIp.retryAfterSec(ctx.ip, now));
     if (wait > 0) fail(RET.RATE_LIMITED, 'too many failed logins; try again later', { retryAfterSec: wait });
     const user = await this.#c.store.read.getUserByName(username);
     dummyHash ??= hashPassword('synchat-dummy-password', this.#c.options.passwordLog2N);
     const isValid = user ? await verifyPassword(b.password, user.pwHash) : (await verifyPassword(b.password, await dummyHash), false);
     if (!user || !isValid) {
-      this.#failuresByName.hit(username, now);
-      this.#failuresByIp.hit(ctx.ip, now);
+      await Promise.all([this.#failuresByName.hit(username, now), this.#failuresByIp.hit(ctx.ip, now)]);
       // PROTOCOL.md login: one errMsg for a wrong username and a wrong password.
       fail(RET.FORBIDDEN, 'wrong username or password');
     }
-    this.#failuresByName.clear(username);
+    await this.#failuresByName.clear(username);
     const sid = randomBytes(32).toString('base64url');
     const session: SessionRow = {
       sessionId: randomBytes(12).toString('base64url'),
@@ -135,8 +135,9 @@ export class AccountCalls {
     if (!displayName) fail(RET.BAD_REQUEST, 'displayName: must not be blank');
     await this.#c.gc.run(async (tx, fx) => {
       const me = await this.#c.username(s.uin, tx);
-      await tx.setDisplayName(s.uin, displayName);
       const peers = (await tx.listContacts(s.uin)).filter((c) => c.state === 'accepted').map((c) => c.peerUin);
+      await fx.lock([s.uin, ...peers]);
+      await tx.setDisplayName(s.uin, displayName);
       await fx.appendEach([s.uin, ...peers], 'contact', { username: me, displayName });
     });
     return {};

@@ -35,9 +35,16 @@ export class ContactCalls {
     return other;
   }
 
+  /** The other user, with both users' logs locked (every contact change writes both sides). */
+  async #lockedPair(tx: StoreTx, fx: Effects, s: SessionRow, name: string): Promise<UserRow> {
+    const other = await this.#otherUser(tx, s, name);
+    await fx.lock([s.uin, other.uin]);
+    return other;
+  }
+
   async #contactRequest(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
     await this.#c.gc.run(async (tx, fx) => {
-      const other = await this.#otherUser(tx, s, b.username);
+      const other = await this.#lockedPair(tx, fx, s, b.username);
       const action = contactRequestAction(await tx.getContact(s.uin, other.uin));
       if (typeof action === 'object') fail(action.ret, action.errMsg);
       const me = await this.#c.user(s.uin, tx);
@@ -64,7 +71,7 @@ export class ContactCalls {
 
   async #contactAccept(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
     await this.#c.gc.run(async (tx, fx) => {
-      const other = await this.#otherUser(tx, s, b.username);
+      const other = await this.#lockedPair(tx, fx, s, b.username);
       const refusal = contactAcceptRefusal(await tx.getContact(s.uin, other.uin));
       if (refusal) fail(refusal.ret, refusal.errMsg);
       await this.#makeContacts(tx, fx, await this.#c.user(s.uin, tx), other, this.#c.clock.now());
@@ -74,7 +81,7 @@ export class ContactCalls {
 
   async #contactDecline(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
     await this.#c.gc.run(async (tx, fx) => {
-      const other = await this.#otherUser(tx, s, b.username);
+      const other = await this.#lockedPair(tx, fx, s, b.username);
       const mine = await tx.getContact(s.uin, other.uin);
       if (mine?.state !== 'incoming') fail(RET.NOT_FOUND, 'no pending request from that user');
       await this.#c.deleteContact(tx, s.uin, other.uin);
@@ -87,7 +94,7 @@ export class ContactCalls {
 
   async #contactRemove(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
     await this.#c.gc.run(async (tx, fx) => {
-      const other = await this.#otherUser(tx, s, b.username);
+      const other = await this.#lockedPair(tx, fx, s, b.username);
       const mine = await tx.getContact(s.uin, other.uin);
       if (!mine) fail(RET.NOT_FOUND, 'not a contact');
       const me = await this.#c.user(s.uin, tx);

@@ -4,7 +4,7 @@
  * "service".
  */
 import { createHash } from 'node:crypto';
-import type { Bus, Clock, ContactRow, SessionRow, Store, StoreReader, StoreTx, UserRow } from '../core/ports.ts';
+import type { Bus, Clock, ContactRow, RateCounters, SessionRow, Store, StoreReader, StoreTx, UserRow } from '../core/ports.ts';
 import { isAcceptedContact } from '../core/rules.ts';
 import { SynchatError, type CallPath } from '../protocol/index.ts';
 import type { CallContext } from './api.ts';
@@ -48,6 +48,8 @@ export interface ContextOptions {
   passwordLog2N: number;
   /** Throttle sends per user. */
   isRateLimited: boolean;
+  /** Where throttles count (shared between nodes, or this process's memory). */
+  counters: RateCounters;
 }
 
 /** Shared state of one ChatService. */

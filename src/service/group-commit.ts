@@ -5,12 +5,17 @@
  * sessions) are published after the sync, in commit order (zulip's send_event_on_commit). See
  * docs/architecture.md "Group commit".
  */
-import type { BusEvent, FanoutEvent, LogRow, NewEntry, NewsEvent, Store, StoreTx } from '../core/ports.ts';
+import { LockConflict, type BusEvent, type FanoutEvent, type LogRow, type NewEntry, type NewsEvent, type Store, type StoreTx } from '../core/ports.ts';
 import { selectorOfKind } from '../core/rules.ts';
 import { SynchatError, type EntryKind } from '../protocol/index.ts';
 
 /** What one job may do besides reading and writing through the transaction. */
 export interface Effects {
+  /**
+   * Locks the logs the job will append to ({@link StoreTx.lockLogs}); call it before the job's first write, and
+   * again (still before that write) for users learned of later. An append to a log not locked here is a bug.
+   */
+  lock(uins: readonly number[]): Promise<void>;
   /** Appends an entry to a user's log; returns its seq. `fields` may be pre-encoded JSON (without seq/kind). */
   append(uin: number, kind: EntryKind, fields: Readonly<Record<string, unknown>> | string): Promise<number>;
   /** Appends the same entry to several users' logs (a fan-out: `fields` encoded once); returns their seqs in order. */
@@ -19,14 +24,26 @@ export interface Effects {
   sessionEnded(sessionId: string, uin: number, ret: number): void;
 }
 
-/** A unit of work run inside a batch. It must check everything before it writes anything. */
+/**
+ * A unit of work run inside a batch. It must check everything before it writes anything, and lock the logs it
+ * appends to ({@link Effects.lock}) before its first write: a job whose locks conflict runs again, first in the
+ * next batch. It may run more than once (a retried transaction): only its last run counts.
+ */
 export type Job<T> = (tx: StoreTx, fx: Effects) => Promise<T>;
 
 interface Pending {
   job: Job<unknown>;
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
+  /** Times this job met a {@link LockConflict}. */
+  conflicts: number;
 }
+
+/**
+ * A job that meets a lock conflict this many times in a row fails (with a server error) instead of going round
+ * again: first in its batch it holds no other lock, so only a job that keeps learning new users can get here.
+ */
+const MAX_LOCK_CONFLICTS = 20;
 
 /** Per-job effect buffer, merged into the batch only when the job succeeded. Appends are kept in log order. */
 class JobEffects implements Effects {
@@ -34,10 +51,22 @@ class JobEffects implements Effects {
   readonly appended: (LogRow | FanoutEvent)[] = [];
   readonly events: BusEvent[] = [];
   readonly #tx: StoreTx;
+  /** Logs this job locked. */
+  readonly #locked = new Set<number>();
   constructor(tx: StoreTx) {
     this.#tx = tx;
   }
+  async lock(uins: readonly number[]): Promise<void> {
+    const fresh = uins.filter((u) => !this.#locked.has(u));
+    if (fresh.length === 0) return;
+    await this.#tx.lockLogs(fresh);
+    for (const u of fresh) this.#locked.add(u);
+  }
+  #checkLocked(uin: number): void {
+    if (!this.#locked.has(uin)) throw new Error(`append to user ${uin}'s log without Effects.lock first`);
+  }
   async append(uin: number, kind: EntryKind, fields: Readonly<Record<string, unknown>> | string): Promise<number> {
+    this.#checkLocked(uin);
     const [row] = await this.#tx.append([{ uin, kind, fields: typeof fields === 'string' ? fields : JSON.stringify(fields) }]);
     this.appended.push(row!);
     return row!.seq;
@@ -46,6 +75,7 @@ class JobEffects implements Effects {
     const text = typeof fields === 'string' ? fields : JSON.stringify(fields);
     // Ascending uins: listeners find their users by binary search, and a networked store locks in this order.
     const sorted = [...new Set(uins)].sort((x, y) => x - y);
+    for (const uin of sorted) this.#checkLocked(uin);
     const rows = await this.#tx.append(sorted.map((uin): NewEntry => ({ uin, kind, fields: text })));
     const seqs = rows.map((r) => r.seq);
     this.appended.push({ kind, selector: selectorOfKind(kind), fields: text, uins: sorted, seqs });
@@ -134,7 +164,7 @@ export class GroupCommit {
   #lastRunMs = 0;
   #lastStartMs = 0;
   /** Figures for /metrics and benchmarks. */
-  readonly stats = { batches: 0, jobs: 0, maxBatch: 0 };
+  readonly stats = { batches: 0, jobs: 0, maxBatch: 0, lockConflicts: 0 };
 
   constructor(store: Store, opts: GroupCommitOptions) {
     this.#store = store;
@@ -144,13 +174,16 @@ export class GroupCommit {
   /** Runs `job` in the next batch; resolves after that batch is durable. */
   run<T>(job: Job<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.#queue.push({ job: job as Job<unknown>, resolve: resolve as (v: unknown) => void, reject });
-      if (!this.#isRunning) {
-        this.#isRunning = true;
-        // Let this turn of the event loop enqueue everything that already arrived before the batch starts.
-        setImmediate(() => void this.#drain());
-      }
+      this.#queue.push({ job: job as Job<unknown>, resolve: resolve as (v: unknown) => void, reject, conflicts: 0 });
+      this.#kick();
     });
+  }
+
+  #kick(): void {
+    if (this.#isRunning) return;
+    this.#isRunning = true;
+    // Let this turn of the event loop enqueue everything that already arrived before the batch starts.
+    setImmediate(() => void this.#drain());
   }
 
   /** Resolves when the queue is empty and every batch is durable (for shutdown). */
@@ -185,6 +218,19 @@ export class GroupCommit {
     this.#isRunning = false;
   }
 
+  /** Puts jobs that met a lock conflict at the head of the queue, in their order. */
+  #requeue(jobs: Pending[]): void {
+    const again: Pending[] = [];
+    for (const p of jobs) {
+      p.conflicts++;
+      if (p.conflicts > MAX_LOCK_CONFLICTS) p.reject(new Error(`job met ${MAX_LOCK_CONFLICTS} lock conflicts in a row`));
+      else again.push(p);
+    }
+    this.stats.lockConflicts += jobs.length;
+    this.#queue.unshift(...again);
+    if (again.length > 0) this.#kick();
+  }
+
   /** A job broke an invariant and the batch rolled back: each job runs again alone, so one bad job fails alone. */
   async #retryAlone(batch: Pending[], err: unknown): Promise<void> {
     this.#opts.onError(err);
@@ -197,10 +243,17 @@ export class GroupCommit {
 
   /** Runs the batch in one transaction; `hasRun` is called once its jobs ran. Resolves when durable. */
   async #commit(batch: Pending[], hasRun: () => void): Promise<void> {
-    const outcomes: { p: Pending; ok: boolean; value: unknown }[] = [];
-    const ended: BusEvent[] = [];
-    const news = new BatchNews();
+    let outcomes: { p: Pending; ok: boolean; value: unknown }[] = [];
+    let ended: BusEvent[] = [];
+    let news = new BatchNews();
+    /** Jobs that met a lock conflict: they run again, first in the next batch. */
+    let conflicted: Pending[] = [];
     await this.#store.transaction(async (tx) => {
+      // A retried transaction (Store contract) runs every job again: only the last run's outcomes count.
+      outcomes = [];
+      ended = [];
+      news = new BatchNews();
+      conflicted = [];
       for (const p of batch) {
         const fx = new JobEffects(tx);
         try {
@@ -209,12 +262,17 @@ export class GroupCommit {
           for (const item of fx.appended) news.add(item);
           for (const ev of fx.events) ended.push(ev);
         } catch (err) {
+          if (err instanceof LockConflict) {
+            conflicted.push(p);
+            continue;
+          }
           if (!(err instanceof SynchatError)) throw err;
           outcomes.push({ p, ok: false, value: err });
         }
       }
       hasRun();
     });
+    if (conflicted.length > 0) this.#requeue(conflicted);
     this.stats.batches++;
     this.stats.jobs += batch.length;
     if (batch.length > this.stats.maxBatch) this.stats.maxBatch = batch.length;

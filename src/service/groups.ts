@@ -2,7 +2,7 @@
  * Groups of up to 500: create, add/remove members (owner hand-over when the owner leaves), rename; every change is
  * announced to every member's log. See docs/protocol.md "Groups".
  */
-import type { SessionRow, StoreTx, UserRow } from '../core/ports.ts';
+import type { GroupRow, SessionRow, StoreTx, UserRow } from '../core/ports.ts';
 import { checkMembersChange, foldUsername, groupAddress, isAcceptedContact, nextOwner, parseGroupAddress } from '../core/rules.ts';
 import { RET } from '../protocol/index.ts';
 import { fail, type Body, type Handlers, type ServiceContext } from './context.ts';
@@ -36,6 +36,19 @@ export class GroupCalls {
     return users;
   }
 
+  /**
+   * The group and its members, read again under the locks of every member's log (a change of members locks them
+   * all, so what is read here holds until commit). Refuses a caller who is not a member.
+   */
+  async #lockedGroup(tx: StoreTx, fx: Effects, s: SessionRow, groupId: number): Promise<{ g: GroupRow; members: number[] }> {
+    await fx.lock([s.uin, ...(await tx.getMembers(groupId))]);
+    const g = await tx.getGroup(groupId);
+    const members = g ? await tx.getMembers(groupId) : [];
+    if (!g || !members.includes(s.uin)) fail(RET.FORBIDDEN, 'not a member of this group');
+    await fx.lock(members);
+    return { g, members };
+  }
+
   /** Appends the group as it now is to every member's log, and a removal to each of `removed`. */
   async #announceGroup(tx: StoreTx, fx: Effects, groupId: number, removed: readonly number[] = []): Promise<void> {
     const g = (await tx.getGroup(groupId))!;
@@ -51,6 +64,7 @@ export class GroupCalls {
     if (!name) fail(RET.BAD_REQUEST, 'name: must not be blank');
     const groupId = await this.#c.gc.run(async (tx, fx) => {
       const others = (await this.#contactsByName(tx, s, b.members)).filter((u) => u.uin !== s.uin);
+      await fx.lock([s.uin, ...others.map((u) => u.uin)]);
       const now = this.#c.clock.now();
       const id = await tx.nextGroupId();
       await tx.putGroup({ groupId: id, name, ownerUin: s.uin, createTime: now });
@@ -65,10 +79,9 @@ export class GroupCalls {
   async #groupMembers(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
     const groupId = parseGroupAddress(b.groupId)!;
     await this.#c.gc.run(async (tx, fx) => {
-      const g = await tx.getGroup(groupId);
-      const members = g ? await tx.getMembers(groupId) : [];
-      if (!g || !members.includes(s.uin)) fail(RET.FORBIDDEN, 'not a member of this group');
+      const { g, members } = await this.#lockedGroup(tx, fx, s, groupId);
       const add = (await this.#contactsByName(tx, s, b.add ?? [])).map((u) => u.uin).filter((u) => !members.includes(u));
+      await fx.lock(add);
       const remove: number[] = [];
       for (const name of b.remove ?? []) {
         const u = await tx.getUserByName(foldUsername(name));
@@ -92,8 +105,7 @@ export class GroupCalls {
     const name = String(b.name).trim();
     if (!name) fail(RET.BAD_REQUEST, 'name: must not be blank');
     await this.#c.gc.run(async (tx, fx) => {
-      const g = await tx.getGroup(groupId);
-      if (!g || !(await tx.getMembers(groupId)).includes(s.uin)) fail(RET.FORBIDDEN, 'not a member of this group');
+      const { g } = await this.#lockedGroup(tx, fx, s, groupId);
       await tx.putGroup({ ...g, name });
       await this.#announceGroup(tx, fx, groupId);
     });

@@ -3,7 +3,7 @@
  * receipts, and recall. See docs/protocol.md "Messages".
  */
 import { directReadReceipt, directRecipients, sendAnswer, type Recipient } from '../core/decisions.ts';
-import type { SessionRow } from '../core/ports.ts';
+import type { RateCounter, SessionRow } from '../core/ports.ts';
 import {
   checkRecall,
   checkSendContent,
@@ -15,7 +15,6 @@ import {
 } from '../core/rules.ts';
 import { RET, aheadOfLogErrMsg } from '../protocol/index.ts';
 import { fail, type Body, type Handlers, type ServiceContext } from './context.ts';
-import { WindowCounter } from './rate-limit.ts';
 
 /** Sends per user per 10 s when rate limiting is on. */
 const SENDS_PER_WINDOW = 300;
@@ -24,10 +23,11 @@ const SEND_WINDOW_MS = 10_000;
 /** Sync, send, read and recall. */
 export class MessageCalls {
   readonly #c: ServiceContext;
-  readonly #sends = new WindowCounter(SENDS_PER_WINDOW, SEND_WINDOW_MS);
+  readonly #sends: RateCounter;
 
   constructor(c: ServiceContext) {
     this.#c = c;
+    this.#sends = c.options.counters.counter('sends', SENDS_PER_WINDOW, SEND_WINDOW_MS);
   }
 
   /** The calls this area serves. */
@@ -63,26 +63,35 @@ export class MessageCalls {
     const refusal = checkSendContent(b.type, b.content, b.mediaId);
     if (refusal) fail(refusal.ret, refusal.errMsg);
     if (this.#c.options.isRateLimited) {
-      const wait = this.#sends.hit(String(s.uin), this.#c.clock.now());
+      const wait = await this.#sends.hit(String(s.uin), this.#c.clock.now());
       if (wait > 0) fail(RET.RATE_LIMITED, 'sending too fast', { retryAfterSec: wait });
     }
     return this.#c.gc.run(async (tx, fx) => {
-      const dup = await tx.findSend(s.uin, b.clientMsgId);
-      // PROTOCOL.md sendmsg: a repeat of (sender, clientMsgId), whatever its content, returns the first answer.
-      if (dup) return sendAnswer(dup, true);
-      const me = await this.#c.username(s.uin, tx);
       const groupId = parseGroupAddress(b.to);
       let to: string;
       let toUin = 0;
       let members: number[] | undefined;
-      let recipients: Recipient[] = [];
+      let peerUin: number | undefined;
       if (groupId !== undefined) {
-        members = await tx.getMembers(groupId);
-        if (!members.includes(s.uin)) fail(RET.FORBIDDEN, 'not a member of this group');
         to = groupAddress(groupId);
+        // Lock the members as read, then read them again under the locks: a change of members locks every
+        // member too, so the second read cannot change before this send commits.
+        await fx.lock([s.uin, ...(await tx.getMembers(groupId))]);
+        members = await tx.getMembers(groupId);
+        await fx.lock(members);
       } else {
         to = foldUsername(b.to);
-        const peerUin = await this.#c.uinOf(to, tx);
+        peerUin = await this.#c.uinOf(to, tx);
+        await fx.lock(peerUin === undefined ? [s.uin] : [s.uin, peerUin]);
+      }
+      const dup = await tx.findSend(s.uin, b.clientMsgId);
+      // PROTOCOL.md sendmsg: a repeat of (sender, clientMsgId), whatever its content, returns the first answer.
+      if (dup) return sendAnswer(dup, true);
+      const me = await this.#c.username(s.uin, tx);
+      let recipients: Recipient[] = [];
+      if (members) {
+        if (!members.includes(s.uin)) fail(RET.FORBIDDEN, 'not a member of this group');
+      } else {
         if (peerUin === undefined) fail(RET.FORBIDDEN, 'not a contact');
         toUin = peerUin;
         if (peerUin !== s.uin && !(await this.#c.isContact(tx, s.uin, peerUin))) fail(RET.FORBIDDEN, 'not a contact');
@@ -153,6 +162,7 @@ export class MessageCalls {
         if ('ret' in receipt) fail(receipt.ret, receipt.errMsg);
         receiptUin = receipt.receiptUin;
       }
+      await fx.lock(receiptUin ? [s.uin, receiptUin] : [s.uin]);
       if (!isNewerReadMarker(await tx.getReadMarker(s.uin, peer), msgId)) return;
       await tx.setReadMarker({ uin: s.uin, peer, msgId });
       await fx.append(s.uin, 'read', { peer, msgId: String(msgId), by: me });
@@ -168,15 +178,19 @@ export class MessageCalls {
       const msg = await tx.getMessage(msgId);
       const refusal = checkRecall(msg, s.uin, this.#c.clock.now());
       if (refusal) fail(refusal.ret, refusal.errMsg);
-      if (msg!.revoked) return;
+      const m = msg!;
+      // Lock the conversation's logs, then read the message again under the locks (another node may recall it).
+      const members = m.groupId ? await tx.getMembers(m.groupId) : [];
+      await fx.lock(m.groupId ? members : [s.uin, m.toUin]);
+      if ((await tx.getMessage(msgId))!.revoked) return;
       await tx.setRevoked(msgId);
-      if (msg!.groupId) {
-        const peer = groupAddress(msg!.groupId);
-        await fx.appendEach(await tx.getMembers(msg!.groupId), 'revoke', { msgId: String(msgId), peer });
+      if (m.groupId) {
+        const peer = groupAddress(m.groupId);
+        await fx.appendEach(members, 'revoke', { msgId: String(msgId), peer });
       } else {
         const me = await this.#c.username(s.uin, tx);
-        await fx.append(s.uin, 'revoke', { msgId: String(msgId), peer: msg!.to });
-        if (msg!.toUin !== s.uin) await fx.append(msg!.toUin, 'revoke', { msgId: String(msgId), peer: me });
+        await fx.append(s.uin, 'revoke', { msgId: String(msgId), peer: m.to });
+        if (m.toUin !== s.uin) await fx.append(m.toUin, 'revoke', { msgId: String(msgId), peer: me });
       }
     });
     return {};

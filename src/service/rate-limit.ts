@@ -1,3 +1,5 @@
+import type { RateCounter, RateCounters } from '../core/ports.ts';
+
 /**
  * Fixed-window counters for throttling (failed logins per username and per address, sends per user).
  * Memory is bounded: windows are dropped when they expire, swept lazily.
@@ -42,5 +44,17 @@ export class WindowCounter {
     if (nowMs - this.#lastSweep < this.#windowMs) return;
     this.#lastSweep = nowMs;
     for (const [key, c] of this.#counts) if (c.resetAt <= nowMs) this.#counts.delete(key);
+  }
+}
+
+/** Throttles in this process's memory: the default for one node, and the fallback of shared ones. */
+export class LocalRateCounters implements RateCounters {
+  counter(_name: string, limit: number, windowMs: number): RateCounter {
+    const c = new WindowCounter(limit, windowMs);
+    return {
+      hit: async (key, nowMs) => c.hit(key, nowMs),
+      retryAfterSec: async (key, nowMs) => c.retryAfterSec(key, nowMs),
+      clear: async (key) => c.clear(key),
+    };
   }
 }

@@ -5,7 +5,7 @@
  * themselves live by area in accounts.ts, messages.ts, contacts.ts and groups.ts, over a shared
  * {@link ServiceContext}. See docs/architecture.md "service".
  */
-import type { Bus, BusEvent, Clock, SessionRow, Store } from '../core/ports.ts';
+import type { Bus, BusEvent, Clock, RateCounters, SessionRow, Store } from '../core/ports.ts';
 import { selectorAfter } from '../core/rules.ts';
 import { RET, SynchatError, isCallPath } from '../protocol/index.ts';
 import { AccountCalls } from './accounts.ts';
@@ -16,6 +16,7 @@ import { GroupCommit } from './group-commit.ts';
 import { GroupCalls } from './groups.ts';
 import { MediaService, type MediaOptions } from './media.ts';
 import { MessageCalls } from './messages.ts';
+import { LocalRateCounters } from './rate-limit.ts';
 import { subscriptionOf, type Subscription, type SubscriptionRegistry } from './subscriptions.ts';
 import { validateCall } from './validate.ts';
 
@@ -39,6 +40,8 @@ export interface ServiceOptions {
   isGroupCommit: boolean;
   /** Throttle sends per user (failed logins are always throttled). @default true */
   isRateLimited: boolean;
+  /** Where throttles count. @default this process's memory ({@link LocalRateCounters}) */
+  counters?: RateCounters;
   /** The gateway directory. */
   gateways: () => GatewayInfo[];
   /** Media uploads and reads; without it the media calls answer ret 1. */
@@ -98,7 +101,7 @@ export class ChatService implements ChatApi {
     const media = options.media
       ? new MediaService(options.media, { store: options.store, clock: options.clock, logger: options.logger, run: (job) => gc.run(job) })
       : undefined;
-    this.#c = context = new ServiceContext(options, gc, media);
+    this.#c = context = new ServiceContext({ ...options, counters: options.counters ?? new LocalRateCounters() }, gc, media);
     this.#accounts = new AccountCalls(this.#c);
     this.#handlers = {
       ...this.#accounts.handlers(),
@@ -156,8 +159,14 @@ export class ChatService implements ChatApi {
     let subscription: Subscription | undefined;
     try {
       const session = await this.#authenticate(sid);
-      // In this process every event reaches the hub, which routes by its own listeners: nothing to count here.
-      subscription = registry ? registry.add(session.uin) : subscriptionOf(() => {});
+      // The bus brings this user's news from other nodes while held; in one process every event reaches the hub,
+      // which routes by its own listeners, so only the IPC host counts a registry.
+      const releaseBus = this.#o.bus.hold(session.uin);
+      const forGateway = registry?.add(session.uin);
+      subscription = subscriptionOf(() => {
+        releaseBus();
+        forGateway?.release();
+      });
       const heads = (await this.#c.store.read.heads([session.uin]))[0]!;
       const read = this.#c.store.read;
       const username = await this.#c.username(session.uin, read);

@@ -7,6 +7,7 @@ import type { Bus, BusEvent } from '../../core/ports.ts';
 /** In-process fan-out. */
 export class LocalBus implements Bus {
   readonly name = 'local';
+  readonly isShared = false;
   readonly #listeners = new Set<(events: readonly BusEvent[]) => void>();
 
   publish(events: readonly BusEvent[]): void {
@@ -22,6 +23,16 @@ export class LocalBus implements Bus {
   subscribe(listener: (events: readonly BusEvent[]) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  /** One node: every event is this node's own. */
+  hold(_uin: number): () => void {
+    return () => {};
+  }
+
+  /** In-process delivery loses nothing. */
+  onGap(_listener: () => void): () => void {
+    return () => {};
   }
 
   async close(): Promise<void> {

@@ -342,6 +342,9 @@ class SqliteAccess implements StoreTx {
     return changed;
   }
 
+  /** One writer connection: nothing else can write a log, so there is nothing to lock. */
+  async lockLogs(_uins: readonly number[]): Promise<void> {}
+
   async nextMsgId(): Promise<number> {
     if (this.#msgId < 0) this.#msgId = (this.#s.maxMsgId!.get() as Row).m as number;
     return ++this.#msgId;
