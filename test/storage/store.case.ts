@@ -45,6 +45,7 @@ export function runStoreContract(f: StoreFactory): void {
         await assert.rejects(
           h.store.transaction(async (tx) => {
             const uin = await tx.insertUser(user('bob'));
+            await tx.lockLogs([uin]);
             await tx.append([{ uin, kind: 'msg', fields: '{}' }]);
             throw new Error('boom');
           }),
@@ -55,6 +56,7 @@ export function runStoreContract(f: StoreFactory): void {
         const uin = await h.store.transaction((tx) => tx.insertUser(user('bob')));
         await h.store.transaction(async (tx) => {
           assert.equal((await tx.heads([uin]))[0]!.head, 0);
+          await tx.lockLogs([uin]);
           const rows = await tx.append([{ uin, kind: 'msg', fields: '{}' }]);
           assert.deepEqual(rows, [{ uin, seq: 1, kind: 'msg', json: '{"seq":1,"kind":"msg"}' }]);
         });
@@ -72,6 +74,7 @@ export function runStoreContract(f: StoreFactory): void {
         const dave = await h.store.transaction((tx) => tx.insertUser(user('dave')));
         await assert.rejects(
           h.store.transaction(async (tx) => {
+            await tx.lockLogs([carol]);
             await tx.append([{ uin: carol, kind: 'msg', fields: '{"n":1}' }]);
             throw new Error('rolled back');
           }),
@@ -82,6 +85,7 @@ export function runStoreContract(f: StoreFactory): void {
         const kinds = ['msg', 'contact', 'msg', 'read', 'group', 'revoke', 'msg'] as const;
         const rows = await h.store.transaction(async (tx) => {
           // Interleaved users in one call, then a second call in the same transaction: seqs follow per user.
+          await tx.lockLogs([dave, carol]);
           const first = await tx.append(kinds.slice(0, 4).flatMap((kind, i) => [{ uin: carol, kind, fields: `{"n":${i + 1}}` }, { uin: dave, kind: 'msg' as const, fields: '{}' }]));
           assert.equal((await tx.heads([carol]))[0]!.head, 4, 'a transaction reads its own appends');
           return [...first, ...(await tx.append(kinds.slice(4).map((kind, i) => ({ uin: carol, kind, fields: `{"n":${i + 5}}` }))))];
@@ -115,6 +119,7 @@ export function runStoreContract(f: StoreFactory): void {
         const all = Array.from({ length: 10 }, (_, i) =>
           h.store.transaction(async (tx) => {
             order.push(`run ${i}`);
+            await tx.lockLogs([uin]);
             const [row] = await tx.append([{ uin, kind: 'msg', fields: `{"i":${i}}` }]);
             return row!.seq;
           }).then((seq) => {
