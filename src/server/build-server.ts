@@ -9,6 +9,7 @@ import pino from 'pino';
 import { LocalBus } from '../bus/local/local-bus.ts';
 import type { Bus, Store } from '../core/ports.ts';
 import { ChatService, type ChatApi, type GatewayInfo, type Logger } from '../service/index.ts';
+import { PostgresStore } from '../storage/postgres/postgres-store.ts';
 import { SqliteStore } from '../storage/sqlite/sqlite-store.ts';
 import { LocalBlobStore } from '../storage/blobs/local-blob-store.ts';
 import { MAX_CHUNK_BYTES } from '../core/media-rules.ts';
@@ -63,18 +64,21 @@ export function gatewayDirectory(config: Pick<Config, 'host'>, ports: () => { ht
   };
 }
 
-/** The media BlobStore: files under SYNCHAT_DATA_DIR/media. */
-export function mediaBlobs(config: Pick<Config, 'dataDir'>): LocalBlobStore {
-  return new LocalBlobStore(join(config.dataDir, 'media'));
+/** The media BlobStore: files under SYNCHAT_MEDIA_DIR (default SYNCHAT_DATA_DIR/media), one folder for all nodes. */
+export function mediaBlobs(config: Pick<Config, 'dataDir' | 'mediaDir'>): LocalBlobStore {
+  return new LocalBlobStore(config.mediaDir || join(config.dataDir, 'media'));
+}
+
+/** The Store: PostgreSQL when SYNCHAT_POSTGRES_URL is set (several nodes), else the embedded SQLite file. */
+async function openStore(config: Config): Promise<Store> {
+  if (config.postgresUrl) return PostgresStore.open({ url: config.postgresUrl });
+  return new SqliteStore({ file: join(config.dataDir, 'synchat.db'), synchronous: config.sqliteSynchronous });
 }
 
 /** Builds storage, bus and service. */
 export async function buildCore(config: Config, logger: Logger, gateways: () => GatewayInfo[]): Promise<Core> {
-  if (config.postgresUrl || config.redisUrl) {
-    throw new Error('SYNCHAT_POSTGRES_URL / SYNCHAT_REDIS_URL: several nodes are not supported by this version yet (docs/scaling.md)');
-  }
   mkdirSync(config.dataDir, { recursive: true });
-  const store = new SqliteStore({ file: join(config.dataDir, 'synchat.db'), synchronous: config.sqliteSynchronous });
+  const store = await openStore(config);
   const bus = new LocalBus();
   const service = new ChatService({
     store,

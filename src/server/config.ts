@@ -51,10 +51,12 @@ export interface Config {
   webRoot: string;
   /** pino level. */
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-  /** PostgreSQL URL for several nodes (not yet supported: see docs/scaling.md). */
+  /** PostgreSQL URL: the store of several nodes (README "Several nodes"); '' = the embedded SQLite file. */
   postgresUrl: string;
-  /** Redis URL for fan-out between nodes (not yet supported: see docs/scaling.md). */
+  /** Redis URL: news, ended sessions, throttles and the node directory between nodes; '' = one node. */
   redisUrl: string;
+  /** Media blobs: one folder every node shares. @default <dataDir>/media */
+  mediaDir: string;
 }
 
 /** Defaults. */
@@ -82,6 +84,7 @@ export const DEFAULTS: Config = {
   logLevel: 'info',
   postgresUrl: '',
   redisUrl: '',
+  mediaDir: '', // '' = <dataDir>/media
 };
 
 const SCHEMA = {
@@ -109,8 +112,9 @@ const SCHEMA = {
     mediaUploadExpiryMs: { type: 'integer', minimum: 100, maximum: 365 * 24 * 60 * 60_000 },
     webRoot: { type: 'string' },
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
-    postgresUrl: { type: 'string' },
-    redisUrl: { type: 'string' },
+    postgresUrl: { type: 'string', pattern: '^$|^postgres(ql)?://' },
+    redisUrl: { type: 'string', pattern: '^$|^rediss?://' },
+    mediaDir: { type: 'string' },
   },
 } as const;
 

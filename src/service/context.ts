@@ -136,6 +136,8 @@ export class ServiceContext {
 
   /** Whether `uin` may write to `peerUin` directly (an accepted contact), remembered once seen. */
   async isContact(tx: StoreTx, uin: number, peerUin: number): Promise<boolean> {
+    // Other nodes change contacts without telling this one's cache: with a bus between nodes, always ask the store.
+    if (this.options.bus.isShared) return isAcceptedContact(await tx.getContact(uin, peerUin));
     const key = `${uin}:${peerUin}`;
     if (this.#contacts.has(key)) return true;
     if (!isAcceptedContact(await tx.getContact(uin, peerUin))) return false;

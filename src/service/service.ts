@@ -12,6 +12,7 @@ import { AccountCalls } from './accounts.ts';
 import type { AttachReply, CallContext, ChatApi, Reply } from './api.ts';
 import { ContactCalls } from './contacts.ts';
 import { ServiceContext, fail, tokenHashOf, type Body, type Handlers, type Logger } from './context.ts';
+import { CatchUp } from './catch-up.ts';
 import { GroupCommit } from './group-commit.ts';
 import { GroupCalls } from './groups.ts';
 import { MediaService, type MediaOptions } from './media.ts';
@@ -46,10 +47,20 @@ export interface ServiceOptions {
   gateways: () => GatewayInfo[];
   /** Media uploads and reads; without it the media calls answer ret 1. */
   media?: MediaOptions;
+  /**
+   * With a bus between nodes: how often the held users' heads are checked against the store, in ms, so news the
+   * bus lost still reaches them (see catch-up.ts). @default 5000
+   */
+  catchUpMs?: number;
 }
 
 /** Sessions kept in memory (~0.3 KB each); past this the oldest cached one is dropped. */
 const SESSION_CACHE_MAX = 200_000;
+/**
+ * With a bus between nodes, a cached session is read again after this long, in ms: its end travels as a bus
+ * event, which can be lost, so another node's logout or revoke takes effect here within this time at worst.
+ */
+const SHARED_SESSION_RECHECK_MS = 30_000;
 /** How often acknowledged keys and last-seen times are written. */
 const TOUCH_FLUSH_MS = 1000;
 /**
@@ -81,10 +92,14 @@ export class ChatService implements ChatApi {
    * Keyed by the token itself, so a call costs a map lookup, not a SHA-256. Ended sessions are marked from the
    * bus's `sessionEnded` events, after commit.
    */
-  readonly #sessions = new Map<string, SessionRow>();
+  readonly #sessions = new Map<string, { session: SessionRow; readAt: number }>();
   /** sessionId → bearer token of a cached session, to apply a `sessionEnded` event. */
   readonly #sids = new Map<string, string>();
   readonly #touchTimer: NodeJS.Timeout;
+  /** This node's event listeners (transports here, the IPC hosts of gateway processes). */
+  readonly #listeners = new Set<(events: readonly BusEvent[]) => void>();
+  /** With a bus between nodes: news the bus lost, found in the store. */
+  readonly #catchUp: CatchUp | undefined;
 
   constructor(options: ServiceOptions) {
     this.#o = options;
@@ -117,7 +132,20 @@ export class ChatService implements ChatApi {
           }
         : {}),
     };
-    options.bus.subscribe((events) => this.#onCommitted(events));
+    if (options.bus.isShared) {
+      this.#catchUp = new CatchUp(options.store, (events) => this.#deliver(events), options.catchUpMs ?? 5000);
+      options.bus.onGap(() => {
+        // Whatever ended or moved while the link was down: sessions are read again, heads are checked.
+        this.#sessions.clear();
+        this.#sids.clear();
+        void this.#catchUp!.sweep();
+      });
+    }
+    options.bus.subscribe((events) => {
+      this.#onCommitted(events);
+      this.#catchUp?.observe(events);
+      this.#deliver(events);
+    });
     this.#touchTimer = setInterval(() => void this.#flushTouches(), TOUCH_FLUSH_MS);
     this.#touchTimer.unref();
   }
@@ -163,11 +191,20 @@ export class ChatService implements ChatApi {
       // which routes by its own listeners, so only the IPC host counts a registry.
       const releaseBus = this.#o.bus.hold(session.uin);
       const forGateway = registry?.add(session.uin);
+      let heads;
+      try {
+        heads = (await this.#c.store.read.heads([session.uin]))[0]!;
+      } catch (err) {
+        releaseBus();
+        forGateway?.release();
+        throw err;
+      }
+      const releaseCatchUp = this.#catchUp?.hold(session.uin, heads.head);
       subscription = subscriptionOf(() => {
         releaseBus();
         forGateway?.release();
+        releaseCatchUp?.();
       });
-      const heads = (await this.#c.store.read.heads([session.uin]))[0]!;
       const read = this.#c.store.read;
       const username = await this.#c.username(session.uin, read);
       const epoch = await this.#c.epochOf(session.uin);
@@ -195,12 +232,30 @@ export class ChatService implements ChatApi {
   }
 
   onEvents(listener: (events: readonly BusEvent[]) => void): () => void {
-    return this.#o.bus.subscribe(listener);
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Figures of the catch-up sweeps (with a bus between nodes). */
+  get catchUpStats(): Readonly<{ sweeps: number; announced: number }> | undefined {
+    return this.#catchUp?.stats;
+  }
+
+  #deliver(events: readonly BusEvent[]): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(events);
+      } catch (err) {
+        // One failing listener must not keep the others from their events.
+        this.#c.logger.error({ err }, 'event listener failed');
+      }
+    }
   }
 
   /** Writes pending acks, waits for queued writes, stops timers. Does not close the store. */
   async close(): Promise<void> {
     clearInterval(this.#touchTimer);
+    this.#catchUp?.close();
     await this.#c.media?.close();
     await this.#flushTouches(true);
     await this.#c.gc.idle();
@@ -210,11 +265,13 @@ export class ChatService implements ChatApi {
 
   async #authenticate(sid: string | undefined): Promise<SessionRow> {
     if (!sid) fail(RET.NOT_LOGGED_IN, 'not logged in: send Authorization: Bearer <sid>');
-    let session = this.#sessions.get(sid);
-    if (!session) {
+    const cached = this.#sessions.get(sid);
+    let session = cached?.session;
+    const now = this.#c.clock.now();
+    if (!session || (this.#o.bus.isShared && now - cached!.readAt > SHARED_SESSION_RECHECK_MS)) {
       session = await this.#c.store.read.getSessionByToken(tokenHashOf(sid));
       if (!session) fail(RET.NOT_LOGGED_IN, 'not logged in or session ended');
-      this.#cacheSession(sid, session);
+      this.#cacheSession(sid, session, now);
     }
     if (session.endedRet === RET.SESSION_REPLACED) fail(RET.SESSION_REPLACED, 'session replaced or revoked');
     if (session.endedRet !== 0) fail(RET.NOT_LOGGED_IN, 'session ended');
@@ -235,13 +292,14 @@ export class ChatService implements ChatApi {
     }
   }
 
-  #cacheSession(sid: string, session: SessionRow): void {
+  #cacheSession(sid: string, session: SessionRow, readAt: number): void {
+    this.#sessions.delete(sid);
     if (this.#sessions.size >= SESSION_CACHE_MAX) {
-      const [oldSid, old] = this.#sessions.entries().next().value as [string, SessionRow];
+      const [oldSid, old] = this.#sessions.entries().next().value as [string, { session: SessionRow }];
       this.#sessions.delete(oldSid);
-      this.#sids.delete(old.sessionId);
+      this.#sids.delete(old.session.sessionId);
     }
-    this.#sessions.set(sid, session);
+    this.#sessions.set(sid, { session, readAt });
     this.#sids.set(session.sessionId, sid);
   }
 
@@ -251,7 +309,7 @@ export class ChatService implements ChatApi {
       if (ev.type !== 'sessionEnded') continue;
       const sid = this.#sids.get(ev.ended.sessionId);
       const cached = sid === undefined ? undefined : this.#sessions.get(sid);
-      if (cached) cached.endedRet = ev.ended.ret;
+      if (cached) cached.session.endedRet = ev.ended.ret;
     }
   }
 }

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildServer, type RunningServer } from '../../src/server/build-server.ts';
 import { loadConfig, type Config } from '../../src/server/config.ts';
+import { createTestDatabase } from './services.ts';
 
 /** A started server and its data folder. */
 export interface TestServer extends RunningServer {
@@ -16,10 +17,23 @@ export interface TestServer extends RunningServer {
   stop(): Promise<void>;
 }
 
-/** Starts a one-process server on ephemeral ports; cheap password hashing, rate limiting off unless asked. */
+/** With STORE_UNDER_TEST=postgres: each data folder's database, kept across restarts on the same folder. */
+const pgDatabases = new Map<string, { url: string; drop(): Promise<void> }>();
+
+/**
+ * Starts a one-process server on ephemeral ports; cheap password hashing, rate limiting off unless asked. With
+ * `STORE_UNDER_TEST=postgres` every such server stores in a fresh PostgreSQL database of its own (dropped at
+ * stop), so the whole suite runs on the PostgreSQL store too.
+ */
 export async function startServer(overrides: Partial<Config> = {}): Promise<TestServer> {
   const dataDir = overrides.dataDir ?? mkdtempSync(join(tmpdir(), 'synchat-test-'));
+  let db = pgDatabases.get(dataDir);
+  if (!db && process.env.STORE_UNDER_TEST === 'postgres' && overrides.postgresUrl === undefined) {
+    db = await createTestDatabase();
+    pgDatabases.set(dataDir, db);
+  }
   const config = loadConfig({}, {
+    ...(db ? { postgresUrl: db.url } : {}),
     httpPort: 0,
     tcpPort: 0,
     workers: 0,
@@ -36,7 +50,10 @@ export async function startServer(overrides: Partial<Config> = {}): Promise<Test
     config,
     async stop() {
       await server.close();
-      if (!overrides.dataDir) rmSync(dataDir, { recursive: true, force: true });
+      if (overrides.dataDir) return; // The caller keeps the data (a restart): the database stays with it.
+      rmSync(dataDir, { recursive: true, force: true });
+      pgDatabases.delete(dataDir);
+      await db?.drop();
     },
   });
 }
