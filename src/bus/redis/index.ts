@@ -1,0 +1,5 @@
+// docs/architecture.md "Between nodes (Redis)": the bus, shared throttles and node directory over Redis.
+export { RedisBus, type RedisBusOptions } from './redis-bus.ts';
+export { RedisRateCounters, type RedisRateCountersOptions } from './redis-counters.ts';
+export { RedisDirectory, type DirectoryGateway, type DirectoryNode, type RedisDirectoryOptions } from './redis-directory.ts';
+export { closeRedis, openRedis, REDIS_LINK_DEFAULTS, type OpenRedisOptions, type RedisLogger } from './redis-connection.ts';

@@ -1,0 +1,357 @@
+// The Redis adapters against a real Redis, never mocks: the bus routes news by held user between nodes, keeps a
+// publisher's order, broadcasts session ends and survives a Redis restart (a gap, then delivery again); the
+// throttles are shared between nodes and fall back to memory when Redis is gone; the directory lists live nodes
+// and forgets a stopped or silent one. Skipped without Redis at 127.0.0.1:6379, failing instead under CI=true.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { after, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import type { BusEvent, NewsEvent } from '../../src/core/ports.ts';
+import { openRedis, RedisBus, RedisDirectory, RedisRateCounters, type DirectoryGateway, type RedisBusOptions, type RedisLogger } from '../../src/bus/redis/index.ts';
+import { LocalRateCounters } from '../../src/service/rate-limit.ts';
+import { freePort } from '../helpers/process.ts';
+import { REDIS_URL, requireRedis } from '../helpers/services.ts';
+
+const skip = await requireRedis();
+const REDIS_SERVER = '/usr/bin/redis-server';
+const skipOwn = skip ?? ownServerSkip();
+
+function ownServerSkip(): string | undefined {
+  if (existsSync(REDIS_SERVER)) return undefined;
+  if (process.env.CI === 'true') throw new Error(`${REDIS_SERVER} is missing; CI=true requires it`);
+  return `${REDIS_SERVER} is missing: skipped`;
+}
+
+/** Pub/sub channels ignore the db index: every name of this run carries its own prefix. */
+const PREFIX = `synchat-test:${process.pid}:${Date.now().toString(36)}:`;
+const cleanups: (() => Promise<unknown>)[] = [];
+
+after(async () => {
+  for (const c of cleanups.reverse()) await c().catch(() => undefined);
+  if (skip) return;
+  const admin = new Redis(REDIS_URL);
+  const keys = await admin.keys(`${PREFIX}*`);
+  if (keys.length > 0) await admin.del(...keys);
+  admin.disconnect();
+});
+
+/** A logger that keeps its lines, so a test can count what an outage logged. */
+function testLogger(): RedisLogger & { lines: { level: string; msg: string }[] } {
+  const lines: { level: string; msg: string }[] = [];
+  const at = (level: string) => (_obj: object, msg?: string) => void lines.push({ level, msg: msg ?? '' });
+  return { lines, info: at('info'), warn: at('warn'), error: at('error') };
+}
+
+/** Polls `check` every 10 ms until it holds; fails after `timeoutMs`. */
+async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+let nodes = 0;
+
+/** A bus of a new node (closed after the run) and every event its listeners get, one by one. */
+async function openBus(options: Partial<RedisBusOptions> = {}): Promise<{ bus: RedisBus; got: BusEvent[]; logger: ReturnType<typeof testLogger> }> {
+  const logger = testLogger();
+  const bus = new RedisBus({ url: REDIS_URL, nodeId: `node-${nodes++}`, logger, prefix: PREFIX, ...options });
+  cleanups.push(() => bus.close());
+  const got: BusEvent[] = [];
+  bus.subscribe((events) => got.push(...events));
+  await until(() => bus.isReady, 'the bus to connect');
+  await bus.settled();
+  return { bus, got, logger };
+}
+
+const news = (uin: number, head: number): BusEvent => ({
+  type: 'news',
+  news: { uin, prevSeq: head - 1, head, selector: 1, entries: [`{"seq":${head},"kind":"msg"}`] },
+});
+const newsOf = (got: BusEvent[], uin: number): NewsEvent[] => got.flatMap((e) => (e.type === 'news' && e.news.uin === uin ? [e.news] : []));
+
+/** A redis-server of the test's own on a fixed free port, so that it can be killed (by PID) and started again. */
+async function startOwnServer(): Promise<{ url: string; kill(): Promise<void>; start(): Promise<void> }> {
+  const port = await freePort();
+  let child: ChildProcess | undefined;
+  const kill = async () => {
+    const c = child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    process.kill(c.pid!, 'SIGKILL');
+    await exited;
+  };
+  const start = async () => {
+    child = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    for (let i = 0; ; i++) {
+      if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}`);
+      const probe = new Redis(`redis://127.0.0.1:${port}`, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      probe.on('error', () => undefined);
+      const isUp = await probe.connect().then(() => probe.ping(), () => undefined);
+      probe.disconnect();
+      if (isUp) return;
+      if (i > 200) throw new Error('redis-server did not answer within 10 s');
+      await sleep(50);
+    }
+  };
+  await start();
+  cleanups.push(kill);
+  return { url: `redis://127.0.0.1:${port}`, kill, start };
+}
+
+describe('RedisBus between two nodes', { skip, timeout: 60_000 }, () => {
+  it('brings news of a held user to the node holding it, and news of other users to no one', async () => {
+    const a = await openBus();
+    const b = await openBus();
+    b.bus.hold(101);
+    await b.bus.settled();
+    a.bus.publish([news(102, 1)]);
+    a.bus.publish([news(101, 1)]);
+    await until(() => b.got.length > 0, 'news of 101 on b');
+    await sleep(50);
+    // Redis delivers one publisher's messages in order: had news of 102 reached b, it would have come first.
+    assert.deepEqual(b.got, [news(101, 1)]);
+  });
+
+  it('delivers a node its own events at once, in order, and never again from Redis', async () => {
+    const a = await openBus();
+    const b = await openBus();
+    a.bus.hold(201);
+    await a.bus.settled();
+    a.bus.publish([news(201, 1), news(201, 2)]);
+    assert.deepEqual(a.got, [news(201, 1), news(201, 2)], 'delivered synchronously, before publish returned');
+    b.bus.publish([news(201, 3)]);
+    await until(() => a.got.length === 3, "b's news on a");
+    await sleep(50);
+    assert.deepEqual(newsOf(a.got, 201).map((n) => n.head), [1, 2, 3]);
+    assert.equal(a.bus.stats.received, 1);
+  });
+
+  it('cuts a fanout down to the members each node holds, each with the seq its log gave it', async () => {
+    const a = await openBus();
+    const b = await openBus();
+    b.bus.hold(302);
+    b.bus.hold(304);
+    await b.bus.settled();
+    const fields = '{"msgId":7,"content":"hi \\"all\\" ☃"}';
+    a.bus.publish([{ type: 'fanout', fanout: { kind: 'msg', selector: 1, fields, uins: [301, 302, 303, 304, 305], seqs: [10, 20, 30, 40, 50] } }]);
+    await until(() => b.got.length === 2, 'two members on b');
+    await sleep(50);
+    assert.deepEqual(b.got, [
+      { type: 'fanout', fanout: { kind: 'msg', selector: 1, fields, uins: [302], seqs: [20] } },
+      { type: 'fanout', fanout: { kind: 'msg', selector: 1, fields, uins: [304], seqs: [40] } },
+    ]);
+  });
+
+  it('brings every session end to every node, whatever it holds', async () => {
+    const [a, b, c] = [await openBus(), await openBus(), await openBus()];
+    const ended: BusEvent = { type: 'sessionEnded', ended: { sessionId: 's-1', uin: 401, ret: 1101 } };
+    a.bus.publish([ended]);
+    await until(() => b.got.length === 1 && c.got.length === 1, 'the session end on b and c');
+    assert.deepEqual([a.got, b.got, c.got], [[ended], [ended], [ended]]);
+  });
+
+  it('subscribes on the first hold and unsubscribes on the last release; a second release of one hold changes nothing', async () => {
+    const { bus } = await openBus();
+    const admin = new Redis(REDIS_URL);
+    cleanups.push(async () => admin.disconnect());
+    const subscribers = async (uin: number) => Number(((await admin.pubsub('NUMSUB', `${PREFIX}u:${uin}`)) as [string, number])[1]);
+
+    const first = bus.hold(501);
+    const second = bus.hold(501);
+    await bus.settled();
+    assert.equal(await subscribers(501), 1);
+    first();
+    first();
+    await bus.settled();
+    assert.equal(await subscribers(501), 1, 'one hold is left');
+    second();
+    await bus.settled();
+    assert.equal(await subscribers(501), 0);
+
+    // Held and released within one turn: nothing is sent.
+    bus.hold(502)();
+    await bus.settled();
+    assert.equal(await subscribers(502), 0);
+    // Released and held again within one turn: the subscription stays.
+    const third = bus.hold(503);
+    await bus.settled();
+    third();
+    const fourth = bus.hold(503);
+    await bus.settled();
+    assert.equal(await subscribers(503), 1);
+    fourth();
+  });
+
+  it("keeps a publisher's order under a burst of news and fanouts", async () => {
+    const a = await openBus();
+    const b = await openBus();
+    b.bus.hold(601);
+    await b.bus.settled();
+    let seq = 0;
+    for (let i = 0; i < 500; i++) {
+      const events: BusEvent[] = [news(601, ++seq), news(602, seq)];
+      if (i % 3 === 0) events.push({ type: 'fanout', fanout: { kind: 'msg', selector: 1, fields: '{}', uins: [600, 601], seqs: [i, ++seq] } });
+      events.push(news(601, ++seq));
+      a.bus.publish(events);
+      if (i % 50 === 0) await new Promise((r) => setImmediate(r));
+    }
+    await until(() => b.got.length === seq, `all ${seq} events of 601 on b`);
+    const heads = b.got.map((e) => (e.type === 'news' ? e.news.head : e.type === 'fanout' ? e.fanout.seqs[0] : -1));
+    assert.deepEqual(heads, Array.from({ length: seq }, (_, i) => i + 1));
+  });
+});
+
+describe('RedisBus across a Redis restart', { skip: skipOwn, timeout: 60_000 }, () => {
+  it('never throws while Redis is down, reports a gap once it is back, and delivers for every held user again', async () => {
+    const server = await startOwnServer();
+    const options = { url: server.url, reconnectMaxMs: 200 };
+    const a = await openBus(options);
+    const b = await openBus(options);
+    let gapsOnB = 0;
+    b.bus.onGap(() => gapsOnB++);
+    b.bus.hold(701);
+    await b.bus.settled();
+    assert.equal(gapsOnB, 0, 'the first connect is no gap');
+
+    let seq = 0;
+    let isPublishing = true;
+    const traffic = (async () => {
+      while (isPublishing) {
+        a.bus.publish([news(701, ++seq)]);
+        await sleep(2);
+      }
+    })();
+    await until(() => b.got.length > 10, 'traffic before the kill');
+    await server.kill();
+    b.bus.hold(702); // taken while Redis is down
+    await sleep(300);
+    await server.start();
+    await until(() => gapsOnB >= 1, 'a gap on b');
+    await until(() => a.bus.isReady, 'a to reconnect');
+    isPublishing = false;
+    await traffic;
+
+    assert.ok(a.bus.stats.dropped > 0, 'events were dropped while Redis was down');
+    assert.equal(a.logger.lines.filter((l) => l.msg.includes('events for other nodes are dropped')).length, 1, 'the drops are logged once');
+    await b.bus.settled();
+    a.bus.publish([news(701, ++seq), news(702, 1)]);
+    await until(() => newsOf(b.got, 702).length === 1, 'news of 702 after the restart');
+    assert.deepEqual(b.got.slice(-2), [news(701, seq), news(702, 1)]);
+  });
+
+  it('tells every node to catch up when a publisher dropped events that their subscribers could not notice', async () => {
+    const server = await startOwnServer();
+    const a = await openBus({ url: server.url, reconnectMaxMs: 200, maxInFlightBytes: 0 });
+    const b = await openBus({ url: server.url });
+    let gapsOnB = 0;
+    b.bus.onGap(() => gapsOnB++);
+    // With no room in flight, a burst in one turn drops all but its first publish while b's link stays up.
+    for (let i = 1; i <= 5; i++) a.bus.publish([news(801, i)]);
+    assert.equal(a.bus.stats.dropped, 4);
+    await sleep(50);
+    a.bus.publish([news(801, 6)]);
+    await until(() => gapsOnB === 1, 'the gap notice on b');
+  });
+});
+
+describe('RedisRateCounters', { skip: skipOwn, timeout: 60_000 }, () => {
+  it('counts one window for every node and tells each the same retry-after', async () => {
+    const logger = testLogger();
+    const [one, two] = [0, 1].map(() => new RedisRateCounters({ redis: REDIS_URL, fallback: new LocalRateCounters(), logger, prefix: PREFIX }));
+    cleanups.push(() => one!.close(), () => two!.close());
+    const c1 = one!.counter('logins', 3, 60_000);
+    const c2 = two!.counter('logins', 3, 60_000);
+    assert.deepEqual([await c1.hit('alice', 0), await c2.hit('alice', 0), await c1.hit('alice', 0)], [0, 0, 0]);
+    assert.equal(await c2.retryAfterSec('alice', 0) > 0, true, 'the limit is reached');
+    const over = await c2.hit('alice', 0);
+    assert.ok(over >= 59 && over <= 60, `retry after ${over} s`);
+    assert.equal(await c1.retryAfterSec('bob', 0), 0, 'keys are separate');
+    await c1.clear('alice');
+    assert.equal(await c2.retryAfterSec('alice', 0), 0);
+    assert.equal(await c2.hit('alice', 0), 0);
+    assert.equal(logger.lines.length, 0);
+  });
+
+  it('answers at least 1 s when less than a second is left, and starts a new window when it expires', async () => {
+    const counters = new RedisRateCounters({ redis: REDIS_URL, fallback: new LocalRateCounters(), logger: testLogger(), prefix: PREFIX });
+    cleanups.push(() => counters.close());
+    const c = counters.counter('sends', 1, 300);
+    assert.equal(await c.hit('u', 0), 0);
+    assert.equal(await c.hit('u', 0), 1);
+    await sleep(350);
+    assert.equal(await c.retryAfterSec('u', 0), 0);
+    assert.equal(await c.hit('u', 0), 0);
+  });
+
+  it('answers from the fallback while Redis is down, and from Redis again once it is back', async () => {
+    const server = await startOwnServer();
+    const logger = testLogger();
+    const conn = openRedis(server.url, { role: 'test', logger, reconnectMaxMs: 200 });
+    cleanups.push(async () => conn.disconnect());
+    const counters = new RedisRateCounters({ redis: conn, fallback: new LocalRateCounters(), logger, prefix: PREFIX });
+    const c = counters.counter('logins', 2, 60_000);
+    await until(() => conn.status === 'ready', 'the connection');
+    assert.deepEqual([await c.hit('carol', 1000), await c.hit('carol', 1000)], [0, 0]);
+
+    await server.kill();
+    // The fallback starts from nothing: two more hits pass, the third is over its limit.
+    assert.deepEqual([await c.hit('carol', 1000), await c.hit('carol', 1000)], [0, 0]);
+    assert.equal(await c.hit('carol', 1000), 60);
+    assert.equal(await c.retryAfterSec('carol', 31_000), 30);
+    assert.equal(counters.isFallingBack, true);
+    assert.equal(logger.lines.filter((l) => l.msg.startsWith('redis rate counters: Redis unreachable')).length, 1);
+
+    await server.start(); // empty: it keeps nothing on disk
+    await until(() => conn.status === 'ready', 'the reconnect');
+    assert.equal(await c.retryAfterSec('carol', 1000), 0, 'Redis answers again (its window is new)');
+    assert.equal(counters.isFallingBack, false);
+    await counters.close();
+  });
+});
+
+describe('RedisDirectory', { skip, timeout: 60_000 }, () => {
+  const gw = (node: string): DirectoryGateway[] => [
+    { transport: 'tcp', url: `tcp://${node}:1` },
+    { transport: 'http', url: `http://${node}:2` },
+  ];
+  const timings = { ttlMs: 400, refreshMs: 100, staleMs: 1000, timeoutMs: 300 };
+  const open = (prefix: string, redis: Redis | string = REDIS_URL) => {
+    const directory = new RedisDirectory({ redis, logger: testLogger(), prefix: PREFIX + prefix, ...timings });
+    cleanups.push(() => directory.stop());
+    return directory;
+  };
+
+  it("lists its own gateways first, then every other live node's, and forgets a node that stops", async () => {
+    const [a, b, c] = [open('dir1:'), open('dir1:'), open('dir1:')];
+    await a.start({ nodeId: 'a', gateways: gw('a') });
+    await b.start({ nodeId: 'b', gateways: gw('b') });
+    await c.start({ nodeId: 'c', gateways: gw('c') });
+    await until(() => a.gateways().length === 6 && c.gateways().length === 6, 'three nodes listed');
+    assert.deepEqual(a.gateways(), [...gw('a'), ...gw('b'), ...gw('c')]);
+    assert.deepEqual(c.gateways(), [...gw('c'), ...gw('a'), ...gw('b')]);
+    await b.stop();
+    await until(() => a.gateways().length === 4, 'b gone from a');
+    assert.deepEqual(a.gateways(), [...gw('a'), ...gw('c')]);
+  });
+
+  it('drops a node that stops refreshing within its TTL, and keeps serving the last known list for staleMs while its own Redis link is down', async () => {
+    const a = open('dir2:');
+    const conn = openRedis(REDIS_URL, { role: 'test', logger: testLogger() });
+    await until(() => conn.status === 'ready', 'the connection');
+    const silent = open('dir2:', conn);
+    await a.start({ nodeId: 'a2', gateways: gw('a2') });
+    await silent.start({ nodeId: 'silent', gateways: gw('silent') });
+    await until(() => a.gateways().length === 4 && silent.gateways().length === 4, 'both listed');
+
+    conn.disconnect(); // the node is cut off from Redis: it can neither refresh nor remove its entry
+    await until(() => a.gateways().length === 2, 'the silent node expired on a', 3000);
+    assert.deepEqual(silent.gateways(), [...gw('silent'), ...gw('a2')], 'the last known list, while fresh');
+    await until(() => silent.gateways().length === 2, 'the stale list dropped', 3000);
+    assert.deepEqual(silent.gateways(), gw('silent'));
+  });
+});
