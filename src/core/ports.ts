@@ -353,7 +353,8 @@ export type BusEvent =
 
 /**
  * Post-commit fan-out. Contract: `publish` is called only after the commit it describes; delivery is best
- * effort and in publish order per publisher: a lost event costs latency, never data (the next sync finds it).
+ * effort and, per user (and for session ends), in publish order per publisher: a lost event costs latency, never
+ * data (the next sync finds it).
  * Listeners get this node's own events at once, in publish order, and other nodes' events (a bus between nodes)
  * for the users this node holds ({@link Bus.hold}) and every `sessionEnded`.
  */
@@ -369,6 +370,11 @@ export interface Bus {
    * is released once). The in-process bus has no other nodes and ignores it.
    */
   hold(uin: number): () => void;
+  /**
+   * Resolves once every hold taken so far is in effect (a bus between nodes has subscribed), or at once when the
+   * link is down. An attach awaits it before reading the head, so no other node's commit falls between the two.
+   */
+  whenHeld(): Promise<void>;
   /**
    * Called when events from other nodes may have been lost (the link to them was down and is back): listeners
    * catch up from the store. Returns the function that removes it.

@@ -3,12 +3,15 @@
  * transports in front of it. `buildCore` and `buildGateway` are the two halves that src/server/cluster.ts runs
  * in separate processes; `buildServer` runs both in one (tests, `SYNCHAT_WORKERS=0`).
  */
+import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { LocalBus } from '../bus/local/local-bus.ts';
+import { RedisBus, RedisDirectory, RedisRateCounters, closeRedis, openRedis } from '../bus/redis/index.ts';
 import type { Bus, Store } from '../core/ports.ts';
-import { ChatService, type ChatApi, type GatewayInfo, type Logger } from '../service/index.ts';
+import { ChatService, LocalRateCounters, type ChatApi, type GatewayInfo, type Logger } from '../service/index.ts';
 import { PostgresStore } from '../storage/postgres/postgres-store.ts';
 import { SqliteStore } from '../storage/sqlite/sqlite-store.ts';
 import { LocalBlobStore } from '../storage/blobs/local-blob-store.ts';
@@ -27,6 +30,10 @@ export interface Core {
   service: ChatService;
   store: Store;
   bus: Bus;
+  /** This node's id in the directory of live nodes (several nodes). */
+  nodeId: string;
+  /** Lists this node's gateways in the directory of live nodes (with Redis; else nothing to do). Never throws. */
+  announce(gateways: GatewayInfo[]): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -75,12 +82,40 @@ async function openStore(config: Config): Promise<Store> {
   return new SqliteStore({ file: join(config.dataDir, 'synchat.db'), synchronous: config.sqliteSynchronous });
 }
 
+/** What several nodes share through Redis: the bus, the throttles and the directory of live nodes. */
+interface BetweenNodes {
+  bus: RedisBus;
+  counters: RedisRateCounters;
+  directory: RedisDirectory;
+  close(): Promise<void>;
+}
+
+function betweenNodes(url: string, nodeId: string, logger: Logger): BetweenNodes {
+  const bus = new RedisBus({ url, nodeId, logger });
+  const commands = openRedis(url, { role: 'commands', logger });
+  const counters = new RedisRateCounters({ redis: commands, fallback: new LocalRateCounters(), logger });
+  const directory = new RedisDirectory({ redis: commands, logger });
+  return {
+    bus,
+    counters,
+    directory,
+    async close() {
+      await directory.stop();
+      await counters.close();
+      await closeRedis(commands);
+    },
+  };
+}
+
 /** Builds storage, bus and service. */
 export async function buildCore(config: Config, logger: Logger, gateways: () => GatewayInfo[]): Promise<Core> {
   mkdirSync(config.dataDir, { recursive: true });
+  const nodeId = `${hostname()}:${process.pid}:${randomUUID()}`;
   const store = await openStore(config);
-  const bus = new LocalBus();
+  const shared = config.redisUrl ? betweenNodes(config.redisUrl, nodeId, logger) : undefined;
+  const bus: Bus = shared?.bus ?? new LocalBus();
   const service = new ChatService({
+    ...(shared ? { counters: shared.counters } : {}),
     store,
     bus,
     clock: { now: Date.now },
@@ -94,13 +129,19 @@ export async function buildCore(config: Config, logger: Logger, gateways: () => 
       maxDailyBytes: config.mediaMaxDailyBytes,
       uploadExpiryMs: config.mediaUploadExpiryMs,
     },
-    gateways,
+    gateways: shared ? () => shared.directory.gateways() : gateways,
   });
   return {
     service,
     store,
     bus,
+    nodeId,
+    async announce(own) {
+      await shared?.directory.start({ nodeId, gateways: own });
+    },
     async close() {
+      // Leave the directory first, so that clients stop being sent here while the rest shuts down.
+      await shared?.close();
       await service.close();
       await bus.close();
       await store.close();
@@ -181,6 +222,7 @@ export async function buildServer(config: Config): Promise<RunningServer> {
     throw err;
   }
   ports = { httpPort: gateway.httpPort, tcpPort: gateway.tcpPort };
+  await core.announce(gatewayDirectory(config, () => ports)());
   return {
     core,
     httpPort: gateway.httpPort,

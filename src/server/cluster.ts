@@ -53,6 +53,7 @@ export async function startPrimary(config: Config, logger: pino.Logger): Promise
     });
 
   await Promise.all(Array.from({ length: config.workers }, fork));
+  await core.announce(gatewayDirectory(config, () => config)());
   logger.info({ workers: config.workers, httpPort: config.httpPort, tcpPort: config.tcpPort }, 'cluster listening');
   return {
     core,

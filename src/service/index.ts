@@ -2,6 +2,7 @@
 export type { AttachReply, CallContext, ChatApi, CoreToGateway, GatewayToCore, Reply, BusEvent, FanoutEvent, NewsEvent, SessionEndedEvent } from './api.ts';
 export { ChatService, type GatewayInfo, type Logger, type ServiceOptions } from './service.ts';
 export { validateCall } from './validate.ts';
+export { LocalRateCounters } from './rate-limit.ts';
 export { SubscriptionRegistry, subscriptionOf, type Subscription } from './subscriptions.ts';
 export { MediaService, mediaBlobKey, type MediaOptions } from './media.ts';
 export { contentDisposition } from '../core/media-rules.ts';

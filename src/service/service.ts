@@ -193,6 +193,7 @@ export class ChatService implements ChatApi {
       const forGateway = registry?.add(session.uin);
       let heads;
       try {
+        await this.#o.bus.whenHeld();
         heads = (await this.#c.store.read.heads([session.uin]))[0]!;
       } catch (err) {
         releaseBus();

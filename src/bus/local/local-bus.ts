@@ -30,6 +30,9 @@ export class LocalBus implements Bus {
     return () => {};
   }
 
+  /** Holds mean nothing here. */
+  async whenHeld(): Promise<void> {}
+
   /** In-process delivery loses nothing. */
   onGap(_listener: () => void): () => void {
     return () => {};

@@ -148,7 +148,7 @@ export class RedisBus implements Bus {
    * Resolves once the holds taken so far are subscribed on Redis (or have failed to be, the link being down:
    * it never waits for Redis to come back). Until then another node's news for a user just held may be missed.
    */
-  async settled(): Promise<void> {
+  async whenHeld(): Promise<void> {
     if (this.#isFlushScheduled) await new Promise((resolve) => setImmediate(resolve));
     await this.#subscribing;
   }
