@@ -3,14 +3,13 @@
 // throttles are shared between nodes and fall back to memory when Redis is gone; the directory lists live nodes
 // and forgets a stopped or silent one. Skipped without Redis at 127.0.0.1:6379, failing instead under CI=true.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import type { BusEvent, NewsEvent } from '../../src/core/ports.ts';
 import { openRedis, RedisBus, RedisDirectory, RedisRateCounters, type DirectoryGateway, type RedisBusOptions, type RedisLogger } from '../../src/bus/redis/index.ts';
 import { LocalRateCounters } from '../../src/service/rate-limit.ts';
-import { freePort } from '../helpers/process.ts';
+import { startOwnRedis, type OwnRedis } from '../helpers/nodes.ts';
 import { REDIS_URL, requireRedis } from '../helpers/services.ts';
 
 const skip = await requireRedis();
@@ -64,7 +63,7 @@ async function openBus(options: Partial<RedisBusOptions> = {}): Promise<{ bus: R
   const got: BusEvent[] = [];
   bus.subscribe((events) => got.push(...events));
   await until(() => bus.isReady, 'the bus to connect');
-  await bus.settled();
+  await bus.whenHeld();
   return { bus, got, logger };
 }
 
@@ -74,33 +73,11 @@ const news = (uin: number, head: number): BusEvent => ({
 });
 const newsOf = (got: BusEvent[], uin: number): NewsEvent[] => got.flatMap((e) => (e.type === 'news' && e.news.uin === uin ? [e.news] : []));
 
-/** A redis-server of the test's own on a fixed free port, so that it can be killed (by PID) and started again. */
-async function startOwnServer(): Promise<{ url: string; kill(): Promise<void>; start(): Promise<void> }> {
-  const port = await freePort();
-  let child: ChildProcess | undefined;
-  const kill = async () => {
-    const c = child;
-    if (!c || c.exitCode !== null || c.signalCode !== null) return;
-    const exited = new Promise((r) => c.once('exit', r));
-    process.kill(c.pid!, 'SIGKILL');
-    await exited;
-  };
-  const start = async () => {
-    child = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-    for (let i = 0; ; i++) {
-      if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}`);
-      const probe = new Redis(`redis://127.0.0.1:${port}`, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      probe.on('error', () => undefined);
-      const isUp = await probe.connect().then(() => probe.ping(), () => undefined);
-      probe.disconnect();
-      if (isUp) return;
-      if (i > 200) throw new Error('redis-server did not answer within 10 s');
-      await sleep(50);
-    }
-  };
-  await start();
-  cleanups.push(kill);
-  return { url: `redis://127.0.0.1:${port}`, kill, start };
+/** A redis-server of the test's own (test/helpers/nodes.ts), killed when the file's tests end. */
+async function startOwnServer(): Promise<OwnRedis> {
+  const own = await startOwnRedis();
+  cleanups.push(() => own.kill());
+  return own;
 }
 
 describe('RedisBus between two nodes', { skip, timeout: 60_000 }, () => {
@@ -108,7 +85,7 @@ describe('RedisBus between two nodes', { skip, timeout: 60_000 }, () => {
     const a = await openBus();
     const b = await openBus();
     b.bus.hold(101);
-    await b.bus.settled();
+    await b.bus.whenHeld();
     a.bus.publish([news(102, 1)]);
     a.bus.publish([news(101, 1)]);
     await until(() => b.got.length > 0, 'news of 101 on b');
@@ -121,7 +98,7 @@ describe('RedisBus between two nodes', { skip, timeout: 60_000 }, () => {
     const a = await openBus();
     const b = await openBus();
     a.bus.hold(201);
-    await a.bus.settled();
+    await a.bus.whenHeld();
     a.bus.publish([news(201, 1), news(201, 2)]);
     assert.deepEqual(a.got, [news(201, 1), news(201, 2)], 'delivered synchronously, before publish returned');
     b.bus.publish([news(201, 3)]);
@@ -136,7 +113,7 @@ describe('RedisBus between two nodes', { skip, timeout: 60_000 }, () => {
     const b = await openBus();
     b.bus.hold(302);
     b.bus.hold(304);
-    await b.bus.settled();
+    await b.bus.whenHeld();
     const fields = '{"msgId":7,"content":"hi \\"all\\" ☃"}';
     a.bus.publish([{ type: 'fanout', fanout: { kind: 'msg', selector: 1, fields, uins: [301, 302, 303, 304, 305], seqs: [10, 20, 30, 40, 50] } }]);
     await until(() => b.got.length === 2, 'two members on b');
@@ -163,26 +140,26 @@ describe('RedisBus between two nodes', { skip, timeout: 60_000 }, () => {
 
     const first = bus.hold(501);
     const second = bus.hold(501);
-    await bus.settled();
+    await bus.whenHeld();
     assert.equal(await subscribers(501), 1);
     first();
     first();
-    await bus.settled();
+    await bus.whenHeld();
     assert.equal(await subscribers(501), 1, 'one hold is left');
     second();
-    await bus.settled();
+    await bus.whenHeld();
     assert.equal(await subscribers(501), 0);
 
     // Held and released within one turn: nothing is sent.
     bus.hold(502)();
-    await bus.settled();
+    await bus.whenHeld();
     assert.equal(await subscribers(502), 0);
     // Released and held again within one turn: the subscription stays.
     const third = bus.hold(503);
-    await bus.settled();
+    await bus.whenHeld();
     third();
     const fourth = bus.hold(503);
-    await bus.settled();
+    await bus.whenHeld();
     assert.equal(await subscribers(503), 1);
     fourth();
   });
@@ -191,7 +168,7 @@ describe('RedisBus between two nodes', { skip, timeout: 60_000 }, () => {
     const a = await openBus();
     const b = await openBus();
     b.bus.hold(601);
-    await b.bus.settled();
+    await b.bus.whenHeld();
     let seq = 0;
     for (let i = 0; i < 500; i++) {
       const events: BusEvent[] = [news(601, ++seq), news(602, seq)];
@@ -215,7 +192,7 @@ describe('RedisBus across a Redis restart', { skip: skipOwn, timeout: 60_000 }, 
     let gapsOnB = 0;
     b.bus.onGap(() => gapsOnB++);
     b.bus.hold(701);
-    await b.bus.settled();
+    await b.bus.whenHeld();
     assert.equal(gapsOnB, 0, 'the first connect is no gap');
 
     let seq = 0;
@@ -238,7 +215,7 @@ describe('RedisBus across a Redis restart', { skip: skipOwn, timeout: 60_000 }, 
 
     assert.ok(a.bus.stats.dropped > 0, 'events were dropped while Redis was down');
     assert.equal(a.logger.lines.filter((l) => l.msg.includes('events for other nodes are dropped')).length, 1, 'the drops are logged once');
-    await b.bus.settled();
+    await b.bus.whenHeld();
     a.bus.publish([news(701, ++seq), news(702, 1)]);
     await until(() => newsOf(b.got, 702).length === 1, 'news of 702 after the restart');
     assert.deepEqual(b.got.slice(-2), [news(701, seq), news(702, 1)]);

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { api, befriend, syncAll, userDevice } from '../helpers/server.ts';
+import { api, befriend, startBurst, syncAll, userDevice } from '../helpers/server.ts';
 import { freePort, spawnServerProcess } from '../helpers/process.ts';
 
 for (const workers of ['0', '2']) {
@@ -19,25 +19,12 @@ for (const workers of ['0', '2']) {
       await befriend(server.url, alice, bob);
       const before = { alice: await syncAll(server.url, alice.sid), bob: await syncAll(server.url, bob.sid) };
 
-      const answered = new Map<string, any>();
-      const attempted: string[] = [];
-      let isKilled = false;
-      const senders = Array.from({ length: 24 }, async (_, w) => {
-        for (let i = 0; !isKilled; i++) {
-          const clientMsgId = `w${w}-${i}`;
-          attempted.push(clientMsgId);
-          try {
-            const r = await api(server.url, '/api/sendmsg', { clientMsgId, to: 'crash_bob', type: 1, content: `burst ${clientMsgId}` }, alice.sid);
-            if (r.body.ret === 0) answered.set(clientMsgId, r.body);
-          } catch {
-            return; // the server died under this request
-          }
-        }
-      });
+      const burst = startBurst(server.url, alice, 'crash_bob', 24, 'burst ');
+      const { answered, attempted } = burst;
       while (answered.size < 150) await new Promise((r) => setTimeout(r, 2));
-      isKilled = true;
+      const stopped = burst.stop();
       await server.kill9();
-      await Promise.all(senders);
+      await stopped;
 
       server = await spawnServerProcess(env);
       const afterAlice = await syncAll(server.url, alice.sid);

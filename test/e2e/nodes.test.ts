@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { OP } from '../../src/protocol/index.ts';
 import { startNodes, startOwnRedis, type OwnRedis, type TestNodes } from '../helpers/nodes.ts';
-import { api, befriend, syncAll, userDevice, type Device } from '../helpers/server.ts';
+import { api, befriend, startBurst, syncAll, userDevice, type Device } from '../helpers/server.ts';
 import { requirePostgres, requireRedis } from '../helpers/services.ts';
 import { authedWire, type WireClient } from '../helpers/wire.ts';
 
@@ -137,25 +137,12 @@ describe('several nodes on PostgreSQL and Redis', { skip }, () => {
     const eve = await userDevice(node(2).url, 'n_eve');
     const fay = await userDevice(node(0).url, 'n_fay');
     await befriend(node(1).url, eve, fay);
-    const answered = new Map<string, any>();
-    const attempted: string[] = [];
-    let isKilled = false;
-    const senders = Array.from({ length: 16 }, async (_, w) => {
-      for (let i = 0; !isKilled; i++) {
-        const clientMsgId = `k${w}-${i}`;
-        attempted.push(clientMsgId);
-        try {
-          const r = await api(node(2).url, '/api/sendmsg', { clientMsgId, to: 'n_fay', type: 1, content: clientMsgId }, eve.sid);
-          if (r.body.ret === 0) answered.set(clientMsgId, r.body);
-        } catch {
-          return; // node 2 died under this request
-        }
-      }
-    });
+    const burst = startBurst(node(2).url, eve, 'n_fay', 16);
+    const { answered, attempted } = burst;
     await eventually('100 sends are answered', () => answered.size >= 100);
-    isKilled = true;
+    const stopped = burst.stop();
     await node(2).server.kill9();
-    await Promise.all(senders);
+    await stopped;
     // Every attempted send again, through node 0: answered ones are duplicates with the same msgId.
     for (const clientMsgId of attempted) {
       const r = await api(node(0).url, '/api/sendmsg', { clientMsgId, to: 'n_fay', type: 1, content: clientMsgId }, eve.sid);

@@ -118,3 +118,40 @@ export async function syncAll(base: string, sid: string, key = 0, limit?: number
     if (!r.body.continueFlag) return { entries, syncKey: key };
   }
 }
+
+/** A burst of sends by `workers` concurrent senders until {@link Burst.stop}: what was attempted and answered. */
+export interface Burst {
+  /** Answered sends by clientMsgId (their answers). */
+  answered: Map<string, any>;
+  /** Every clientMsgId sent, answered or not. */
+  attempted: string[];
+  /** Stops sending; resolves when every sender returned (a sender whose server died returns at once). */
+  stop(): Promise<void>;
+}
+
+/** Starts a burst from `from` to `to` through `base`; a message's content is `${contentPrefix}${clientMsgId}`. */
+export function startBurst(base: string, from: Device, to: string, workers: number, contentPrefix = ''): Burst {
+  const answered = new Map<string, any>();
+  const attempted: string[] = [];
+  let isStopped = false;
+  const senders = Array.from({ length: workers }, async (_, w) => {
+    for (let i = 0; !isStopped; i++) {
+      const clientMsgId = `w${w}-${i}`;
+      attempted.push(clientMsgId);
+      try {
+        const r = await api(base, '/api/sendmsg', { clientMsgId, to, type: 1, content: contentPrefix + clientMsgId }, from.sid);
+        if (r.body.ret === 0) answered.set(clientMsgId, r.body);
+      } catch {
+        return; // the server died under this request
+      }
+    }
+  });
+  return {
+    answered,
+    attempted,
+    async stop() {
+      isStopped = true;
+      await Promise.all(senders);
+    },
+  };
+}
