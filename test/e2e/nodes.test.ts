@@ -4,8 +4,9 @@
 // middle of traffic loses nothing and wake-ups resume. Real PostgreSQL and Redis (a redis-server of the test's
 // own, so that it may be killed); skipped without them, failing under CI=true.
 import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { OP } from '../../src/protocol/index.ts';
+import { MSG_TYPE, OP } from '../../src/protocol/index.ts';
 import { startNodes, startOwnRedis, type OwnRedis, type TestNodes } from '../helpers/nodes.ts';
 import { api, befriend, startBurst, syncAll, userDevice, type Device } from '../helpers/server.ts';
 import { requirePostgres, requireRedis } from '../helpers/services.ts';
@@ -95,6 +96,33 @@ describe('several nodes on PostgreSQL and Redis', { skip }, () => {
     } finally {
       phone.close();
       laptop.close();
+    }
+  });
+
+  it('shares media: chunks uploaded through two nodes, completed on a third, read by the recipient on any node', async () => {
+    const ivy = await userDevice(node(0).url, 'n_ivy');
+    const jon = await userDevice(node(1).url, 'n_jon');
+    await befriend(node(0).url, ivy, jon);
+    const CHUNK = 64 * 1024;
+    const bytes = randomBytes(2 * CHUNK + 100);
+    const init = await api(node(0).url, '/api/media/init', { size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex'), mime: 'application/pdf', chunkSize: CHUNK, name: 'notes.pdf' }, ivy.sid);
+    assert.equal(init.body.ret, 0, JSON.stringify(init.body));
+    for (const n of [0, 1, 2]) {
+      const res = await fetch(`${node(n === 1 ? 2 : 0).url}/api/media/${init.body.uploadId}/${n}`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${ivy.sid}`, 'content-type': 'application/octet-stream' },
+        body: bytes.subarray(n * CHUNK, (n + 1) * CHUNK),
+      });
+      assert.equal((await res.json()).ret, 0);
+    }
+    const done = await (await fetch(`${node(1).url}/api/media/${init.body.uploadId}/complete`, { method: 'POST', headers: { authorization: `Bearer ${ivy.sid}` } })).json();
+    assert.equal(done.ret, 0, JSON.stringify(done));
+    const sent = await api(node(1).url, '/api/sendmsg', { clientMsgId: 'pdf-1', to: 'n_jon', type: MSG_TYPE.FILE, content: 'notes', mediaId: done.mediaId }, ivy.sid);
+    assert.equal(sent.body.ret, 0, JSON.stringify(sent.body));
+    for (const n of cluster.nodes) {
+      const res = await fetch(`${n.url}/api/media/${done.mediaId}`, { headers: { authorization: `Bearer ${jon.sid}` } });
+      assert.equal(res.status, 200, `node ${n.index} serves the media`);
+      assert.deepEqual(Buffer.from(await res.arrayBuffer()), bytes);
     }
   });
 
