@@ -101,7 +101,10 @@ export class SynchatClient implements WireHandler {
     return this.#ctx.session?.syncKey ?? 0;
   }
 
-  /** The base URL of the HTTP API. */
+  /**
+   * The base URL of the HTTP API that requests go to now: `baseUrl` from the options until it fails, then another
+   * node's (docs/sdk.md "Several nodes").
+   */
   get baseUrl(): string {
     return this.http.baseUrl;
   }
@@ -238,9 +241,11 @@ export class SynchatClient implements WireHandler {
     return this.#checked(answer) as T;
   }
 
-  /** `GET /api/gateways`. */
+  /** `GET /api/gateways`; the answer also refreshes the client's directory (unless `gateways` was given). */
   async gateways(): Promise<Gateway[]> {
-    return (this.#checked(await this.http.call('/api/gateways', {})) as { gateways: Gateway[] }).gateways;
+    const { gateways } = this.#checked(await this.http.call('/api/gateways', {})) as { gateways: Gateway[] };
+    this.#ctx.gateways.replace(gateways);
+    return gateways;
   }
 
   /** `POST /api/sessions`: this user's active device sessions. */
@@ -325,7 +330,7 @@ export class SynchatClient implements WireHandler {
   media(options: Pick<MediaClientOptions, 'concurrency' | 'chunkSize' | 'attempts'> = {}): MediaClient {
     return new MediaClient({
       ...options,
-      baseUrl: this.baseUrl,
+      baseUrl: () => this.baseUrl,
       sid: () => this.sid ?? '',
       fetch: this.#ctx.options.fetch,
       sendmsg: async (to, type, content, mediaId) => {

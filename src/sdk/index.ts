@@ -46,7 +46,8 @@ export {
   type WireOptions,
 } from './wire.ts';
 export { WebSocketLink, webSocketConnector, hasGlobalWebSocket, type WebSocketConstructor, type WebSocketLike } from './ws-link.ts';
-export { HttpClient, type FetchLike, type HttpAnswer, type HttpRequestOptions } from './http.ts';
+export { HttpClient, type FetchLike, type HttpAnswer, type HttpFailover, type HttpRequestOptions } from './http.ts';
+export { GatewayDirectory, type GatewayDirectoryOptions } from './gateways.ts';
 export { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.ts';
 export { Emitter } from './emitter.ts';
 export { SynchatError, RET, MSG_TYPE, SELECTOR, type Entry, type MsgEntry, type ReadEntry, type RevokeEntry, type ContactEntry, type ContactRequestEntry, type GroupEntry } from '../protocol/index.ts';

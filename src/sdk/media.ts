@@ -20,8 +20,11 @@ export interface MediaSendAnswer {
 
 /** Options of {@link MediaClient}. */
 export interface MediaClientOptions {
-  /** Server origin, e.g. `http://127.0.0.1:8080`. */
-  baseUrl: string;
+  /**
+   * Server origin, e.g. `http://127.0.0.1:8080`, or a function that returns the current one (the SDK client's,
+   * which moves to another node when one fails).
+   */
+  baseUrl: string | (() => string);
   /** The session's bearer token, or a function that returns the current one. */
   sid: string | (() => string);
   /** @default globalThis.fetch */
@@ -112,7 +115,8 @@ export class MediaClient {
   async #call(method: string, path: string, body: BodyInit | undefined, contentType: string, signal?: AbortSignal): Promise<any> {
     let res: Response;
     try {
-      res = await this.#fetch(this.#o.baseUrl + path, {
+      const baseUrl = typeof this.#o.baseUrl === 'function' ? this.#o.baseUrl() : this.#o.baseUrl;
+      res = await this.#fetch(baseUrl + path, {
         method,
         headers: { authorization: `Bearer ${this.#sid()}`, 'content-type': contentType },
         body,

@@ -21,6 +21,8 @@ export interface ConnectionState {
   state: ConnectionStateName;
   /** The transport in use while `online`; the one being tried while `connecting`. */
   transport?: TransportName;
+  /** The gateway URL in use while `online` (for `http`: the base URL long-polls go to), or being tried. */
+  url?: string;
   /** Why the client went offline (last error), when it did. */
   reason?: string;
   /** When `offline` and a retry is scheduled: milliseconds until it. */

@@ -84,12 +84,15 @@ export function assertNoDuplicates(list: readonly string[], what: string): void 
 /**
  * A TCP proxy in front of one port. `cut()` resets every open connection; `stall()` stops forwarding on the open
  * connections (bytes are held, sockets stay up: a dead network the OS does not report); `refuse(true)` closes new
- * connections at once; `pauseToClient()` stops reading from the server (a slow reader).
+ * connections at once; `pauseToClient()` stops reading from the server (a slow reader); `dropAnswers()` lets
+ * requests through but closes a connection as soon as the server answers on it (the request was done, its answer
+ * is lost); `close()` plays a dead node: open connections are cut and new ones refused.
  */
 export class Proxy {
   readonly #server: Server;
   readonly #pairs = new Set<{ client: Socket; upstream: Socket; isStalled: boolean }>();
   #isRefusing = false;
+  #isDroppingAnswers = false;
   port = 0;
 
   constructor(readonly targetPort: number) {
@@ -102,7 +105,10 @@ export class Proxy {
         if (!pair.isStalled) upstream.write(d);
       });
       upstream.on('data', (d) => {
-        if (!pair.isStalled) client.write(d);
+        if (this.#isDroppingAnswers) {
+          client.destroy();
+          upstream.destroy();
+        } else if (!pair.isStalled) client.write(d);
       });
       const end = () => {
         this.#pairs.delete(pair);
@@ -138,6 +144,10 @@ export class Proxy {
 
   refuse(isRefusing: boolean): void {
     this.#isRefusing = isRefusing;
+  }
+
+  dropAnswers(): void {
+    this.#isDroppingAnswers = true;
   }
 
   pauseToClient(): void {

@@ -6,6 +6,7 @@
 import { RET } from '../../protocol/index.ts';
 import { DEFAULT_BACKOFF, type BackoffOptions } from '../backoff.ts';
 import type { Emitter } from '../emitter.ts';
+import { GatewayDirectory } from '../gateways.ts';
 import { HttpClient } from '../http.ts';
 import { MemoryStore, type ClientStore } from '../store.ts';
 import type { ClientEvents, SessionState } from '../types.ts';
@@ -27,8 +28,10 @@ export const SESSION_ENDED: ReadonlySet<number> = new Set<number>([RET.NOT_LOGGE
 export class ClientContext {
   /** Options with defaults filled in. */
   readonly options: ResolvedClientOptions;
-  /** The HTTP side (base URL, current sid). */
+  /** The HTTP side (base URL, current sid); fails over through {@link ClientContext.gateways}. */
   readonly http: HttpClient;
+  /** The gateways the client knows and which of them failed recently. */
+  readonly gateways: GatewayDirectory;
   /** Where session, sync key and outbox persist. */
   readonly store: ClientStore;
   /** Reconnect and send-retry backoff. */
@@ -63,6 +66,14 @@ export class ClientContext {
     this.store = options.store ?? new MemoryStore();
     this.backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
     this.random = options.random ?? Math.random;
+    this.gateways = new GatewayDirectory({
+      gateways: options.gateways,
+      httpUrls: [options.baseUrl, ...(options.bootstrapUrls ?? [])],
+      failedGatewayMs: this.options.failedGatewayMs,
+      refreshMs: this.options.gatewayRefreshMs,
+      random: this.random,
+    });
+    this.http.failover = this.gateways;
     this.events = createClientEmitter();
     this.outbox = new Outbox(this);
     this.sync = new SyncEngine(this);

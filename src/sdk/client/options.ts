@@ -10,8 +10,17 @@ import type { Connector, WireOptions } from '../wire.ts';
 
 /** Options of {@link SynchatClient}. */
 export interface ClientOptions {
-  /** Base URL of the HTTP API, e.g. `http://127.0.0.1:8080` (no trailing `/api`). */
+  /**
+   * Base URL of the HTTP API, e.g. `http://127.0.0.1:8080` (no trailing `/api`): where the client starts. When it
+   * fails, requests move to another HTTP base URL (`bootstrapUrls`, the `http` gateways); `client.baseUrl` says
+   * where they go now.
+   */
   baseUrl: string;
+  /**
+   * Other nodes' HTTP base URLs, for when `baseUrl` does not answer (before the client has learnt the directory,
+   * e.g. at the first start). @default []
+   */
+  bootstrapUrls?: string[];
   /** Where session, sync key and outbox live. @default new MemoryStore() */
   store?: ClientStore;
   /**
@@ -20,8 +29,15 @@ export interface ClientOptions {
    * first, then WebSocket through the `ws` package).
    */
   connectors?: Connector[];
-  /** Use these gateways instead of asking `GET /api/gateways`. */
+  /**
+   * Use these gateways instead of asking `GET /api/gateways` (e.g. the web app: its own origin only). The client
+   * spreads and fails over among them as among a directory's; `http` entries are base URLs for API calls.
+   */
   gateways?: Gateway[];
+  /** How long a gateway that failed (connect error, close, timeout, ret 1102) is avoided, in ms. @default 30000 */
+  failedGatewayMs?: number;
+  /** Age after which `GET /api/gateways` is asked again at the next connect, in ms (also asked after any failure). @default 60000 */
+  gatewayRefreshMs?: number;
   /** `fetch` to use. @default globalThis.fetch */
   fetch?: FetchLike;
   /** Reconnect backoff. @default { baseMs: 500, maxMs: 30000 } */
@@ -46,7 +62,9 @@ export interface ClientOptions {
 }
 
 /** {@link ClientOptions} with the numeric defaults filled in. */
-export type ResolvedClientOptions = Required<Pick<ClientOptions, 'synccheckTimeoutMs' | 'syncLimit' | 'maxSendAttempts' | 'longConnectionRetryMs'>> &
+export type ResolvedClientOptions = Required<
+  Pick<ClientOptions, 'synccheckTimeoutMs' | 'syncLimit' | 'maxSendAttempts' | 'longConnectionRetryMs' | 'failedGatewayMs' | 'gatewayRefreshMs'>
+> &
   ClientOptions;
 
 /** Fills in the defaults of {@link ClientOptions}; a field given explicitly (even `undefined`) wins, as a spread does. */
@@ -56,6 +74,9 @@ export function resolveClientOptions(options: ClientOptions): ResolvedClientOpti
     syncLimit: 200,
     maxSendAttempts: 5,
     longConnectionRetryMs: 5_000,
+    // PROTOCOL.md "Several nodes": a dead node leaves the directory within 30 s.
+    failedGatewayMs: 30_000,
+    gatewayRefreshMs: 60_000,
     ...options,
   };
 }

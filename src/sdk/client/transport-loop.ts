@@ -1,12 +1,15 @@
 /**
  * The transport loop: finds a gateway, holds a long connection (the `connectors` in order) or falls back to HTTP
  * long-poll while retrying the long connection in the background, and reconnects with jittered exponential backoff
- * (docs/sdk.md "Gateways", "Fallback", "Reconnect"). It is the {@link WireHandler} of its connections: packets of
- * the current one go to the sync engine.
+ * (docs/sdk.md "Gateways", "Fallback", "Reconnect", "Several nodes"). Gateways are picked at random among the live
+ * ones of the client's {@link GatewayDirectory}, and one that fails is avoided for a while, so clients spread over
+ * the nodes and leave a dead one. It is the {@link WireHandler} of its connections: packets of the current one go
+ * to the sync engine.
  */
 import { RET, SynchatError, type Ret } from '../../protocol/index.ts';
 import { backoffDelay } from '../backoff.ts';
-import type { ConnectionState, Gateway, TransportName } from '../types.ts';
+import { RET_GOING_AWAY } from '../http.ts';
+import type { ConnectionState, TransportName } from '../types.ts';
 import { WireConnection, type Connector, type ErrorBody, type NotifyBody, type PushBody, type WireHandler } from '../wire.ts';
 import { SESSION_ENDED, type ClientContext } from './context.ts';
 
@@ -23,6 +26,8 @@ export class TransportLoop implements WireHandler {
   #run = 0;
   #state: ConnectionState = { state: 'offline', reason: 'not started' };
   #wire: WireConnection | undefined;
+  /** The gateway URL of `#wire`. */
+  #wireUrl: string | undefined;
   #pollAbort: AbortController | undefined;
   /** Bumped whenever long-poll stops; a poll loop of an older value quits. */
   #pollGen = 0;
@@ -73,20 +78,19 @@ export class TransportLoop implements WireHandler {
     this.#clearLongRetry();
     if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = undefined;
-    const wire = this.#wire;
-    this.#wire = undefined;
-    wire?.close(reason);
+    this.#dropWire(reason, false);
     this.#setState({ state: 'offline', reason });
   }
 
-  /** Drops the current transport and connects again after the next backoff delay (one timer at a time). */
+  /**
+   * The current transport failed: drops it (a long connection's gateway is remembered as failed, so the next
+   * connect prefers another node) and connects again after the next backoff delay (one timer at a time).
+   */
   scheduleReconnect(reason: string): void {
     if (!this.#isRunning) return;
     this.#stopPolling();
     this.#clearLongRetry();
-    const wire = this.#wire;
-    this.#wire = undefined;
-    wire?.close(reason);
+    this.#dropWire(reason, true);
     if (this.#reconnectTimer) return;
     const delay = backoffDelay(this.#reconnectAttempt++, this.#ctx.backoff, this.#ctx.random);
     this.#setState({ state: 'offline', reason, retryInMs: delay });
@@ -115,22 +119,33 @@ export class TransportLoop implements WireHandler {
   onServerError(conn: WireConnection, body: ErrorBody): void {
     if (conn !== this.#wire) return;
     if (SESSION_ENDED.has(body.ret)) void this.#ctx.endSession(body.ret, body.errMsg);
+    // PROTOCOL.md: ERROR 1102, the node is draining: reconnect, to another gateway if there is one.
+    else if (body.ret === RET_GOING_AWAY) this.scheduleReconnect(`gateway going away: ${body.errMsg}`);
     else this.#ctx.events.emit('error', new SynchatError(body.ret as Ret, body.errMsg));
   }
 
   /** @internal */
   onClose(conn: WireConnection, reason: string): void {
     if (conn !== this.#wire) return;
-    this.#wire = undefined;
+    this.#dropWire(reason, true);
     if (!this.#isRunning) return;
     this.scheduleReconnect(`connection lost: ${reason}`);
   }
 
   // ---- connecting -------------------------------------------------------------------------------------------
 
+  /** Closes the current long connection, if any; `isFailed`: its gateway failed (the directory remembers). */
+  #dropWire(reason: string, isFailed: boolean): void {
+    const wire = this.#wire;
+    const url = this.#wireUrl;
+    this.#wire = this.#wireUrl = undefined;
+    if (wire && url && isFailed) this.#ctx.gateways.markFailed(url);
+    wire?.close(reason);
+  }
+
   #setState(next: ConnectionState): void {
     const s = this.#state;
-    if (s.state === next.state && s.transport === next.transport && s.reason === next.reason && s.retryInMs === next.retryInMs) return;
+    if (s.state === next.state && s.transport === next.transport && s.url === next.url && s.reason === next.reason && s.retryInMs === next.retryInMs) return;
     this.#state = next;
     this.#ctx.events.emit('connection', { ...next });
   }
@@ -140,9 +155,9 @@ export class TransportLoop implements WireHandler {
     this.#isConnecting = true;
     try {
       this.#setState({ state: 'connecting' });
-      const gateways = await this.#findGateways();
+      await this.#refreshGateways();
       if (run !== this.#run) return;
-      if (gateways && (await this.#tryLongConnection(run, gateways))) return;
+      if (await this.#tryLongConnection(run)) return;
       if (run !== this.#run) return;
       // The long connection cannot be made: long-poll, if HTTP answers at all.
       const reason = await this.#tryLongPoll(run);
@@ -153,28 +168,31 @@ export class TransportLoop implements WireHandler {
     }
   }
 
-  async #findGateways(): Promise<Gateway[] | undefined> {
-    if (this.#ctx.options.gateways) return this.#ctx.options.gateways;
-    if (this.#connectors.length === 0) return [];
+  /** Asks `GET /api/gateways` when the list is stale (never asked, old, or a gateway failed since). */
+  async #refreshGateways(): Promise<void> {
+    const directory = this.#ctx.gateways;
+    if (!directory.needsRefresh) return;
     try {
       const r = await this.#ctx.http.call('/api/gateways', {});
-      return r?.ret === 0 && Array.isArray(r.gateways) ? r.gateways : [];
+      if (r?.ret === 0) directory.replace(r.gateways);
     } catch {
-      return undefined;
+      // No HTTP base URL answered: keep the list we know, its long connections may still work.
     }
   }
 
-  /** Tries each connector that has a gateway; true when one authenticated and the client is online on it. */
-  async #tryLongConnection(run: number, gateways: Gateway[], isBackground = false): Promise<boolean> {
+  /**
+   * Tries each connector on its gateways (live ones in random order; see {@link GatewayDirectory.candidates});
+   * true when one authenticated and the client is online on it.
+   */
+  async #tryLongConnection(run: number, isBackground = false): Promise<boolean> {
     const ctx = this.#ctx;
     for (const connector of this.#connectors) {
-      for (const gw of gateways) {
-        if (gw.transport !== connector.transport) continue;
+      for (const url of ctx.gateways.candidates(connector.transport)) {
         if (run !== this.#run || !ctx.session) return false;
-        if (!isBackground) this.#setState({ state: 'connecting', transport: connector.transport });
+        if (!isBackground) this.#setState({ state: 'connecting', transport: connector.transport, url });
         const conn = new WireConnection(this, ctx.options.wire);
         try {
-          await conn.open(connector.connect, gw.url);
+          await conn.open(connector.connect, url);
           const ok = await conn.auth(ctx.session.sid, ctx.session.syncKey);
           if (run !== this.#run || !ctx.session) {
             conn.close('stopped');
@@ -186,29 +204,33 @@ export class TransportLoop implements WireHandler {
               await ctx.endSession(ok.ret, ok.errMsg ?? '');
               return true;
             }
+            if (ok.ret === RET_GOING_AWAY || ok.ret === RET.SERVER_ERROR) ctx.gateways.markFailed(url);
             // ret 1: our key is ahead of the log (restored from a backup): start over from key 0.
             if (ok.ret === RET.BAD_REQUEST && ctx.session.syncKey > 0) ctx.sync.resetLog((ok as { epoch?: string }).epoch ?? '');
             continue;
           }
-          this.#goOnlineOnWire(conn, connector.transport, ok.epoch);
+          ctx.gateways.markWorking(url);
+          this.#goOnlineOnWire(conn, connector.transport, url, ok.epoch);
           return true;
         } catch {
           conn.close('connect failed');
+          ctx.gateways.markFailed(url);
         }
       }
     }
     return false;
   }
 
-  #goOnlineOnWire(conn: WireConnection, transport: TransportName, epoch: string): void {
+  #goOnlineOnWire(conn: WireConnection, transport: TransportName, url: string, epoch: string): void {
     this.#stopPolling();
     this.#clearLongRetry();
     const ctx = this.#ctx;
     if (ctx.session!.epoch !== epoch) ctx.sync.resetLog(epoch);
     this.#wire = conn;
+    this.#wireUrl = url;
     this.#reconnectAttempt = 0;
     this.#longRetryAttempt = 0;
-    this.#setState({ state: 'online', transport });
+    this.#setState({ state: 'online', transport, url });
     // Always sync once after (re)connecting: it also re-aligns the server's view of our key on this connection.
     ctx.sync.request();
     void ctx.outbox.flush();
@@ -219,7 +241,10 @@ export class TransportLoop implements WireHandler {
     const ctx = this.#ctx;
     const session = ctx.session;
     if (!session) return 'no session';
-    this.#setState({ state: 'connecting', transport: 'http' });
+    // Spread long-polling clients over the nodes too; a failed request moves on by itself (HttpClient failover).
+    const url = ctx.gateways.pick('http');
+    if (url) ctx.http.baseUrl = url;
+    this.#setState({ state: 'connecting', transport: 'http', url: ctx.http.baseUrl });
     let r: any;
     try {
       // A zero-hold synccheck: proves the server answers, checks the session and epoch, and acknowledges our key.
@@ -238,7 +263,7 @@ export class TransportLoop implements WireHandler {
     }
     if (typeof r.epoch === 'string' && r.epoch !== ctx.session.epoch) ctx.sync.resetLog(r.epoch);
     this.#reconnectAttempt = 0;
-    this.#setState({ state: 'online', transport: 'http' });
+    this.#setState({ state: 'online', transport: 'http', url: ctx.http.baseUrl });
     ctx.sync.request();
     void ctx.outbox.flush();
     void this.#pollLoop(run, ++this.#pollGen);
@@ -272,6 +297,8 @@ export class TransportLoop implements WireHandler {
         return;
       }
       if (typeof r.epoch === 'string' && r.epoch !== ctx.session.epoch) ctx.sync.resetLog(r.epoch);
+      // The synccheck may have moved to another node (failover): say where the client long-polls now.
+      if (this.#state.url !== ctx.http.baseUrl) this.#setState({ state: 'online', transport: 'http', url: ctx.http.baseUrl });
       if (r.selector > 0 || r.syncKey > ctx.session.syncKey) await ctx.sync.syncNow();
     }
   }
@@ -290,11 +317,11 @@ export class TransportLoop implements WireHandler {
     this.#longRetryTimer = setTimeout(async () => {
       this.#longRetryTimer = undefined;
       if (run !== this.#run || this.#wire || this.#isConnecting) return;
-      const gateways = await this.#findGateways();
+      await this.#refreshGateways();
       if (run !== this.#run || this.#wire) return;
       this.#isConnecting = true;
       try {
-        if (gateways && (await this.#tryLongConnection(run, gateways, true))) return;
+        if (await this.#tryLongConnection(run, true)) return;
       } finally {
         this.#isConnecting = false;
       }
