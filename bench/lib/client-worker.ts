@@ -17,7 +17,8 @@ import { SimConn, type DeviceObserver, type Endpoint, type Transport } from './s
 const wallMs = () => performance.timeOrigin + performance.now();
 
 let transport: Transport = 'tcp';
-let endpoint: Endpoint;
+/** One per node of the target; a device connects to `endpoints[spec.node ?? 0]`. */
+let endpoints: Endpoint[] = [];
 let localAddresses: string[] = ['127.0.0.1'];
 let workerIndex = 0;
 const conns = new Map<number, SimConn>();
@@ -77,7 +78,7 @@ async function connectAll(cmd: Extract<WorkerCommand, { cmd: 'connect' }>): Prom
   const t0 = performance.now();
   const tick = setInterval(() => progress({ connected, failed }), 500);
   await pooled(cmd.conns, cmd.concurrency, async (c) => {
-    const conn = conns.get(c.id) ?? new SimConn(c.id, c.username, c.sid, transport, endpoint, localAddresses[c.id % localAddresses.length]!, observer, c.syncKey ?? 0);
+    const conn = conns.get(c.id) ?? new SimConn(c.id, c.username, c.sid, transport, endpoints[c.node ?? 0]!, localAddresses[c.id % localAddresses.length]!, observer, c.syncKey ?? 0);
     conns.set(c.id, conn);
     const s = performance.now();
     try {
@@ -227,7 +228,7 @@ async function handle(m: WorkerCommand): Promise<unknown> {
   switch (m.cmd) {
     case 'init':
       transport = m.transport;
-      endpoint = m.endpoint;
+      endpoints = m.endpoints;
       localAddresses = m.localAddresses;
       workerIndex = m.workerIndex;
       return {};

@@ -16,6 +16,8 @@ export interface Run {
   transport: Transport;
   serverMon: TreeMonitor;
   clientMon: TreeMonitor;
+  /** One monitor per part of the target whose CPU is accounted apart (Target.parts: nodes, PostgreSQL, Redis). */
+  partMons: Map<string, TreeMonitor>;
   pool?: WorkerPool;
   /** Which worker holds each device (connId → worker index), as connectDevices spread them. */
   deviceWorker: Map<number, number>;
@@ -48,11 +50,13 @@ export async function openRun(o: Record<string, string>, kind: 'synchat' | 'base
 /** A run against a target already started (tests: a server in-process, behind a fault-injecting relay); closing the run stops it. */
 export function runOn(target: Target, transport: Transport): Run {
   const serverMon = new TreeMonitor(() => target.pids()).start();
+  const partMons = new Map(Object.entries(target.parts ?? {}).map(([name, pids]) => [name, new TreeMonitor(pids).start()]));
   let pool: WorkerPool | undefined;
   const run: Run = {
     target,
     transport,
     serverMon,
+    partMons,
     clientMon: new TreeMonitor(() => [process.pid, ...(pool?.pids ?? [])]).start(),
     deviceWorker: new Map(),
     stepCount: 0,
@@ -65,6 +69,7 @@ export function runOn(target: Target, transport: Transport): Run {
     async close() {
       openRuns.delete(run);
       serverMon.stop();
+      for (const m of partMons.values()) m.stop();
       run.clientMon.stop();
       await run.pool?.close();
       await target.stop();
@@ -88,7 +93,7 @@ export async function population(run: Run, prefix: string, count: number, device
 export async function startWorkers(run: Run, o: Record<string, string>, connections: number): Promise<WorkerPool> {
   const count = o['client-workers'] ? Number(o['client-workers']) : workersFor(connections);
   const execArgv = o['client-cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${o['client-cpu-prof']}`] : [];
-  run.pool = await WorkerPool.start(count, run.transport, run.target.endpoint, sourceAddresses(connections), execArgv);
+  run.pool = await WorkerPool.start(count, run.transport, run.target.endpoints ?? [run.target.endpoint], sourceAddresses(connections), execArgv);
   return run.pool;
 }
 
@@ -102,10 +107,22 @@ export interface ConnectResult {
   auth: LatencySummary;
 }
 
-/** Spreads `specs` over the workers (device i → worker i mod W) and connects them, with a progress line. */
+/**
+ * Devices spread over `nodes` nodes round-robin: device i → node i mod N, unless its spec names one. Consecutive
+ * devices, such as a direct pair's two users, land on different nodes.
+ */
+export function spreadOverNodes(specs: readonly DeviceSpec[], nodes: number): DeviceSpec[] {
+  return specs.map((s, k) => (s.node === undefined && nodes > 1 ? { ...s, node: k % nodes } : s));
+}
+
+/**
+ * Spreads `specs` over the workers (device i → worker i mod W) and over the target's nodes
+ * ({@link spreadOverNodes}), and connects them, with a progress line.
+ */
 export async function connectDevices(run: Run, specs: DeviceSpec[], concurrencyPerWorker: number, phase = 'connect+AUTH'): Promise<ConnectResult> {
   const pool = run.pool!;
   const W = pool.children.length;
+  specs = spreadOverNodes(specs, run.target.endpoints?.length ?? 1);
   const counts = new Array<number>(W).fill(0);
   pool.onProgress = (w, d) => (counts[w - 1] = Number(d.connected ?? d.reconnected ?? 0));
   const t0 = performance.now();
@@ -164,12 +181,16 @@ export function settle(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** Server and client resource use over the run, for the JSON record. */
-export function usage(run: Run): { server: { peakRssMiB: number; samples: UsageSample[] }; client: { peakRssMiB: number; samples: UsageSample[] } } {
-  return {
-    server: { peakRssMiB: +(run.serverMon.peakRssBytes / 2 ** 20).toFixed(1), samples: run.serverMon.samples },
-    client: { peakRssMiB: +(run.clientMon.peakRssBytes / 2 ** 20).toFixed(1), samples: run.clientMon.samples },
-  };
+/** Resource use of one monitored set of processes over a run. */
+export interface Usage {
+  peakRssMiB: number;
+  samples: UsageSample[];
+}
+
+/** Server, client and per-part (nodes, PostgreSQL, Redis) resource use over the run, for the JSON record. */
+export function usage(run: Run): { server: Usage; client: Usage; parts: Record<string, Usage> } {
+  const of = (m: TreeMonitor): Usage => ({ peakRssMiB: +(m.peakRssBytes / 2 ** 20).toFixed(1), samples: m.samples });
+  return { server: of(run.serverMon), client: of(run.clientMon), parts: Object.fromEntries([...run.partMons].map(([name, m]) => [name, of(m)])) };
 }
 
 /** Mean cores used by a monitor's samples between two times (seconds since its start); `hottest`: of the busiest process. */

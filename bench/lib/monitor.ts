@@ -70,7 +70,6 @@ export class TreeMonitor {
   peakRssBytes = 0;
   #timer: NodeJS.Timeout | undefined;
   #t0 = performance.now();
-  #lastCpu = 0;
   #lastT = 0;
   #cpu0 = 0;
   #perPid = new Map<number, number>();
@@ -83,40 +82,59 @@ export class TreeMonitor {
   /** Starts sampling (and takes a first sample). */
   start(): this {
     this.#t0 = performance.now();
-    const u = treeUsage(this.pids());
-    this.#cpu0 = this.#lastCpu = u.cpuSeconds;
+    const pids = this.pids();
+    const u = treeUsage(pids);
+    this.#cpu0 = u.cpuSeconds;
     this.#lastT = 0;
     this.peakRssBytes = u.rssBytes;
+    for (const p of pids) {
+      try {
+        this.#perPid.set(p, cpuSeconds(p));
+      } catch {
+        // gone
+      }
+    }
     this.#timer = setInterval(() => this.sample(), this.intervalMs);
     this.#timer.unref();
     return this;
   }
 
-  /** Takes one sample now. */
+  /**
+   * Takes one sample now. CPU is summed per process: a process seen before counts what it used since then, a new
+   * one all it used (it started since), and one that exited counts nothing more (a pool's idle PostgreSQL backend
+   * closing would otherwise subtract its whole lifetime from the sample).
+   */
   sample(): UsageSample {
     const pids = this.pids();
-    const u = treeUsage(pids);
     const t = (performance.now() - this.#t0) / 1000;
     const dt = Math.max(1e-3, t - this.#lastT);
     let hottest = 0;
+    let cpu = 0;
+    let rss = 0;
     const perPid = new Map<number, number>();
     for (const p of pids) {
-      const c = treeUsage([p]).cpuSeconds;
+      let c: number;
+      try {
+        c = cpuSeconds(p);
+        rss += rssBytes(p);
+      } catch {
+        continue; // exited
+      }
       perPid.set(p, c);
       const prev = this.#perPid.get(p);
+      cpu += c - (prev ?? 0);
       if (prev !== undefined) hottest = Math.max(hottest, (c - prev) / dt);
     }
     this.#perPid = perPid;
     const s = {
       t: +t.toFixed(2),
-      rssMiB: +(u.rssBytes / 2 ** 20).toFixed(1),
-      cpuCores: +((u.cpuSeconds - this.#lastCpu) / dt).toFixed(3),
+      rssMiB: +(rss / 2 ** 20).toFixed(1),
+      cpuCores: +(cpu / dt).toFixed(3),
       hottestCores: +hottest.toFixed(3),
-      processes: pids.length,
+      processes: perPid.size,
     };
-    this.#lastCpu = u.cpuSeconds;
     this.#lastT = t;
-    if (u.rssBytes > this.peakRssBytes) this.peakRssBytes = u.rssBytes;
+    if (rss > this.peakRssBytes) this.peakRssBytes = rss;
     this.samples.push(s);
     return s;
   }

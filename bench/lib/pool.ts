@@ -25,6 +25,8 @@ export interface DeviceSpec {
   username: string;
   sid: string;
   syncKey?: number;
+  /** Which of the target's nodes it connects to (an index into the `init` command's endpoints). @default 0 */
+  node?: number;
 }
 
 /**
@@ -33,7 +35,7 @@ export interface DeviceSpec {
  * acknowledged-send bitmaps, and `msgIds` to name the sampled lost or doubled messages (reconcile.ts).
  */
 export type WorkerCommand =
-  | { cmd: 'init'; transport: Transport; endpoint: Endpoint; localAddresses: string[]; workerIndex: number }
+  | { cmd: 'init'; transport: Transport; /** One per node; a device connects to `endpoints[spec.node ?? 0]`. */ endpoints: Endpoint[]; localAddresses: string[]; workerIndex: number }
   | { cmd: 'connect'; conns: DeviceSpec[]; concurrency: number }
   | {
       cmd: 'send';
@@ -77,8 +79,11 @@ export class WorkerPool {
   #pending = new Map<number, { resolve(v: any): void; reject(e: Error): void }>();
   onProgress: (worker: number, data: Record<string, unknown>) => void = () => {};
 
-  /** Forks `count` workers (with extra node flags `execArgv`, e.g. `--cpu-prof`) and initialises them. */
-  static async start(count: number, transport: Transport, endpoint: Endpoint, localAddresses: string[], execArgv: string[] = []): Promise<WorkerPool> {
+  /**
+   * Forks `count` workers (with extra node flags `execArgv`, e.g. `--cpu-prof`) and initialises them with the
+   * target's `endpoints` (one per node).
+   */
+  static async start(count: number, transport: Transport, endpoints: readonly Endpoint[], localAddresses: string[], execArgv: string[] = []): Promise<WorkerPool> {
     const pool = new WorkerPool();
     const script = fileURLToPath(new URL('./client-worker.ts', import.meta.url));
     for (let i = 0; i < count; i++) {
@@ -98,7 +103,7 @@ export class WorkerPool {
       });
       pool.children.push(child);
     }
-    await pool.all((i) => ({ cmd: 'init', transport, endpoint, localAddresses, workerIndex: i + 1 }));
+    await pool.all((i) => ({ cmd: 'init', transport, endpoints: [...endpoints], localAddresses, workerIndex: i + 1 }));
     return pool;
   }
 

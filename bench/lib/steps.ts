@@ -55,10 +55,28 @@ export interface StepResult {
   /** The part of it spent in the kernel (socket reads and writes; on loopback a write also runs the receiver's TCP input), in µs. */
   clientWorkerKernelUsPerMsg: number;
   serverRssMiB: number;
+  /** Server (every node's process tree) CPU per acknowledged message: serverCores ÷ acked/s, in µs. */
+  serverCpuUsPerMsg: number;
+  /**
+   * CPU of each part the target accounts apart (Target.parts: `node0`…, `postgres`, `postgresOtherDbs`, `redis`)
+   * over the step: mean cores, and µs per acknowledged message (cores ÷ acked/s), as `serverCpuUsPerMsg`.
+   */
+  parts: Record<string, PartCpu>;
+  /**
+   * PostgreSQL's counters over the step and its drain, per acknowledged message: WAL bytes (the whole server's),
+   * commits and rows inserted (the bench database's). Absent on SQLite.
+   */
+  postgres?: { walBytesPerMsg: number; commitsPerMsg: number; rowsInsertedPerMsg: number };
   /** The per-(message, device) reconciliation, with samples and the time it took. */
   reconciliation: Reconciliation & { reconcileMs: number; workerMs: number };
   passed: boolean;
   why: string;
+}
+
+/** One part's CPU over a step. */
+export interface PartCpu {
+  cores: number;
+  cpuUsPerMsg: number;
 }
 
 /** Options of a step run. */
@@ -143,6 +161,8 @@ export async function loadStep(run: Run, plans: PlanItem[][], ratePerSec: number
     return { total: counts.reduce((a, r) => a + r.cpuSeconds, 0), kernel: counts.reduce((a, r) => a + r.systemCpuSeconds, 0) };
   };
   const cpu0 = await workerCpu();
+  const pg0 = await run.target.pgCounters?.();
+  const partT0 = new Map([...run.partMons].map(([name, m]) => [name, m.sample().t]));
   const t0 = run.serverMon.sample().t;
   const c0 = run.clientMon.sample().t;
   const prog = new Progress(`${opt.label} @ ${ratePerSec}/s`, Math.round(opt.seconds), () => ({ done: Math.min(Math.round(opt.seconds), Math.round(run.serverMon.samples.at(-1)!.t - t0)), text: `server ${run.serverMon.samples.at(-1)?.cpuCores ?? 0} cores` })).start();
@@ -155,6 +175,7 @@ export async function loadStep(run: Run, plans: PlanItem[][], ratePerSec: number
   prog.stop();
   const t1 = run.serverMon.sample().t;
   const c1 = run.clientMon.sample().t;
+  const partT1 = new Map([...run.partMons].map(([name, m]) => [name, m.sample().t]));
   const ackedBits: (Uint8Array | null)[] = new Array(items).fill(null);
   let expected = 0;
   for (let w = 0; w < W; w++) {
@@ -176,6 +197,7 @@ export async function loadStep(run: Run, plans: PlanItem[][], ratePerSec: number
     seen = s;
   }
   const cpu1 = await workerCpu();
+  const pg1 = await run.target.pgCounters?.();
   // Reconcile: each worker gets the acknowledged bitmaps of the items its devices are owed (one bit per send).
   const tR = performance.now();
   const parts = await pool.all((w) => ({ cmd: 'reconcile', step, acked: ackedBits.map((b, item) => (routedItems[w]!.has(item) ? b : null)) }));
@@ -190,6 +212,14 @@ export async function loadStep(run: Run, plans: PlanItem[][], ratePerSec: number
   const errors = sum('errors');
   const unanswered = sum('unanswered');
   const skipped = sum('skipped');
+  const usPerMsg = (cores: number) => (acked ? Math.round((cores * 1e6 * elapsed) / acked) : 0);
+  const serverCores = meanCores(run.serverMon.samples, t0, t1);
+  const partCpu: Record<string, PartCpu> = {};
+  for (const [name, m] of run.partMons) {
+    const cores = meanCores(m.samples, partT0.get(name)!, partT1.get(name)!);
+    partCpu[name] = { cores, cpuUsPerMsg: usPerMsg(cores) };
+  }
+  const perMsg = (d: number) => (acked ? +(d / acked).toFixed(2) : 0);
   const res: StepResult = {
     step,
     phase: opt.phase ?? 'single',
@@ -207,12 +237,15 @@ export async function loadStep(run: Run, plans: PlanItem[][], ratePerSec: number
     firstError: answers.map((a) => a?.firstError).find(Boolean) ?? '',
     latency,
     ackLatency: summarize(mergeHistograms(answers.map((a) => a?.ackHist ?? ''))),
-    serverCores: meanCores(run.serverMon.samples, t0, t1),
+    serverCores,
     serverHottestProcessCores: meanCores(run.serverMon.samples, t0, t1, 'hottestCores'),
     clientCores: meanCores(run.clientMon.samples, c0, c1),
     clientWorkerCpuUsPerMsg: acked ? Math.round(((cpu1.total - cpu0.total) * 1e6) / acked) : 0,
     clientWorkerKernelUsPerMsg: acked ? Math.round(((cpu1.kernel - cpu0.kernel) * 1e6) / acked) : 0,
     serverRssMiB: run.serverMon.samples.at(-1)!.rssMiB,
+    serverCpuUsPerMsg: usPerMsg(serverCores),
+    parts: partCpu,
+    ...(pg0 && pg1 ? { postgres: { walBytesPerMsg: perMsg(pg1.walBytes - pg0.walBytes), commitsPerMsg: perMsg(pg1.commits - pg0.commits), rowsInsertedPerMsg: perMsg(pg1.rowsInserted - pg0.rowsInserted) } } : {}),
     reconciliation,
     passed: true,
     why: '',
@@ -231,9 +264,34 @@ export async function loadStep(run: Run, plans: PlanItem[][], ratePerSec: number
   res.why = why.join('; ');
   const l = res.latency;
   console.log(
-    `  ${opt.label} offered ${ratePerSec}/s → acked ${res.ackedPerSec}/s, delivered ${res.deliveredPerSec}/s, p50 ${l.p50Ms} p99 ${l.p99Ms} max ${l.maxMs} ms, lost ${rec.lost}, dup ${rec.duplicates}, unanswered ${unanswered}, server ${res.serverCores} cores (busiest process ${res.serverHottestProcessCores}), client ${res.clientCores} cores (${res.clientWorkerCpuUsPerMsg} µs/msg, kernel ${res.clientWorkerKernelUsPerMsg})${res.passed ? '' : ' ✗ ' + res.why}`,
+    `  ${opt.label} offered ${ratePerSec}/s → acked ${res.ackedPerSec}/s, delivered ${res.deliveredPerSec}/s, p50 ${l.p50Ms} p99 ${l.p99Ms} max ${l.maxMs} ms, lost ${rec.lost}, dup ${rec.duplicates}, unanswered ${unanswered}, server ${res.serverCores} cores (busiest process ${res.serverHottestProcessCores}; ${res.serverCpuUsPerMsg} µs/msg)${partsText(res.parts)}, client ${res.clientCores} cores (${res.clientWorkerCpuUsPerMsg} µs/msg, kernel ${res.clientWorkerKernelUsPerMsg})${res.passed ? '' : ' ✗ ' + res.why}`,
   );
   return res;
+}
+
+/** The passing step with the highest offered rate (bisection runs lower rates after higher ones); undefined if none passed. */
+export function bestStep(steps: readonly StepResult[]): StepResult | undefined {
+  return steps.filter((s) => s.passed).sort((a, b) => b.offeredPerSec - a.offeredPerSec)[0];
+}
+
+/** Cores and CPU µs per acknowledged message at a step, per part: `nodes` (the whole server), then Target.parts. */
+export function cpuByPart(step: StepResult | undefined): Record<string, PartCpu> {
+  if (!step) return {};
+  return { nodes: { cores: step.serverCores, cpuUsPerMsg: step.serverCpuUsPerMsg }, ...step.parts };
+}
+
+/** "nodes 146 µs/msg (1.14 cores) · node0 … · postgres …": {@link cpuByPart} on one line, for a summary. */
+export function cpuByPartText(step: StepResult | undefined): string {
+  const parts = Object.entries(cpuByPart(step));
+  return parts.length ? parts.map(([name, p]) => `${name} ${p.cpuUsPerMsg} µs/msg (${p.cores} cores)`).join(' · ') : 'n/a';
+}
+
+/** ", postgres 0.4 cores (55 µs/msg), redis …" for the parts that are not nodes (each node is part of "server"). */
+export function partsText(parts: Record<string, PartCpu>): string {
+  return Object.entries(parts)
+    .filter(([name]) => !name.startsWith('node'))
+    .map(([name, p]) => `, ${name} ${p.cores} cores (${p.cpuUsPerMsg} µs/msg)`)
+    .join('');
 }
 
 function sampleText(samples: readonly PairSample[]): string {

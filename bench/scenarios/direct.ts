@@ -9,13 +9,17 @@
  *   npm run bench -- direct [--pairs 500] [--transport tcp|ws|longpoll] [--start-rate 1000] [--factor 1.5]
  *                           [--max-rate 80000] [--step-seconds 5] [--p99-limit 200] [--bisect-steps 3]
  *                           [--precision 0.1] [--server-workers 2] [--password-log2n 10] [--baseline true]
- *                           [--json FILE]
+ *                           [--store sqlite|postgres] [--nodes 1] [--base-port P] [--json FILE]
+ *
+ * `--store postgres` runs the node on a fresh PostgreSQL database; `--nodes N` (≥ 2: PostgreSQL and Redis) runs N
+ * nodes as one service and spreads the devices over them, so a pair's two users sit on different nodes
+ * (bench/lib/target.ts). The record gives the CPU per message of the nodes, PostgreSQL and Redis (`cpuAtMax`).
  */
 import { befriendAll, runTag } from '../lib/setup.ts';
 import { connectDevices, openRun, population, startWorkers, usage } from '../lib/harness.ts';
 import { parseArgs } from '../lib/proc.ts';
 import { printBlock, writeResult } from '../lib/result.ts';
-import { devicesOwed, stepUp, type PlanItem } from '../lib/steps.ts';
+import { bestStep, cpuByPart, cpuByPartText, devicesOwed, stepUp, type PlanItem } from '../lib/steps.ts';
 import { withProgress } from '../lib/progress.ts';
 import type { DeviceSpec } from '../lib/pool.ts';
 
@@ -46,6 +50,7 @@ async function measure(o: Record<string, string>, kind: 'synchat' | 'baseline'):
       precision: Number(o.precision),
       label: `direct·${kind}·${run.transport}`,
     });
+    const best = bestStep(r.steps);
     const result = {
       target: run.target.kind,
       transport: run.transport,
@@ -54,6 +59,8 @@ async function measure(o: Record<string, string>, kind: 'synchat' | 'baseline'):
       maxSustainablePerSec: r.maxSustainablePerSec,
       firstFailingPerSec: r.firstFailingPerSec,
       p99AtHalfMs: r.atHalf?.latency.p99Ms ?? null,
+      p99AtMaxMs: best?.latency.p99Ms ?? null,
+      cpuAtMax: cpuByPart(best),
       atHalf: r.atHalf,
       steps: r.steps,
       lostTotal: [...r.steps, ...(r.atHalf ? [r.atHalf] : [])].reduce((a, s) => a + s.lost, 0),
@@ -65,6 +72,8 @@ async function measure(o: Record<string, string>, kind: 'synchat' | 'baseline'):
     printBlock(`direct · ${kind} · ${run.transport}`, {
       maxSustainablePerSec: result.maxSustainablePerSec,
       firstFailingPerSec: result.firstFailingPerSec ?? 'none',
+      p99AtMaxMs: result.p99AtMaxMs ?? 'n/a',
+      cpuAtMax: cpuByPartText(best),
       firstFailure: r.steps.find((s) => !s.passed)?.why ?? 'none (max rate reached)',
       atHalf: r.atHalf ? `${r.atHalf.offeredPerSec}/s: p50 ${r.atHalf.latency.p50Ms} p99 ${r.atHalf.latency.p99Ms} p99.9 ${r.atHalf.latency.p999Ms} ms` : 'n/a',
       lostTotal: result.lostTotal,

@@ -7,13 +7,16 @@
  *
  *   npm run bench -- group [--sizes 50,500] [--senders 10] [--transport tcp|ws|longpoll] [--start-deliveries 5000]
  *                          [--factor 1.5] [--max-deliveries 400000] [--step-seconds 5] [--p99-limit 200]
- *                          [--bisect-steps 3] [--precision 0.1] [--server-workers 2] [--baseline true] [--json FILE]
+ *                          [--bisect-steps 3] [--precision 0.1] [--server-workers 2] [--baseline true]
+ *                          [--store sqlite|postgres] [--nodes 1] [--json FILE]
+ *
+ * `--store` and `--nodes` as in `direct`: with N nodes the members (and the senders) are spread over them.
  */
 import { befriendAll, createGroup, runTag, type SimUser } from '../lib/setup.ts';
 import { connectDevices, openRun, population, startWorkers, usage } from '../lib/harness.ts';
 import { parseArgs } from '../lib/proc.ts';
 import { printBlock, writeResult } from '../lib/result.ts';
-import { devicesOwed, stepUp, type PlanItem } from '../lib/steps.ts';
+import { bestStep, cpuByPart, cpuByPartText, devicesOwed, stepUp, type PlanItem } from '../lib/steps.ts';
 import { withProgress } from '../lib/progress.ts';
 import type { DeviceSpec } from '../lib/pool.ts';
 
@@ -50,8 +53,7 @@ async function measure(o: Record<string, string>, kind: 'synchat' | 'baseline', 
       precision: Number(o.precision),
       label: `group${size}·${kind}·${run.transport}`,
     });
-    // Bisection runs lower rates after higher ones: the best step is the passing one with the highest rate.
-    const best = r.steps.filter((s) => s.passed).sort((a, b) => b.offeredPerSec - a.offeredPerSec)[0];
+    const best = bestStep(r.steps);
     const result = {
       target: run.target.kind,
       transport: run.transport,
@@ -62,6 +64,7 @@ async function measure(o: Record<string, string>, kind: 'synchat' | 'baseline', 
       firstFailingMsgsPerSec: r.firstFailingPerSec,
       maxSustainableDeliveriesPerSec: best?.deliveredPerSec ?? 0,
       p99AtMaxMs: best?.latency.p99Ms ?? null,
+      cpuAtMax: cpuByPart(best),
       atHalf: r.atHalf,
       steps: r.steps,
       lostTotal: [...r.steps, ...(r.atHalf ? [r.atHalf] : [])].reduce((a, s) => a + s.lost, 0),
@@ -75,6 +78,7 @@ async function measure(o: Record<string, string>, kind: 'synchat' | 'baseline', 
       maxSustainableMsgsPerSec: result.maxSustainableMsgsPerSec,
       firstFailingMsgsPerSec: result.firstFailingMsgsPerSec ?? 'none',
       p99AtMaxMs: result.p99AtMaxMs,
+      cpuAtMax: cpuByPartText(best),
       firstFailure: r.steps.find((s) => !s.passed)?.why ?? 'none (max rate reached)',
       lostTotal: result.lostTotal,
       duplicatesTotal: result.duplicatesTotal,

@@ -1,0 +1,137 @@
+/**
+ * The services a PostgreSQL or multi-node target runs on, seen from the bench: a fresh PostgreSQL database per
+ * run (created and dropped with `pg`), the PostgreSQL and Redis versions for the record, PostgreSQL's own
+ * counters (WAL bytes, commits, rows inserted), and the processes whose CPU counts as PostgreSQL's and Redis's,
+ * found in /proc by their command name (the bench runs on the same machine as both, as root).
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+
+/** Where the bench finds PostgreSQL (any database of the server: the bench connects to it to create its own). */
+export const DEFAULT_POSTGRES_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
+/** Where the bench finds Redis. */
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+
+/** A database made for one run. */
+export interface BenchDatabase {
+  /** The URL the nodes get (`SYNCHAT_POSTGRES_URL`): the admin URL with this database's name. */
+  url: string;
+  name: string;
+  /** `SHOW server_version`. */
+  version: string;
+  /** PostgreSQL's counters now (WAL of the whole server; commits and inserted rows of this database). */
+  counters(): Promise<PgCounters>;
+  /** Closes the bench's connection and drops the database (`WITH (FORCE)`: a node left connected does not stop it). */
+  drop(): Promise<void>;
+}
+
+/** Cumulative PostgreSQL counters; a step records their growth per message. */
+export interface PgCounters {
+  /** `pg_stat_wal.wal_bytes`: WAL written by the whole server (other databases' work included), bytes. */
+  walBytes: number;
+  /** `pg_stat_database.xact_commit` of the bench database. */
+  commits: number;
+  /** `pg_stat_database.tup_inserted` of the bench database. */
+  rowsInserted: number;
+}
+
+/**
+ * Creates `synchat_bench_<time>` on the server of `adminUrl` (an empty database: the first node migrates it,
+ * src/storage/postgres). The bench keeps one connection to it for {@link BenchDatabase.counters}.
+ */
+export async function createBenchDatabase(adminUrl: string): Promise<BenchDatabase> {
+  const name = `synchat_bench_${Date.now()}`;
+  const admin = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 5000 });
+  try {
+    await admin.connect();
+  } catch (err) {
+    throw new Error(`PostgreSQL is not reachable at ${adminUrl}: ${(err as Error).message}`);
+  }
+  let version: string;
+  try {
+    version = (await admin.query<{ server_version: string }>('SHOW server_version')).rows[0]!.server_version;
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const u = new URL(adminUrl);
+  u.pathname = `/${name}`;
+  const url = u.toString();
+  const probe = new pg.Client({ connectionString: url, application_name: 'synchat-bench-probe' });
+  await probe.connect();
+  return {
+    url,
+    name,
+    version,
+    async counters() {
+      const { rows } = await probe.query<{ wal: string; commits: string; inserted: string }>(
+        'SELECT (SELECT wal_bytes FROM pg_stat_wal)::text AS wal, xact_commit::text AS commits, tup_inserted::text AS inserted FROM pg_stat_database WHERE datname = current_database()',
+      );
+      return { walBytes: Number(rows[0]!.wal), commits: Number(rows[0]!.commits), rowsInserted: Number(rows[0]!.inserted) };
+    },
+    async drop() {
+      await probe.end().catch(() => undefined);
+      const c = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 5000 });
+      await c.connect();
+      try {
+        await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await c.end();
+      }
+    },
+  };
+}
+
+/** `redis_version` from `INFO server`. */
+export async function redisVersion(url: string): Promise<string> {
+  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 5000 });
+  try {
+    await r.connect();
+    return /redis_version:(\S+)/.exec(await r.info('server'))?.[1] ?? 'unknown';
+  } catch (err) {
+    throw new Error(`Redis is not reachable at ${url}: ${(err as Error).message}`);
+  } finally {
+    r.disconnect();
+  }
+}
+
+/** Every process whose command name (/proc/<pid>/comm) is `comm` and whose title (command line) `accept` accepts. */
+export function processesNamed(comm: string, accept: (title: string) => boolean = () => true): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, 'utf8').trimEnd() !== comm) continue;
+      if (!accept(readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' '))) continue;
+      out.push(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
+}
+
+/** Every PostgreSQL process (postmaster, background workers, every backend of every database). */
+export function postgresPids(): number[] {
+  return processesNamed('postgres');
+}
+
+/**
+ * The backends of databases other than `database` (a backend's title is `postgres: <cluster>: <user> <db>
+ * <client>(<port>) <state>`): work that is not the run's but is counted in {@link postgresPids}, recorded apart
+ * so that a noisy neighbour shows.
+ */
+export function otherDatabaseBackends(database: string): number[] {
+  return processesNamed('postgres', (title) => {
+    const db = /^postgres: [^:]+: \S+ (\S+) (?:\[local\]|[\d.:a-f]+\(\d+\))/.exec(title)?.[1];
+    return db !== undefined && db !== database;
+  });
+}
+
+/** The redis-server process(es) listening on the port of `url` (its title is `redis-server <host>:<port>`). */
+export function redisPids(url: string): number[] {
+  const port = new URL(url).port || '6379';
+  const listening = new RegExp(`:${port}(?:\\s|$)`);
+  return processesNamed('redis-server', (title) => listening.test(title));
+}
