@@ -12,6 +12,7 @@ export const RET = {
   SERVER_ERROR: 9,
   NOT_LOGGED_IN: 1100,
   SESSION_REPLACED: 1101,
+  GOING_AWAY: 1102,
   RATE_LIMITED: 1205,
 } as const;
 
@@ -39,6 +40,7 @@ export const RET_INFO: Readonly<Record<Ret, RetInfo>> = {
   9: { name: 'SERVER_ERROR', httpStatus: 500, errMsg: 'server error' },
   1100: { name: 'NOT_LOGGED_IN', httpStatus: 401, errMsg: 'not logged in or session ended' },
   1101: { name: 'SESSION_REPLACED', httpStatus: 401, errMsg: 'session replaced or revoked' },
+  1102: { name: 'GOING_AWAY', httpStatus: 503, errMsg: 'this server is going away: reconnect, to another gateway if there is one' },
   1205: { name: 'RATE_LIMITED', httpStatus: 429, errMsg: 'rate limited' },
 };
 

@@ -4,14 +4,8 @@
  * {@link HttpFailover} a request that fails at the network level is repeated on another node's base URL when that
  * is safe (docs/sdk.md "Several nodes").
  */
-import { CALLS, isCallPath } from '../protocol/index.ts';
+import { CALLS, RET, isCallPath } from '../protocol/index.ts';
 
-/**
- * PROTOCOL.md "HTTP": 1102, this server is going away (draining); reconnect, to another gateway if there is one.
- * The node did not do the request, so any request may go to another node.
- * TODO(#10): RET.GOING_AWAY once src/protocol/ret-codes.ts has it.
- */
-export const RET_GOING_AWAY = 1102;
 
 /**
  * POST calls that may be repeated after a failure that may have reached the server: reads, and a send, whose repeat
@@ -132,7 +126,7 @@ export class HttpClient {
         if (options.signal?.aborted || !this.#moveOn(base, tried, isRepeatable(path, options.method) || isNeverSent(err))) throw err;
         continue;
       }
-      if (answer.body?.ret === RET_GOING_AWAY && this.#moveOn(base, tried, true)) continue;
+      if (answer.body?.ret === RET.GOING_AWAY && this.#moveOn(base, tried, true)) continue;
       return answer;
     }
   }

@@ -8,7 +8,6 @@
  */
 import { RET, SynchatError, type Ret } from '../../protocol/index.ts';
 import { backoffDelay } from '../backoff.ts';
-import { RET_GOING_AWAY } from '../http.ts';
 import type { ConnectionState, TransportName } from '../types.ts';
 import { WireConnection, type Connector, type ErrorBody, type NotifyBody, type PushBody, type WireHandler } from '../wire.ts';
 import { SESSION_ENDED, type ClientContext } from './context.ts';
@@ -120,7 +119,7 @@ export class TransportLoop implements WireHandler {
     if (conn !== this.#wire) return;
     if (SESSION_ENDED.has(body.ret)) void this.#ctx.endSession(body.ret, body.errMsg);
     // PROTOCOL.md: ERROR 1102, the node is draining: reconnect, to another gateway if there is one.
-    else if (body.ret === RET_GOING_AWAY) this.scheduleReconnect(`gateway going away: ${body.errMsg}`);
+    else if (body.ret === RET.GOING_AWAY) this.scheduleReconnect(`gateway going away: ${body.errMsg}`);
     else this.#ctx.events.emit('error', new SynchatError(body.ret as Ret, body.errMsg));
   }
 
@@ -204,7 +203,7 @@ export class TransportLoop implements WireHandler {
               await ctx.endSession(ok.ret, ok.errMsg ?? '');
               return true;
             }
-            if (ok.ret === RET_GOING_AWAY || ok.ret === RET.SERVER_ERROR) ctx.gateways.markFailed(url);
+            if (ok.ret === RET.GOING_AWAY || ok.ret === RET.SERVER_ERROR) ctx.gateways.markFailed(url);
             // ret 1: our key is ahead of the log (restored from a backup): start over from key 0.
             if (ok.ret === RET.BAD_REQUEST && ctx.session.syncKey > 0) ctx.sync.resetLog((ok as { epoch?: string }).epoch ?? '');
             continue;
