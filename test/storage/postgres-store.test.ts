@@ -3,6 +3,7 @@
 // conversation's order across nodes, and an out-of-order lock is refused instead of waited for.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import pg from 'pg';
 import { LockConflict, type BusEvent } from '../../src/core/ports.ts';
 import { GroupCommit } from '../../src/service/group-commit.ts';
 import { PostgresStore } from '../../src/storage/postgres/postgres-store.ts';
@@ -27,7 +28,7 @@ runStoreContract({
 const user = (username: string) => ({ username, displayName: username, pwHash: 'x', epoch: 'e', createTime: 1 });
 
 /** Two nodes' stores on one fresh database, and `n` users registered through the first. */
-async function twoNodes(n: number): Promise<{ a: PostgresStore; b: PostgresStore; uins: number[]; close(): Promise<void> }> {
+async function twoNodes(n: number): Promise<{ a: PostgresStore; b: PostgresStore; uins: number[]; dbUrl: string; close(): Promise<void> }> {
   const db = await createTestDatabase();
   // Both nodes start at once: the migrations must run exactly once.
   const [a, b] = await Promise.all([PostgresStore.open({ url: db.url }), PostgresStore.open({ url: db.url })]);
@@ -40,6 +41,7 @@ async function twoNodes(n: number): Promise<{ a: PostgresStore; b: PostgresStore
     a,
     b,
     uins,
+    dbUrl: db.url,
     async close() {
       await Promise.all([a.close(), b.close()]);
       await db.drop();
@@ -165,6 +167,31 @@ describe('PostgreSQL store shared by several nodes', { skip }, () => {
       releaseA();
       await txA;
       assert.equal(await txB, 2, "B's seq follows A's committed one");
+    } finally {
+      await close();
+    }
+  });
+
+  it('dials the writer again after its connection is ended (a PostgreSQL restart): the failed transaction is the only one lost', async () => {
+    const { a, uins, dbUrl, close } = await twoNodes(1);
+    try {
+      const [uin] = uins as [number];
+      const append = () =>
+        a.transaction(async (tx) => {
+          await tx.lockLogs([uin]);
+          return (await tx.append([{ uin, kind: 'msg', fields: '{}' }]))[0]!.seq;
+        });
+      assert.equal(await append(), 1);
+      const admin = new pg.Client({ connectionString: dbUrl });
+      await admin.connect();
+      await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'synchat-writer' AND datname = current_database()`);
+      await admin.end();
+      await new Promise((r) => setTimeout(r, 100));
+      // The transaction that finds the connection gone may fail (nothing of it is kept); the next ones work.
+      await append().catch(() => undefined);
+      const seq = await append();
+      assert.ok(seq === 2 || seq === 3, `seqs stay dense (got ${seq})`);
+      assert.deepEqual((await a.readLog(uin, 0, 10)).map((r) => r.seq), Array.from({ length: seq }, (_, k) => k + 1));
     } finally {
       await close();
     }

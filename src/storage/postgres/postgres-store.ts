@@ -438,6 +438,20 @@ class PgTx extends PgReader implements StoreTx {
   }
 }
 
+/** Opens the writer connection: `synchronous_commit = on` (Store contract: resolved = durable, whatever the server's default). */
+async function connectWriter(url: string): Promise<pg.Client> {
+  const writer = new pg.Client({ connectionString: url, types: TYPES, application_name: 'synchat-writer' });
+  writer.on('error', () => {}); // reported through the failing query; see PostgresStore.#watch
+  await writer.connect();
+  try {
+    await writer.query('SET synchronous_commit = on');
+  } catch (err) {
+    await writer.end().catch(() => {});
+    throw err;
+  }
+  return writer;
+}
+
 /** Runs the migrations not yet applied, under an advisory lock (several nodes may start at once). */
 async function migrate(client: pg.ClientBase): Promise<void> {
   await client.query('BEGIN');
@@ -461,7 +475,10 @@ async function migrate(client: pg.ClientBase): Promise<void> {
 export class PostgresStore implements Store {
   readonly name = 'postgres';
   readonly read: StoreReader;
-  readonly #writer: pg.Client;
+  readonly #url: string;
+  #writer: pg.Client;
+  /** Set when the writer connection broke (PostgreSQL restarted, the backend was ended): the next transaction redials. */
+  #isWriterBroken = false;
   readonly #pool: pg.Pool;
   readonly #maxAttempts: number;
   /** Settles when the transaction that runs now has ended. */
@@ -469,8 +486,10 @@ export class PostgresStore implements Store {
   /** Figures for benchmarks: transactions run again after a serialization failure or deadlock. */
   readonly stats = { retries: 0 };
 
-  private constructor(writer: pg.Client, pool: pg.Pool, maxAttempts: number) {
+  private constructor(url: string, writer: pg.Client, pool: pg.Pool, maxAttempts: number) {
+    this.#url = url;
     this.#writer = writer;
+    this.#watch(writer);
     this.#pool = pool;
     this.#maxAttempts = maxAttempts;
     this.read = new PgReader(pool);
@@ -478,12 +497,9 @@ export class PostgresStore implements Store {
 
   /** Connects, migrates, and returns the store. */
   static async open(opts: PostgresStoreOptions): Promise<PostgresStore> {
-    const writer = new pg.Client({ connectionString: opts.url, types: TYPES, application_name: 'synchat-writer' });
-    await writer.connect();
+    const writer = await connectWriter(opts.url);
     const pool = new pg.Pool({ connectionString: opts.url, types: TYPES, max: opts.readPoolSize ?? 8, application_name: 'synchat-reader' });
     try {
-      // Store contract: a resolved transaction is durable, whatever the server's default.
-      await writer.query('SET synchronous_commit = on');
       await migrate(writer);
     } catch (err) {
       await writer.end().catch(() => {});
@@ -492,8 +508,26 @@ export class PostgresStore implements Store {
     }
     // A pooled connection that breaks while idle must not crash the process: the pool replaces it.
     pool.on('error', () => {});
-    writer.on('error', () => {});
-    return new PostgresStore(writer, pool, opts.maxAttempts ?? 5);
+    return new PostgresStore(opts.url, writer, pool, opts.maxAttempts ?? 5);
+  }
+
+  #watch(writer: pg.Client): void {
+    const broke = () => {
+      if (writer === this.#writer) this.#isWriterBroken = true;
+    };
+    writer.on('error', broke);
+    writer.on('end', broke);
+  }
+
+  /** The writer connection, dialed again if it broke (the transaction that saw it break has failed). */
+  async #liveWriter(): Promise<pg.Client> {
+    if (!this.#isWriterBroken) return this.#writer;
+    const writer = await connectWriter(this.#url);
+    void this.#writer.end().catch(() => {});
+    this.#writer = writer;
+    this.#isWriterBroken = false;
+    this.#watch(writer);
+    return writer;
   }
 
   async transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
@@ -503,15 +537,16 @@ export class PostgresStore implements Store {
     await prev;
     try {
       for (let attempt = 1; ; attempt++) {
-        const tx = new PgTx(this.#writer);
+        const writer = await this.#liveWriter();
+        const tx = new PgTx(writer);
         try {
-          await this.#writer.query('BEGIN');
+          await writer.query('BEGIN');
           const result = await fn(tx);
           await tx.flush();
-          await this.#writer.query('COMMIT');
+          await writer.query('COMMIT');
           return result;
         } catch (err) {
-          await this.#writer.query('ROLLBACK').catch(() => {});
+          await writer.query('ROLLBACK').catch(() => {});
           if (!RETRYABLE.has((err as { code?: string }).code ?? '') || attempt >= this.#maxAttempts) throw err;
           this.stats.retries++;
         }
