@@ -287,16 +287,20 @@ export interface StoreTx extends StoreReader {
  *   `transaction` means the commit is durable (the embedded default syncs to disk). If fn rejects, nothing of
  *   it is kept. A networked store may run fn again from the start after a serialization failure or a
  *   deadlock that rolled the transaction back: only the last run counts.
- * - Transactions run one at a time, in call order: a `transaction` called while another runs waits for it. A
- *   transaction whose function finished and committed no longer holds the next one back while it waits for
- *   its sync to disk (pipelined group commit, docs/architecture.md "Group commit"), and transactions become
- *   durable, and resolve, in the order they ran.
+ * - With `concurrency` 1 (the embedded store), transactions run one at a time, in call order: a `transaction`
+ *   called while another runs waits for it. A transaction whose function finished and committed no longer holds
+ *   the next one back while it waits for its sync to disk (pipelined group commit, docs/architecture.md "Group
+ *   commit"), and transactions become durable, and resolve, in the order they ran. A networked store may run up
+ *   to `concurrency` transactions at once (they start in call order); they are isolated by the log locks
+ *   ({@link StoreTx.lockLogs}) exactly as transactions of different nodes are.
  * - Reads outside a transaction (`read`, `readLog`) see only committed and durable state: never an entry that
  *   a power loss could still take back.
  * - `readLog` returns entries with seq > afterSeq ascending, at most `limit`, reading only that page.
  */
 export interface Store {
   readonly name: string;
+  /** Transactions that may run at once (see above): 1 = one at a time, in call order. */
+  readonly concurrency: number;
   transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T>;
   /** A read-only view of committed, durable state. */
   readonly read: StoreReader;

@@ -37,6 +37,8 @@ interface Pending {
   reject: (e: unknown) => void;
   /** Times this job met a {@link LockConflict}. */
   conflicts: number;
+  /** Every log the job asked to lock in its runs so far: a rerun after a conflict locks them all first, in one call. */
+  locks: Set<number> | undefined;
 }
 
 /**
@@ -53,10 +55,14 @@ class JobEffects implements Effects {
   readonly #tx: StoreTx;
   /** Logs this job locked. */
   readonly #locked = new Set<number>();
-  constructor(tx: StoreTx) {
+  /** Every log this job asked for, locked or not (kept on the job for its rerun after a conflict). */
+  readonly asked: Set<number>;
+  constructor(tx: StoreTx, asked: Set<number>) {
     this.#tx = tx;
+    this.asked = asked;
   }
   async lock(uins: readonly number[]): Promise<void> {
+    for (const u of uins) this.asked.add(u);
     const fresh = uins.filter((u) => !this.#locked.has(u));
     if (fresh.length === 0) return;
     await this.#tx.lockLogs(fresh);
@@ -174,7 +180,7 @@ export class GroupCommit {
   /** Runs `job` in the next batch; resolves after that batch is durable. */
   run<T>(job: Job<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.#queue.push({ job: job as Job<unknown>, resolve: resolve as (v: unknown) => void, reject, conflicts: 0 });
+      this.#queue.push({ job: job as Job<unknown>, resolve: resolve as (v: unknown) => void, reject, conflicts: 0, locks: undefined });
       this.#kick();
     });
   }
@@ -193,7 +199,10 @@ export class GroupCommit {
 
   async #drain(): Promise<void> {
     const isEnabled = this.#opts.isEnabled;
-    const maxInFlight = isEnabled ? Math.max(1, this.#opts.maxInFlight ?? 2) : 1;
+    // A store that runs several transactions at once (PostgreSQL: each waits on round trips, not on a disk) gets
+    // that many batches in flight, each started as soon as there is work, instead of one after another.
+    const concurrency = this.#store.concurrency;
+    const maxInFlight = !isEnabled ? 1 : concurrency > 1 ? concurrency : Math.max(1, this.#opts.maxInFlight ?? 2);
     while (this.#queue.length > 0) {
       while (this.#inFlight.length >= maxInFlight) await this.#inFlight[0];
       const take = isEnabled ? this.#opts.maxBatch : 1;
@@ -203,7 +212,7 @@ export class GroupCommit {
         const waitMs = Math.max(gatherMs, (this.#opts.minIntervalMs ?? 2) - sinceMs);
         if (waitMs > 0) await new Promise((r) => setTimeout(r, waitMs));
       }
-      const batch = this.#queue.splice(0, take);
+      const batch = this.#queue.splice(0, this.#firstOfEach(take));
       const startMs = performance.now();
       this.#lastStartMs = startMs;
       let hasRun!: () => void;
@@ -212,10 +221,20 @@ export class GroupCommit {
       const slot = durable.finally(() => this.#inFlight.splice(this.#inFlight.indexOf(slot), 1));
       this.#inFlight.push(slot);
       // The next batch starts once this one has run (or failed); it then overlaps this one's sync.
-      await Promise.race([ran, durable]);
+      if (concurrency === 1) await Promise.race([ran, durable]);
       this.#lastRunMs = performance.now() - startMs;
     }
     this.#isRunning = false;
+  }
+
+  /**
+   * How many queued jobs the next batch takes, at most `take`: a job rerun after a lock conflict must be first in
+   * its batch (holding nothing, it may wait for its locks), so a batch ends before the second such job.
+   */
+  #firstOfEach(take: number): number {
+    const end = Math.min(take, this.#queue.length);
+    for (let i = 1; i < end; i++) if (this.#queue[i]!.locks) return i;
+    return end;
   }
 
   /** Puts jobs that met a lock conflict at the head of the queue, in their order. */
@@ -255,14 +274,18 @@ export class GroupCommit {
       news = new BatchNews();
       conflicted = [];
       for (const p of batch) {
-        const fx = new JobEffects(tx);
+        const fx = new JobEffects(tx, new Set(p.locks));
         try {
+          // A rerun after a conflict first takes, in one call and in uin order, every lock the job asked for
+          // before: first in its batch it holds nothing, so it may wait, and its own later calls find them held.
+          if (p.locks) await fx.lock([...p.locks]);
           const value = await p.job(tx, fx);
           outcomes.push({ p, ok: true, value });
           for (const item of fx.appended) news.add(item);
           for (const ev of fx.events) ended.push(ev);
         } catch (err) {
           if (err instanceof LockConflict) {
+            p.locks = fx.asked;
             conflicted.push(p);
             continue;
           }

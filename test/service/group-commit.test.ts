@@ -103,6 +103,7 @@ test('a job whose locks conflict runs again, first in the next batch, and is ans
   const order: string[] = [];
   const { gc, store } = open(t, (inner) => ({
     name: inner.name,
+    concurrency: inner.concurrency,
     read: inner.read,
     readLog: (uin, after, limit) => inner.readLog(uin, after, limit),
     close: () => inner.close(),

@@ -2,8 +2,9 @@
  * The Store on PostgreSQL (node-postgres), for several nodes writing the same logs. Selected by
  * `SYNCHAT_POSTGRES_URL`. See docs/scaling.md and docs/architecture.md "Storage".
  *
- * - One writer connection per node runs this node's transactions one at a time (the Store contract); group
- *   commit puts many jobs in each. A transaction commits with `synchronous_commit = on`: resolved = durable.
+ * - A few writer connections per node (`writers`, 4) run up to that many of this node's transactions at once,
+ *   isolated by the log locks as other nodes' are; group commit puts many jobs in each. A transaction commits
+ *   with `synchronous_commit = on`: resolved = durable.
  * - Appends lock the users' `heads` rows (`SELECT ... FOR UPDATE`, in uin order) and allocate seqs from them
  *   in memory; log rows, heads and messages are written in bulk just before COMMIT (one statement per table,
  *   not one round trip per row). A lock that would be taken out of uin order is only tried (`SKIP LOCKED`):
@@ -45,6 +46,11 @@ export interface PostgresStoreOptions {
   readPoolSize?: number;
   /** Attempts of a transaction that meets serialization failures or deadlocks. @default 5 */
   maxAttempts?: number;
+  /**
+   * Writer connections, so transactions that may run at once: each spends most of its time waiting on round
+   * trips, so several in flight keep PostgreSQL and this node busy. @default 4
+   */
+  writers?: number;
 }
 
 /** BIGINT and NUMERIC columns as JavaScript numbers (uins, seqs, msgIds and byte counts stay below 2^53). */
@@ -471,27 +477,61 @@ async function migrate(client: pg.ClientBase): Promise<void> {
   }
 }
 
+/** One writer connection, dialed again when it broke (PostgreSQL restarted, the backend was ended). */
+class WriterSlot {
+  readonly #url: string;
+  #client: pg.Client | undefined;
+  #isBroken = false;
+
+  constructor(url: string, client?: pg.Client) {
+    this.#url = url;
+    if (client) this.#adopt(client);
+  }
+
+  #adopt(client: pg.Client): void {
+    this.#client = client;
+    this.#isBroken = false;
+    const broke = () => {
+      if (client === this.#client) this.#isBroken = true;
+    };
+    client.on('error', broke);
+    client.on('end', broke);
+  }
+
+  /** The connection, dialed (again) if there is none or it broke; the transaction that saw it break has failed. */
+  async live(): Promise<pg.Client> {
+    if (this.#client && !this.#isBroken) return this.#client;
+    const old = this.#client;
+    this.#adopt(await connectWriter(this.#url));
+    void old?.end().catch(() => {});
+    return this.#client!;
+  }
+
+  async end(): Promise<void> {
+    await this.#client?.end().catch(() => {});
+  }
+}
+
 /** The Store for several nodes. Open with {@link PostgresStore.open}. */
 export class PostgresStore implements Store {
   readonly name = 'postgres';
+  readonly concurrency: number;
   readonly read: StoreReader;
-  readonly #url: string;
-  #writer: pg.Client;
-  /** Set when the writer connection broke (PostgreSQL restarted, the backend was ended): the next transaction redials. */
-  #isWriterBroken = false;
+  readonly #slots: WriterSlot[];
+  /** Writer slots not running a transaction, and the transactions waiting for one (first come, first served). */
+  readonly #free: WriterSlot[];
+  readonly #waiting: ((slot: WriterSlot) => void)[] = [];
   readonly #pool: pg.Pool;
   readonly #maxAttempts: number;
-  /** Settles when the transaction that runs now has ended. */
-  #turn: Promise<void> = Promise.resolve();
   /** Figures for benchmarks: transactions run again after a serialization failure or deadlock. */
   readonly stats = { retries: 0 };
 
-  private constructor(url: string, writer: pg.Client, pool: pg.Pool, maxAttempts: number) {
-    this.#url = url;
-    this.#writer = writer;
-    this.#watch(writer);
+  private constructor(url: string, first: pg.Client, pool: pg.Pool, opts: PostgresStoreOptions) {
+    this.concurrency = Math.max(1, opts.writers ?? 4);
+    this.#slots = Array.from({ length: this.concurrency }, (_, i) => new WriterSlot(url, i === 0 ? first : undefined));
+    this.#free = [...this.#slots];
     this.#pool = pool;
-    this.#maxAttempts = maxAttempts;
+    this.#maxAttempts = opts.maxAttempts ?? 5;
     this.read = new PgReader(pool);
   }
 
@@ -508,36 +548,25 @@ export class PostgresStore implements Store {
     }
     // A pooled connection that breaks while idle must not crash the process: the pool replaces it.
     pool.on('error', () => {});
-    return new PostgresStore(opts.url, writer, pool, opts.maxAttempts ?? 5);
+    return new PostgresStore(opts.url, writer, pool, opts);
   }
 
-  #watch(writer: pg.Client): void {
-    const broke = () => {
-      if (writer === this.#writer) this.#isWriterBroken = true;
-    };
-    writer.on('error', broke);
-    writer.on('end', broke);
+  #acquire(): Promise<WriterSlot> {
+    const slot = this.#free.shift();
+    return slot ? Promise.resolve(slot) : new Promise((resolve) => this.#waiting.push(resolve));
   }
 
-  /** The writer connection, dialed again if it broke (the transaction that saw it break has failed). */
-  async #liveWriter(): Promise<pg.Client> {
-    if (!this.#isWriterBroken) return this.#writer;
-    const writer = await connectWriter(this.#url);
-    void this.#writer.end().catch(() => {});
-    this.#writer = writer;
-    this.#isWriterBroken = false;
-    this.#watch(writer);
-    return writer;
+  #release(slot: WriterSlot): void {
+    const next = this.#waiting.shift();
+    if (next) next(slot);
+    else this.#free.push(slot);
   }
 
   async transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
-    const prev = this.#turn;
-    let release!: () => void;
-    this.#turn = new Promise<void>((r) => (release = r));
-    await prev;
+    const slot = await this.#acquire();
     try {
       for (let attempt = 1; ; attempt++) {
-        const writer = await this.#liveWriter();
+        const writer = await slot.live();
         const tx = new PgTx(writer);
         try {
           await writer.query('BEGIN');
@@ -552,7 +581,7 @@ export class PostgresStore implements Store {
         }
       }
     } finally {
-      release();
+      this.#release(slot);
     }
   }
 
@@ -561,7 +590,8 @@ export class PostgresStore implements Store {
   }
 
   async close(): Promise<void> {
-    await this.#turn;
-    await Promise.all([this.#writer.end().catch(() => {}), this.#pool.end().catch(() => {})]);
+    // Wait for every running transaction: take every slot.
+    await Promise.all(this.#slots.map(() => this.#acquire()));
+    await Promise.all([...this.#slots.map((slot) => slot.end()), this.#pool.end().catch(() => {})]);
   }
 }

@@ -397,6 +397,8 @@ function openDatabase(file: string, synchronous: string): Database.Database {
 /** The embedded default Store. */
 export class SqliteStore implements Store {
   readonly name = 'sqlite';
+  /** One writer connection: one transaction at a time, pipelined with the previous one's sync. */
+  readonly concurrency = 1;
   readonly #writer: Database.Database;
   readonly #reader: Database.Database;
   readonly #w: SqliteAccess;
