@@ -28,10 +28,10 @@ runStoreContract({
 const user = (username: string) => ({ username, displayName: username, pwHash: 'x', epoch: 'e', createTime: 1 });
 
 /** Two nodes' stores on one fresh database, and `n` users registered through the first. */
-async function twoNodes(n: number): Promise<{ a: PostgresStore; b: PostgresStore; uins: number[]; dbUrl: string; close(): Promise<void> }> {
+async function twoNodes(n: number, writers = 1): Promise<{ a: PostgresStore; b: PostgresStore; uins: number[]; dbUrl: string; close(): Promise<void> }> {
   const db = await createTestDatabase();
   // Both nodes start at once: the migrations must run exactly once.
-  const [a, b] = await Promise.all([PostgresStore.open({ url: db.url }), PostgresStore.open({ url: db.url })]);
+  const [a, b] = await Promise.all([PostgresStore.open({ url: db.url, writers }), PostgresStore.open({ url: db.url, writers })]);
   const uins = await a.transaction(async (tx) => {
     const out: number[] = [];
     for (let i = 0; i < n; i++) out.push(await tx.insertUser(user(`u${i}`)));
@@ -60,7 +60,8 @@ function rng(seed: number): () => number {
 
 describe('PostgreSQL store shared by several nodes', { skip }, () => {
   it('group-commits jobs on two nodes that append to overlapping users in any order: no deadlock, every log dense, every entry once', async () => {
-    const { a, b, uins, close } = await twoNodes(40);
+    // Two writers a node: batches of one node run side by side too, isolated by the same locks.
+    const { a, b, uins, close } = await twoNodes(40, 2);
     try {
       const published: BusEvent[] = [];
       const node = (store: PostgresStore) =>
