@@ -21,6 +21,8 @@ export interface Run {
   pool?: WorkerPool;
   /** Which worker holds each device (connId → worker index), as connectDevices spread them. */
   deviceWorker: Map<number, number>;
+  /** Which node each device connects to (connId → node index), as connectDevices spread them. */
+  deviceNode: Map<number, number>;
   /** Load steps run so far (each step's messages carry its number). */
   stepCount: number;
   close(): Promise<void>;
@@ -59,6 +61,7 @@ export function runOn(target: Target, transport: Transport): Run {
     partMons,
     clientMon: new TreeMonitor(() => [process.pid, ...(pool?.pids ?? [])]).start(),
     deviceWorker: new Map(),
+    deviceNode: new Map(),
     stepCount: 0,
     get pool() {
       return pool;
@@ -126,7 +129,10 @@ export async function connectDevices(run: Run, specs: DeviceSpec[], concurrencyP
   const counts = new Array<number>(W).fill(0);
   pool.onProgress = (w, d) => (counts[w - 1] = Number(d.connected ?? d.reconnected ?? 0));
   const t0 = performance.now();
-  specs.forEach((s, k) => run.deviceWorker.set(s.id, k % W));
+  specs.forEach((s, k) => {
+    run.deviceWorker.set(s.id, k % W);
+    run.deviceNode.set(s.id, s.node ?? 0);
+  });
   const answers = await withProgress(phase, specs.length, () => ({ done: counts.reduce((a, b) => a + b, 0), text: `server ${run.serverMon.samples.at(-1)?.rssMiB ?? 0} MiB` }), () =>
     pool.all((i) => ({ cmd: 'connect', conns: specs.filter((_, k) => k % W === i), concurrency: concurrencyPerWorker })),
   );

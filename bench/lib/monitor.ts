@@ -72,7 +72,8 @@ export class TreeMonitor {
   #t0 = performance.now();
   #lastT = 0;
   #cpu0 = 0;
-  #perPid = new Map<number, number>();
+  /** CPU seconds of every process seen so far, when last seen (kept when it is missing from a sample). */
+  readonly #perPid = new Map<number, number>();
 
   constructor(
     private readonly pids: () => number[],
@@ -100,9 +101,10 @@ export class TreeMonitor {
   }
 
   /**
-   * Takes one sample now. CPU is summed per process: a process seen before counts what it used since then, a new
-   * one all it used (it started since), and one that exited counts nothing more (a pool's idle PostgreSQL backend
-   * closing would otherwise subtract its whole lifetime from the sample).
+   * Takes one sample now. CPU is summed per process: a process seen before counts what it used since it was last
+   * seen, a new one all it used (it started, or joined the set, since), and one that exited or is missing from this
+   * sample counts nothing more (a pool's idle PostgreSQL backend closing would otherwise subtract its whole
+   * lifetime from the sample, and a process missed by one reading of /proc add it back in the next).
    */
   sample(): UsageSample {
     const pids = this.pids();
@@ -111,7 +113,7 @@ export class TreeMonitor {
     let hottest = 0;
     let cpu = 0;
     let rss = 0;
-    const perPid = new Map<number, number>();
+    let count = 0;
     for (const p of pids) {
       let c: number;
       try {
@@ -120,18 +122,18 @@ export class TreeMonitor {
       } catch {
         continue; // exited
       }
-      perPid.set(p, c);
+      count++;
       const prev = this.#perPid.get(p);
+      this.#perPid.set(p, c);
       cpu += c - (prev ?? 0);
       if (prev !== undefined) hottest = Math.max(hottest, (c - prev) / dt);
     }
-    this.#perPid = perPid;
     const s = {
       t: +t.toFixed(2),
       rssMiB: +(rss / 2 ** 20).toFixed(1),
       cpuCores: +(cpu / dt).toFixed(3),
       hottestCores: +hottest.toFixed(3),
-      processes: perPid.size,
+      processes: count,
     };
     this.#lastT = t;
     if (rss > this.peakRssBytes) this.peakRssBytes = rss;

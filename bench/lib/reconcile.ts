@@ -239,16 +239,20 @@ export interface Reconciliation {
   /** Entries of an earlier step that arrived during this one. */
   lateCopies: number;
   lostSamples: PairSample[];
+  /** Devices (connIds) that missed at least one owed pair, at most {@link MAX_LOST_DEVICES}. */
+  lostDevices: number[];
   duplicateSamples: PairSample[];
   unexpectedSamples: PairSample[];
 }
 
 /** Samples kept per kind and worker. */
 export const MAX_SAMPLES = 5;
+/** Devices with losses named per step (all workers together). */
+export const MAX_LOST_DEVICES = 50;
 
 /** An empty {@link Reconciliation}. */
 export function emptyReconciliation(): Reconciliation {
-  return { expectedPairs: 0, deliveredPairs: 0, lost: 0, duplicates: 0, refetched: 0, deliveredUnacked: 0, unexpected: 0, ownEchoes: 0, lateCopies: 0, lostSamples: [], duplicateSamples: [], unexpectedSamples: [] };
+  return { expectedPairs: 0, deliveredPairs: 0, lost: 0, duplicates: 0, refetched: 0, deliveredUnacked: 0, unexpected: 0, ownEchoes: 0, lateCopies: 0, lostSamples: [], lostDevices: [], duplicateSamples: [], unexpectedSamples: [] };
 }
 
 /** Adds workers' reconciliations. */
@@ -257,10 +261,12 @@ export function mergeReconciliations(parts: readonly Reconciliation[]): Reconcil
   for (const p of parts) {
     for (const k of ['expectedPairs', 'deliveredPairs', 'lost', 'duplicates', 'refetched', 'deliveredUnacked', 'unexpected', 'ownEchoes', 'lateCopies'] as const) out[k] += p[k];
     out.lostSamples.push(...p.lostSamples);
+    out.lostDevices.push(...(p.lostDevices ?? []));
     out.duplicateSamples.push(...p.duplicateSamples);
     out.unexpectedSamples.push(...p.unexpectedSamples);
   }
   out.lostSamples.length = Math.min(out.lostSamples.length, MAX_SAMPLES);
+  out.lostDevices.length = Math.min(out.lostDevices.length, MAX_LOST_DEVICES);
   out.duplicateSamples.length = Math.min(out.duplicateSamples.length, MAX_SAMPLES);
   out.unexpectedSamples.length = Math.min(out.unexpectedSamples.length, MAX_SAMPLES);
   return out;
@@ -351,6 +357,7 @@ export class DeliveryLedger {
       return a;
     };
     for (const [connId, tracks] of this.#byConn) {
+      const lostBefore = r.lost;
       for (const t of tracks.values()) {
         const a = ackedOf(t.item);
         const seen = t.seen.words;
@@ -365,6 +372,7 @@ export class DeliveryLedger {
           for (const k of firstAndNot(a, seen, MAX_SAMPLES - r.lostSamples.length)) r.lostSamples.push({ connId, item: t.item, k, clientMsgId: stepClientMsgId(this.step, t.item, k) });
         }
       }
+      if (r.lost > lostBefore && r.lostDevices.length < MAX_LOST_DEVICES) r.lostDevices.push(connId);
     }
     r.duplicates = this.#duplicates;
     r.refetched = this.#refetched;

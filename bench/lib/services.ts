@@ -1,7 +1,7 @@
 /**
  * The services a PostgreSQL or multi-node target runs on, seen from the bench: a fresh PostgreSQL database per
  * run (created and dropped with `pg`), the PostgreSQL and Redis versions for the record, PostgreSQL's own
- * counters (WAL bytes, commits, rows inserted), and the processes whose CPU counts as PostgreSQL's and Redis's,
+ * counters (WAL bytes, write transactions), and the processes whose CPU counts as PostgreSQL's and Redis's,
  * found in /proc by their command name (the bench runs on the same machine as both, as root).
  */
 import { readdirSync, readFileSync } from 'node:fs';
@@ -20,20 +20,22 @@ export interface BenchDatabase {
   name: string;
   /** `SHOW server_version`. */
   version: string;
-  /** PostgreSQL's counters now (WAL of the whole server; commits and inserted rows of this database). */
+  /** PostgreSQL's counters now. */
   counters(): Promise<PgCounters>;
   /** Closes the bench's connection and drops the database (`WITH (FORCE)`: a node left connected does not stop it). */
   drop(): Promise<void>;
 }
 
-/** Cumulative PostgreSQL counters; a step records their growth per message. */
+/**
+ * Cumulative PostgreSQL counters of the whole server (other databases' work included), read at once (the
+ * statistics views lag: a busy backend reports them at most once a second); a step records their growth per
+ * message.
+ */
 export interface PgCounters {
-  /** `pg_stat_wal.wal_bytes`: WAL written by the whole server (other databases' work included), bytes. */
+  /** WAL written: the current WAL position (`pg_current_wal_lsn()`), bytes. */
   walBytes: number;
-  /** `pg_stat_database.xact_commit` of the bench database. */
-  commits: number;
-  /** `pg_stat_database.tup_inserted` of the bench database. */
-  rowsInserted: number;
+  /** Transactions that wrote: the next transaction id (`pg_snapshot_xmax` of the current snapshot; read-only ones take none). */
+  writeTransactions: number;
 }
 
 /**
@@ -65,10 +67,10 @@ export async function createBenchDatabase(adminUrl: string): Promise<BenchDataba
     name,
     version,
     async counters() {
-      const { rows } = await probe.query<{ wal: string; commits: string; inserted: string }>(
-        'SELECT (SELECT wal_bytes FROM pg_stat_wal)::text AS wal, xact_commit::text AS commits, tup_inserted::text AS inserted FROM pg_stat_database WHERE datname = current_database()',
+      const { rows } = await probe.query<{ wal: string; xid: string }>(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::text AS wal, pg_snapshot_xmax(pg_current_snapshot())::text AS xid",
       );
-      return { walBytes: Number(rows[0]!.wal), commits: Number(rows[0]!.commits), rowsInserted: Number(rows[0]!.inserted) };
+      return { walBytes: Number(rows[0]!.wal), writeTransactions: Number(rows[0]!.xid) };
     },
     async drop() {
       await probe.end().catch(() => undefined);

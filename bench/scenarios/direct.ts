@@ -8,7 +8,7 @@
  *
  *   npm run bench -- direct [--pairs 500] [--transport tcp|ws|longpoll] [--start-rate 1000] [--factor 1.5]
  *                           [--max-rate 80000] [--step-seconds 5] [--p99-limit 200] [--bisect-steps 3]
- *                           [--precision 0.1] [--server-workers 2] [--password-log2n 10] [--baseline true]
+ *                           [--precision 0.1] [--warmup-seconds 0] [--server-workers 2] [--password-log2n 10] [--baseline true]
  *                           [--store sqlite|postgres] [--nodes 1] [--base-port P] [--json FILE]
  *
  * `--store postgres` runs the node on a fresh PostgreSQL database; `--nodes N` (≥ 2: PostgreSQL and Redis) runs N
@@ -23,7 +23,7 @@ import { bestStep, cpuByPart, cpuByPartText, devicesOwed, stepUp, type PlanItem 
 import { withProgress } from '../lib/progress.ts';
 import type { DeviceSpec } from '../lib/pool.ts';
 
-const DEFAULTS = { pairs: '500', transport: 'tcp', 'start-rate': '1000', factor: '1.5', 'max-rate': '80000', 'step-seconds': '5', 'p99-limit': '200', 'bisect-steps': '3', precision: '0.1', 'content-bytes': '64', 'server-workers': '2', baseline: 'true', json: '' };
+const DEFAULTS = { pairs: '500', transport: 'tcp', 'start-rate': '1000', factor: '1.5', 'max-rate': '80000', 'step-seconds': '5', 'p99-limit': '200', 'bisect-steps': '3', precision: '0.1', 'warmup-seconds': '0', 'content-bytes': '64', 'server-workers': '2', baseline: 'true', json: '' };
 
 async function measure(o: Record<string, string>, kind: 'synchat' | 'baseline'): Promise<Record<string, unknown>> {
   const run = await openRun(o, kind);
@@ -48,6 +48,7 @@ async function measure(o: Record<string, string>, kind: 'synchat' | 'baseline'):
       recipientDevices: devicesOwed(specs, (item) => [item.to]),
       maxBisectSteps: Number(o['bisect-steps']),
       precision: Number(o.precision),
+      warmupSeconds: Number(o['warmup-seconds']),
       label: `direct·${kind}·${run.transport}`,
     });
     const best = bestStep(r.steps);
@@ -74,7 +75,7 @@ async function measure(o: Record<string, string>, kind: 'synchat' | 'baseline'):
       firstFailingPerSec: result.firstFailingPerSec ?? 'none',
       p99AtMaxMs: result.p99AtMaxMs ?? 'n/a',
       cpuAtMax: cpuByPartText(best),
-      firstFailure: r.steps.find((s) => !s.passed)?.why ?? 'none (max rate reached)',
+      firstFailure: r.steps.find((s) => !s.passed && s.phase !== 'warmup')?.why ?? 'none (max rate reached)',
       atHalf: r.atHalf ? `${r.atHalf.offeredPerSec}/s: p50 ${r.atHalf.latency.p50Ms} p99 ${r.atHalf.latency.p99Ms} p99.9 ${r.atHalf.latency.p999Ms} ms` : 'n/a',
       lostTotal: result.lostTotal,
       duplicatesTotal: result.duplicatesTotal,

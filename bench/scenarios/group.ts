@@ -7,7 +7,7 @@
  *
  *   npm run bench -- group [--sizes 50,500] [--senders 10] [--transport tcp|ws|longpoll] [--start-deliveries 5000]
  *                          [--factor 1.5] [--max-deliveries 400000] [--step-seconds 5] [--p99-limit 200]
- *                          [--bisect-steps 3] [--precision 0.1] [--server-workers 2] [--baseline true]
+ *                          [--bisect-steps 3] [--precision 0.1] [--warmup-seconds 0] [--server-workers 2] [--baseline true]
  *                          [--store sqlite|postgres] [--nodes 1] [--json FILE]
  *
  * `--store` and `--nodes` as in `direct`: with N nodes the members (and the senders) are spread over them.
@@ -20,7 +20,7 @@ import { bestStep, cpuByPart, cpuByPartText, devicesOwed, stepUp, type PlanItem 
 import { withProgress } from '../lib/progress.ts';
 import type { DeviceSpec } from '../lib/pool.ts';
 
-const DEFAULTS = { sizes: '50,500', senders: '10', transport: 'tcp', 'start-deliveries': '5000', factor: '1.5', 'max-deliveries': '400000', 'step-seconds': '5', 'p99-limit': '200', 'bisect-steps': '3', precision: '0.1', 'content-bytes': '64', 'server-workers': '2', baseline: 'true', json: '' };
+const DEFAULTS = { sizes: '50,500', senders: '10', transport: 'tcp', 'start-deliveries': '5000', factor: '1.5', 'max-deliveries': '400000', 'step-seconds': '5', 'p99-limit': '200', 'bisect-steps': '3', precision: '0.1', 'warmup-seconds': '0', 'content-bytes': '64', 'server-workers': '2', baseline: 'true', json: '' };
 
 async function measure(o: Record<string, string>, kind: 'synchat' | 'baseline', size: number): Promise<Record<string, unknown>> {
   const run = await openRun(o, kind);
@@ -51,6 +51,7 @@ async function measure(o: Record<string, string>, kind: 'synchat' | 'baseline', 
       recipientDevices: devicesOwed(specs, () => memberNames),
       maxBisectSteps: Number(o['bisect-steps']),
       precision: Number(o.precision),
+      warmupSeconds: Number(o['warmup-seconds']),
       label: `group${size}·${kind}·${run.transport}`,
     });
     const best = bestStep(r.steps);
@@ -79,7 +80,7 @@ async function measure(o: Record<string, string>, kind: 'synchat' | 'baseline', 
       firstFailingMsgsPerSec: result.firstFailingMsgsPerSec ?? 'none',
       p99AtMaxMs: result.p99AtMaxMs,
       cpuAtMax: cpuByPartText(best),
-      firstFailure: r.steps.find((s) => !s.passed)?.why ?? 'none (max rate reached)',
+      firstFailure: r.steps.find((s) => !s.passed && s.phase !== 'warmup')?.why ?? 'none (max rate reached)',
       lostTotal: result.lostTotal,
       duplicatesTotal: result.duplicatesTotal,
       unansweredTotal: result.unansweredTotal,

@@ -96,7 +96,7 @@ test('runs two nodes on a fresh PostgreSQL database and Redis, delivers across t
     assert.deepEqual([step.lost, step.duplicates, step.errors], [0, 0, 0]);
     assert.deepEqual(Object.keys(step.parts).sort(), ['node0', 'node1', 'postgres', 'postgresOtherDbs', 'redis']);
     assert.ok(step.parts.node0!.cores > 0 && step.parts.node1!.cores > 0, JSON.stringify(step.parts));
-    assert.ok(step.postgres && step.postgres.rowsInsertedPerMsg > 0, JSON.stringify(step.postgres));
+    assert.ok(step.postgres && step.postgres.walBytesPerMsg > 0 && step.postgres.writeTransactionsPerMsg > 0, JSON.stringify(step.postgres));
   } finally {
     await run.close();
   }
