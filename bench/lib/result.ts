@@ -1,7 +1,8 @@
 /**
- * The JSON record of a run (`--json FILE`) and the human summary: every figure, with the command, the machine
- * and the date, so BENCHMARKS.md and the report can cite it.
+ * The JSON record of a run (`--json FILE`) and the human summary: every figure, with the command, the machine,
+ * the date and the code (commit), so BENCHMARKS.md and the report can cite it.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem, release } from 'node:os';
 import { dirname } from 'node:path';
@@ -11,6 +12,19 @@ export function machine(): Record<string, string | number> {
   return { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '', memGiB: Math.round(totalmem() / 2 ** 30), node: process.version, kernel: release(), loadAvg1m: +loadavg()[0]!.toFixed(2) };
 }
 
+/**
+ * The code a run measures, read when the bench starts (servers run the working tree through tsx, and others may
+ * commit meanwhile): the commit, and the files under src/ that differ from it. Empty fields outside a git checkout.
+ */
+const CODE: { commit: string; uncommittedSrc: string[] } = (() => {
+  const git = (...args: string[]) => execFileSync('git', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  try {
+    return { commit: git('rev-parse', 'HEAD'), uncommittedSrc: git('status', '--porcelain', '--', 'src').split('\n').filter(Boolean) };
+  } catch {
+    return { commit: '', uncommittedSrc: [] };
+  }
+})();
+
 /** Writes the run's record when `--json FILE` was given. */
 export function writeResult(file: string | undefined, scenario: string, options: Record<string, string>, result: Record<string, unknown>): void {
   const record = {
@@ -18,6 +32,7 @@ export function writeResult(file: string | undefined, scenario: string, options:
     date: new Date().toISOString(),
     command: `npm run bench -- ${process.argv.slice(2).join(' ')}`,
     machine: machine(),
+    code: CODE,
     options,
     ...result,
   };
