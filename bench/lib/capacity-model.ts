@@ -1,8 +1,10 @@
 /**
  * The capacity model: what a workload (users, online share, devices, messages per user per day, peak factor,
  * group share and size) needs in cores, memory, nodes, storage writes, bus traffic and bandwidth, given the costs
- * measured on this machine (`fitCosts` reads them from the bench JSON records). Pure arithmetic, so a test can
- * check it against a hand-computed case. docs/capacity.md explains every formula.
+ * measured on this machine (`fitCosts` reads them from the bench JSON records). When one SQLite node is not
+ * enough and runs of several nodes were measured, it lays out the several-node deployment: nodes, PostgreSQL
+ * (primaries, each with a standby) and Redis instances. Pure arithmetic, so a test can check it against a
+ * hand-computed case. docs/capacity.md explains every formula.
  */
 
 /** The workload. */
@@ -41,8 +43,38 @@ export interface Costs {
   bytesPerDelivery: number;
   /** Log appends per second one core process (the single SQLite writer) sustained. */
   maxAppendsPerSecPerWriter: number;
+  /** Costs of several nodes on PostgreSQL and Redis; absent when no such runs were recorded. */
+  cluster?: ClusterCosts;
   /** Where each figure came from. */
   sources: Record<string, string>;
+}
+
+/**
+ * Costs of several nodes sharing PostgreSQL and Redis (PROTOCOL.md "Several nodes"), fitted from the runs on
+ * PostgreSQL (one node and several) and of several nodes.
+ */
+export interface ClusterCosts {
+  /** Node CPU core-seconds per send, per append and per delivery, from the runs of several nodes (all nodes' processes). */
+  cpuPerSend: number;
+  cpuPerAppend: number;
+  cpuPerDelivery: number;
+  /** PostgreSQL CPU core-seconds per message (its share of a transaction) and per log append (a row, its index entries, a heads update). */
+  pgCpuPerMsg: number;
+  pgCpuPerAppend: number;
+  /** WAL bytes PostgreSQL writes per message (its message row, session updates) and per log append (a log row, a heads update). */
+  pgWalBytesPerMsg: number;
+  pgWalBytesPerAppend: number;
+  /** The highest appends/s one PostgreSQL server took in a passing step here (a lower bound of it). */
+  pgMaxAppendsPerSec: number;
+  /** Redis CPU core-seconds per message and per log append (a PUBLISH per user with news; a fan-out's, per member in a script). */
+  redisCpuPerMsg: number;
+  redisCpuPerAppend: number;
+}
+
+/** The shape of a PostgreSQL server; Redis runs its commands on one thread, so an instance is one core. */
+export interface DbShape {
+  /** Cores of one PostgreSQL server (a primary; each has a standby of the same shape). */
+  pgCores: number;
 }
 
 /** A node's shape. */
@@ -73,10 +105,15 @@ export interface Plan {
   nodesByCpu: number;
   nodesByMemory: number;
   nodes: number;
-  /** The resource with the highest load relative to one node (or, for writes, to the one SQLite writer). */
-  binding: 'cpu' | 'memory' | 'writer';
-  /** Loads behind `binding`: node-equivalents of CPU and memory, and the writer's load (1 = full at utilisation). */
-  loads: { cpu: number; memory: number; writer: number };
+  /**
+   * The resource with the highest load relative to one unit of it: a node (CPU, memory), the one SQLite writer
+   * (one node), or, with several nodes, a PostgreSQL primary or a Redis instance.
+   */
+  binding: 'cpu' | 'memory' | 'writer' | 'postgres' | 'redis';
+  /** Loads behind `binding` (1 = one unit full at utilisation); `postgres` and `redis` only with several nodes. */
+  loads: { cpu: number; memory: number; writer: number; postgres?: number; redis?: number };
+  /** With several nodes (one SQLite node is not enough and cluster costs are known): the other tiers. */
+  cluster?: ClusterPlan;
   /** Whether one SQLite writer could take the appends; else PostgreSQL (docs/scaling.md). */
   isSingleWriterEnough: boolean;
   storageWritesPerSec: number;
@@ -84,10 +121,28 @@ export interface Plan {
   bandwidthBitsPerSec: number;
 }
 
+/** The PostgreSQL and Redis tiers of a several-node plan. */
+export interface ClusterPlan {
+  pgBusyCores: number;
+  /** PostgreSQL primaries, the users partitioned by uin between them when more than one; each has a standby. */
+  pgPrimaries: number;
+  pgWalBytesPerSec: number;
+  redisBusyCores: number;
+  /** Redis instances of one core, the users' channels partitioned by uin between them when more than one. */
+  redisInstances: number;
+}
+
+/** A PostgreSQL server of 16 cores: a common database machine (only the arithmetic, nothing measured, uses it). */
+export const DEFAULT_DB_SHAPE: DbShape = { pgCores: 16 };
+
 const HEARTBEAT_BYTES = 32; // HEARTBEAT + HEARTBEAT_ACK, 16-byte headers, no body
 
-/** Computes the plan, keeping every intermediate figure with its formula. */
-export function plan(w: Workload, c: Costs, node: NodeShape): Plan {
+/**
+ * Computes the plan, keeping every intermediate figure with its formula: first as one node on SQLite; when that
+ * needs more than one node or more than the one writer, and `c.cluster` is known, as several nodes on PostgreSQL
+ * and Redis (node CPU from the several-node runs, plus the PostgreSQL and Redis tiers).
+ */
+export function plan(w: Workload, c: Costs, node: NodeShape, db: DbShape = DEFAULT_DB_SHAPE): Plan {
   const steps: Step[] = [];
   const s = (what: string, formula: string, value: number, unit: string) => {
     steps.push({ what, formula, value, unit });
@@ -130,20 +185,17 @@ export function plan(w: Workload, c: Costs, node: NodeShape): Plan {
   const storageWrites = s('storage rows written/s', `appends/s + msgs/s (message row) = ${fmt(appends)} + ${fmt(m)}`, appends + m, 'rows/s');
   const isSingleWriterEnough = appends <= c.maxAppendsPerSecPerWriter * node.utilisation;
   const writerLoad = s('single SQLite writer load', `appends/s ÷ (measured ${fmt(c.maxAppendsPerSecPerWriter)} × ${node.utilisation})`, appends / (c.maxAppendsPerSecPerWriter * node.utilisation), 'fraction');
-  // A direct message publishes one news event per log it lands in (2); a group message one fan-out event (issue #9).
-  const bus = s(
-    'bus publishes/s (Redis, several nodes)',
-    `peak msgs/s × ((1 − g) × 2 + g × 1) = ${fmt(m)} × (${fmt(1 - w.groupShare)} × 2 + ${w.groupShare})`,
-    m * ((1 - w.groupShare) * 2 + w.groupShare),
-    'publishes/s',
-  );
+  // Redis runs one PUBLISH per log an entry lands in: a news event on the user's channel, and a group's fan-out
+  // event sent once per commit but copied to each member's channel by a script in Redis (src/bus/redis); a batch
+  // merges one user's events, so fewer in practice.
+  const bus = s('Redis PUBLISHes/s (several nodes)', `appends/s = ${fmt(appends)}`, appends, 'publishes/s');
   const bw = s(
     'bandwidth out',
     `(deliveries/s × ${fmt(c.bytesPerDelivery)} B + heartbeats/s × ${HEARTBEAT_BYTES} B) × 8 = (${fmt(deliveries)} × ${fmt(c.bytesPerDelivery)} + ${fmt(heartbeats)} × ${HEARTBEAT_BYTES}) × 8`,
     (deliveries * c.bytesPerDelivery + heartbeats * HEARTBEAT_BYTES) * 8,
     'bit/s',
   );
-  return {
+  const onePlan: Plan = {
     steps,
     connections,
     msgsPerSecPeak: m,
@@ -154,17 +206,59 @@ export function plan(w: Workload, c: Costs, node: NodeShape): Plan {
     nodesByCpu,
     nodesByMemory,
     nodes,
-    ...binding(cores / node.cores, connMem / (node.memBytes * node.utilisation - c.baseBytes), writerLoad),
+    ...binding({ cpu: cores / node.cores, memory: connMem / (node.memBytes * node.utilisation - c.baseBytes), writer: writerLoad }),
     isSingleWriterEnough,
     storageWritesPerSec: storageWrites,
     busPublishesPerSec: bus,
     bandwidthBitsPerSec: bw,
   };
+  if ((nodes === 1 && isSingleWriterEnough) || !c.cluster) return onePlan;
+  const k = c.cluster;
+  const u = node.utilisation;
+  s('— several nodes', `one SQLite node is not enough (${nodes} node(s), writer load ${fmt(writerLoad)}): nodes on PostgreSQL + Redis`, nodes, 'nodes');
+  const clusterBusy = s(
+    'busy node cores at peak (several nodes)',
+    `msgs/s × ${sci(k.cpuPerSend)} + appends/s × ${sci(k.cpuPerAppend)} + deliveries/s × ${sci(k.cpuPerDelivery)} = ${fmt(m)} × ${sci(k.cpuPerSend)} + ${fmt(appends)} × ${sci(k.cpuPerAppend)} + ${fmt(deliveries)} × ${sci(k.cpuPerDelivery)}`,
+    m * k.cpuPerSend + appends * k.cpuPerAppend + deliveries * k.cpuPerDelivery,
+    'cores',
+  );
+  const clusterCores = s('node cores needed', `busy ÷ utilisation = ${fmt(clusterBusy)} ÷ ${u}`, clusterBusy / u, 'cores');
+  const clusterByCpu = s('nodes by CPU (several nodes)', `⌈node cores ÷ node cores each⌉ = ⌈${fmt(clusterCores)} ÷ ${node.cores}⌉`, Math.max(1, Math.ceil(clusterCores / node.cores)), 'nodes');
+  const clusterNodes = Math.max(clusterByCpu, nodesByMemory);
+  const clusterMem = s('memory needed (several nodes)', `connection memory + nodes × base = ${gib(connMem)} + ${clusterNodes} × ${gib(c.baseBytes)}`, connMem + clusterNodes * c.baseBytes, 'bytes');
+  const pgBusy = s(
+    'PostgreSQL busy cores',
+    `msgs/s × ${sci(k.pgCpuPerMsg)} + appends/s × ${sci(k.pgCpuPerAppend)} = ${fmt(m)} × ${sci(k.pgCpuPerMsg)} + ${fmt(appends)} × ${sci(k.pgCpuPerAppend)}`,
+    m * k.pgCpuPerMsg + appends * k.pgCpuPerAppend,
+    'cores',
+  );
+  const pgLoad = pgBusy / (db.pgCores * u);
+  const pgPrimaries = s('PostgreSQL primaries (by uin; + 1 standby each)', `⌈PostgreSQL cores ÷ (server cores × utilisation)⌉ = ⌈${fmt(pgBusy)} ÷ (${db.pgCores} × ${u})⌉`, Math.max(1, Math.ceil(pgLoad)), 'servers');
+  const wal = s('PostgreSQL WAL written', `msgs/s × ${fmt(k.pgWalBytesPerMsg)} B + appends/s × ${fmt(k.pgWalBytesPerAppend)} B = ${fmt(m)} × ${fmt(k.pgWalBytesPerMsg)} + ${fmt(appends)} × ${fmt(k.pgWalBytesPerAppend)}`, m * k.pgWalBytesPerMsg + appends * k.pgWalBytesPerAppend, 'bytes/s');
+  s('appends/s per primary vs measured here', `appends/s ÷ primaries ÷ ${fmt(k.pgMaxAppendsPerSec)} (a lower bound on 2 shared cores) = ${fmt(appends)} ÷ ${pgPrimaries} ÷ ${fmt(k.pgMaxAppendsPerSec)}`, appends / pgPrimaries / k.pgMaxAppendsPerSec, '× measured');
+  const redisBusy = s(
+    'Redis busy cores',
+    `msgs/s × ${sci(k.redisCpuPerMsg)} + appends/s × ${sci(k.redisCpuPerAppend)} = ${fmt(m)} × ${sci(k.redisCpuPerMsg)} + ${fmt(appends)} × ${sci(k.redisCpuPerAppend)}`,
+    m * k.redisCpuPerMsg + appends * k.redisCpuPerAppend,
+    'cores',
+  );
+  const redisLoad = redisBusy / u;
+  const redisInstances = s('Redis instances (one thread each; by uin)', `⌈Redis cores ÷ utilisation⌉ = ⌈${fmt(redisBusy)} ÷ ${u}⌉`, Math.max(1, Math.ceil(redisLoad)), 'instances');
+  const loads = { cpu: clusterCores / node.cores, memory: connMem / (node.memBytes * node.utilisation - c.baseBytes), writer: writerLoad, postgres: pgLoad, redis: redisLoad };
+  return {
+    ...onePlan,
+    cores: clusterCores,
+    memBytes: clusterMem,
+    nodesByCpu: clusterByCpu,
+    nodes: clusterNodes,
+    ...binding(loads, ['cpu', 'memory', 'postgres', 'redis']),
+    cluster: { pgBusyCores: pgBusy, pgPrimaries, pgWalBytesPerSec: wal, redisBusyCores: redisBusy, redisInstances },
+  };
 }
 
-function binding(cpu: number, memory: number, writer: number): { binding: Plan['binding']; loads: Plan['loads'] } {
-  const loads = { cpu, memory, writer };
-  const top = (Object.keys(loads) as Plan['binding'][]).reduce((a, b) => (loads[b] > loads[a] ? b : a));
+/** The most loaded of `among` (several nodes: the SQLite writer is gone, PostgreSQL and Redis come in). */
+function binding(loads: Plan['loads'], among: Plan['binding'][] = ['cpu', 'memory', 'writer']): { binding: Plan['binding']; loads: Plan['loads'] } {
+  const top = among.reduce((a, b) => ((loads[b] ?? 0) > (loads[a] ?? 0) ? b : a));
   return { binding: top, loads };
 }
 
@@ -177,27 +271,42 @@ export interface CostSample {
 }
 
 /**
- * Non-negative least squares for cores = msgs·a + appends·b + deliveries·c over the samples (3 unknowns: solve
- * the normal equations, drop any coefficient that comes out negative and solve again).
+ * Non-negative least squares for cores = msgs·a + appends·b + deliveries·c over the samples (see {@link nnls}).
  */
 export function fitCpu(samples: readonly CostSample[]): { cpuPerSend: number; cpuPerAppend: number; cpuPerDelivery: number } {
-  const cols: (keyof CostSample)[] = ['msgsPerSec', 'appendsPerSec', 'deliveriesPerSec'];
-  let active = [0, 1, 2];
+  const [a, b, c] = nnls(
+    samples.map((x) => [x.msgsPerSec, x.appendsPerSec, x.deliveriesPerSec]),
+    samples.map((x) => x.cores),
+  );
+  return { cpuPerSend: a!, cpuPerAppend: b!, cpuPerDelivery: c! };
+}
+
+/**
+ * Non-negative least squares for y ≈ X·β (few unknowns: solve the normal equations, drop any coefficient that
+ * comes out negative or undetermined — a column of zeros — and solve again with the rest).
+ */
+export function nnls(X: readonly (readonly number[])[], y: readonly number[]): number[] {
+  const width = X[0]?.length ?? 0;
+  let active = Array.from({ length: width }, (_, k) => k);
   for (;;) {
     const n = active.length;
+    if (n === 0) return new Array<number>(width).fill(0);
     const A = Array.from({ length: n }, () => new Array<number>(n + 1).fill(0));
-    for (const smp of samples)
+    X.forEach((row, r) => {
       for (let i = 0; i < n; i++) {
-        for (let j = 0; j < n; j++) A[i]![j]! += smp[cols[active[i]!]!] * smp[cols[active[j]!]!];
-        A[i]![n]! += smp[cols[active[i]!]!] * smp.cores;
+        for (let j = 0; j < n; j++) A[i]![j]! += row[active[i]!]! * row[active[j]!]!;
+        A[i]![n]! += row[active[i]!]! * y[r]!;
       }
+    });
     const x = solve(A);
-    const out = [0, 0, 0];
+    const out = new Array<number>(width).fill(0);
     active.forEach((k, i) => (out[k] = x[i] ?? 0));
-    const negative = active.filter((k) => out[k]! < 0 || !Number.isFinite(out[k]!));
-    if (negative.length === 0 || active.length === 1) return { cpuPerSend: Math.max(0, out[0]!), cpuPerAppend: Math.max(0, out[1]!), cpuPerDelivery: Math.max(0, out[2]!) };
-    active = active.filter((k) => !negative.includes(k));
-    if (active.length === 0) return { cpuPerSend: 0, cpuPerAppend: 0, cpuPerDelivery: 0 };
+    const bad = active.filter((k) => out[k]! < 0 || !Number.isFinite(out[k]!));
+    if (bad.length === 0) return out;
+    // An undetermined system (NaN everywhere): drop the all-zero columns first, else the last unknown.
+    const zeros = active.filter((k) => X.every((row) => row[k] === 0));
+    const drop = bad.length === active.length ? (zeros.length ? zeros : [active.at(-1)!]) : bad;
+    active = active.filter((k) => !drop.includes(k));
   }
 }
 

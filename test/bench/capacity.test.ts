@@ -1,7 +1,7 @@
 // The capacity model's arithmetic (bench/lib/capacity-model.ts) against cases computed by hand in the comments.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { fitCpu, plan, type Costs } from '../../bench/lib/capacity-model.ts';
+import { fitCpu, nnls, plan, type ClusterCosts, type Costs } from '../../bench/lib/capacity-model.ts';
 
 const COSTS: Costs = {
   bytesPerConn: 6000,
@@ -37,8 +37,8 @@ test('computes connections, rates, cores, memory, storage and bandwidth for a ha
   // rows: 12 appends + 2 message rows; 12 ≤ 1000 × 0.5 so one writer suffices
   assert.equal(p.storageWritesPerSec, 14);
   assert.equal(p.isSingleWriterEnough, true);
-  // publishes: 2 msgs/s × (0.5 × 2 news events + 0.5 × 1 fan-out event) = 3
-  assert.equal(p.busPublishesPerSec, 3);
+  // Redis PUBLISHes: one per log append (news per user, a fan-out copied per member in Redis) = 12
+  assert.equal(p.busPublishesPerSec, 12);
   // (13 × 200 B + 1000 / 20 heartbeats × 32 B) × 8 = 33,600 bit/s
   assert.equal(p.bandwidthBitsPerSec, 33_600);
 });
@@ -67,6 +67,68 @@ test('names the single writer as the binding resource when appends outgrow it be
   assert.equal(p.binding, 'writer');
   assert.equal(p.loads.writer, 2.4);
   assert.equal(p.isSingleWriterEnough, false);
+});
+
+const CLUSTER: ClusterCosts = {
+  cpuPerSend: 0.02,
+  cpuPerAppend: 0.002,
+  cpuPerDelivery: 0.004,
+  pgCpuPerMsg: 0.001,
+  pgCpuPerAppend: 0.0005,
+  pgWalBytesPerMsg: 1000,
+  pgWalBytesPerAppend: 500,
+  pgMaxAppendsPerSec: 1000,
+  redisCpuPerMsg: 0.0001,
+  redisCpuPerAppend: 0.00005,
+};
+
+test('stays on one SQLite node while it is enough, even when several-node costs are known', () => {
+  const p = plan(WORKLOAD, { ...COSTS, cluster: CLUSTER }, NODE);
+  assert.equal(p.nodes, 1);
+  assert.equal(p.cluster, undefined);
+  assert.equal(p.loads.postgres, undefined);
+});
+
+test('lays out nodes, PostgreSQL primaries and Redis instances with the several-node costs once one node is not enough', () => {
+  const p = plan({ ...WORKLOAD, users: 1_000_000 }, { ...COSTS, cluster: CLUSTER }, NODE, { pgCores: 4 });
+  // 2,000 msgs/s, 12,000 appends/s, 13,000 deliveries/s (the thousandfold case above)
+  // node CPU: 2,000 × 0.02 + 12,000 × 0.002 + 13,000 × 0.004 = 40 + 24 + 52 = 116 busy → 232 at 50 % → 116 nodes
+  assert.equal(p.cores, 232);
+  assert.equal(p.nodesByCpu, 116);
+  assert.equal(p.nodes, 116);
+  assert.equal(p.memBytes, 1e10 + 116 * 100 * 2 ** 20);
+  const c = p.cluster!;
+  // PostgreSQL: 2,000 × 0.001 + 12,000 × 0.0005 = 8 cores; ÷ (4 × 0.5) = 4 primaries; WAL 2,000 × 1,000 B + 12,000 × 500 B
+  assert.ok(Math.abs(c.pgBusyCores - 8) < 1e-9);
+  assert.equal(c.pgPrimaries, 4);
+  assert.equal(c.pgWalBytesPerSec, 8_000_000);
+  // Redis: 2,000 × 0.0001 + 12,000 × 0.00005 = 0.8 cores; ÷ 0.5 = 1.6 → 2 instances of one core
+  assert.ok(Math.abs(c.redisBusyCores - 0.8) < 1e-9);
+  assert.equal(c.redisInstances, 2);
+  // loads: node CPU 116 nodes, memory ≈ 23.15, PostgreSQL 4 servers, Redis 1.6 instances; the SQLite writer no longer counts
+  assert.equal(p.binding, 'cpu');
+  assert.ok(Math.abs(p.loads.postgres! - 4) < 1e-9 && Math.abs(p.loads.redis! - 1.6) < 1e-9);
+});
+
+test('names PostgreSQL as the binding tier when its load passes the nodes\' and Redis\'s', () => {
+  const cheapNodes = { ...CLUSTER, cpuPerSend: 1e-5, cpuPerAppend: 0, cpuPerDelivery: 0 };
+  const p = plan({ ...WORKLOAD, users: 1_000_000 }, { ...COSTS, cluster: cheapNodes }, NODE, { pgCores: 1 });
+  // PostgreSQL 8 cores ÷ (1 × 0.5) = 16 servers; nodes: 0.02 cores → CPU 0.02 node, memory ≈ 23.15 nodes
+  assert.equal(p.cluster!.pgPrimaries, 16);
+  assert.equal(p.binding, 'memory');
+  const q = plan({ ...WORKLOAD, users: 1_000_000 }, { ...COSTS, bytesPerConn: 1, kernelBytesPerSocket: 1, cluster: cheapNodes }, NODE, { pgCores: 1 });
+  assert.equal(q.binding, 'postgres');
+});
+
+test('fits a two-unknown cost and drops an undetermined one (a column of zeros) instead of returning nothing', () => {
+  // y = 3·x0 + 0.5·x1; the third column is all zeros
+  const X = [
+    [1, 10, 0],
+    [2, 5, 0],
+    [4, 40, 0],
+  ];
+  const fit = nnls(X, X.map(([a, b]) => 3 * a! + 0.5 * b!));
+  assert.ok(Math.abs(fit[0]! - 3) < 1e-9 && Math.abs(fit[1]! - 0.5) < 1e-9 && fit[2] === 0, String(fit));
 });
 
 test('shows a formula for every figure it prints', () => {
