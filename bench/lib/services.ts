@@ -22,6 +22,12 @@ export interface BenchDatabase {
   version: string;
   /** PostgreSQL's counters now. */
   counters(): Promise<PgCounters>;
+  /**
+   * What each client backend of this database (the nodes' connections) is doing now, as
+   * `<state>:<wait event type>:<wait event>` (e.g. `idle in transaction:Client:ClientRead`: waiting for its node
+   * inside a transaction; `active:Lock:transactionid`: waiting for another transaction's row lock).
+   */
+  backendStates(): Promise<string[]>;
   /** Closes the bench's connection and drops the database (`WITH (FORCE)`: a node left connected does not stop it). */
   drop(): Promise<void>;
 }
@@ -71,6 +77,12 @@ export async function createBenchDatabase(adminUrl: string): Promise<BenchDataba
         "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::text AS wal, pg_snapshot_xmax(pg_current_snapshot())::text AS xid",
       );
       return { walBytes: Number(rows[0]!.wal), writeTransactions: Number(rows[0]!.xid) };
+    },
+    async backendStates() {
+      const { rows } = await probe.query<{ s: string }>(
+        "SELECT state || ':' || coalesce(wait_event_type, '-') || ':' || coalesce(wait_event, '-') AS s FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+      );
+      return rows.map((r) => r.s);
     },
     async drop() {
       await probe.end().catch(() => undefined);

@@ -69,7 +69,16 @@ export interface StepResult {
    * PostgreSQL over the step and its drain (the whole server's, other databases' included), per acknowledged
    * message: WAL bytes and transactions that wrote (a batch of the group commit is one). Absent on SQLite.
    */
-  postgres?: { walBytesPerMsg: number; writeTransactionsPerMsg: number };
+  postgres?: {
+    walBytesPerMsg: number;
+    writeTransactionsPerMsg: number;
+    /**
+     * The nodes' backends sampled every 100 ms while the step sends: mean backends per `<state>:<wait event type>:
+     * <wait event>` (`active:-:-` runs a statement; `idle in transaction:Client:ClientRead` waits for its node inside a
+     * transaction; `active:Lock:…` waits for a lock; `active:IO:WALSync` for the disk).
+     */
+    backends: Record<string, number>;
+  };
   /** The per-(message, device) reconciliation, with samples and the time it took. */
   reconciliation: Reconciliation & { reconcileMs: number; workerMs: number };
   passed: boolean;
@@ -169,6 +178,7 @@ export async function loadStep(run: Run, plans: PlanItem[][], ratePerSec: number
   const t0 = run.serverMon.sample().t;
   const c0 = run.clientMon.sample().t;
   const prog = new Progress(`${opt.label} @ ${ratePerSec}/s`, Math.round(opt.seconds), () => ({ done: Math.min(Math.round(opt.seconds), Math.round(run.serverMon.samples.at(-1)!.t - t0)), text: `server ${run.serverMon.samples.at(-1)?.cpuCores ?? 0} cores` })).start();
+  const backendSamples = run.target.pgBackendStates ? sampleBackends(run.target.pgBackendStates) : undefined;
   const maxOutstanding = Math.max(2000, ratePerSec);
   const answers = await pool.all((w) =>
     plans[w]!.length
@@ -176,6 +186,7 @@ export async function loadStep(run: Run, plans: PlanItem[][], ratePerSec: number
       : undefined,
   );
   prog.stop();
+  const backends = await backendSamples?.stop();
   const t1 = run.serverMon.sample().t;
   const c1 = run.clientMon.sample().t;
   const partT1 = new Map([...run.partMons].map(([name, m]) => [name, m.sample().t]));
@@ -248,7 +259,7 @@ export async function loadStep(run: Run, plans: PlanItem[][], ratePerSec: number
     serverRssMiB: run.serverMon.samples.at(-1)!.rssMiB,
     serverCpuUsPerMsg: usPerMsg(serverCores),
     parts: partCpu,
-    ...(pg0 && pg1 ? { postgres: { walBytesPerMsg: perMsg(pg1.walBytes - pg0.walBytes), writeTransactionsPerMsg: +((pg1.writeTransactions - pg0.writeTransactions) / Math.max(1, acked)).toFixed(4) } } : {}),
+    ...(pg0 && pg1 ? { postgres: { walBytesPerMsg: perMsg(pg1.walBytes - pg0.walBytes), writeTransactionsPerMsg: +((pg1.writeTransactions - pg0.writeTransactions) / Math.max(1, acked)).toFixed(4), backends: backends ?? {} } } : {}),
     reconciliation,
     passed: true,
     why: '',
@@ -270,9 +281,38 @@ export async function loadStep(run: Run, plans: PlanItem[][], ratePerSec: number
   res.why = why.join('; ');
   const l = res.latency;
   console.log(
-    `  ${opt.label} offered ${ratePerSec}/s → acked ${res.ackedPerSec}/s, delivered ${res.deliveredPerSec}/s, p50 ${l.p50Ms} p99 ${l.p99Ms} max ${l.maxMs} ms, lost ${rec.lost}, dup ${rec.duplicates}, unanswered ${unanswered}, server ${res.serverCores} cores (busiest process ${res.serverHottestProcessCores}; ${res.serverCpuUsPerMsg} µs/msg)${partsText(res.parts)}${res.postgres ? ` (${res.postgres.writeTransactionsPerMsg} write transactions, ${res.postgres.walBytesPerMsg} B of WAL per msg)` : ''}, client ${res.clientCores} cores (${res.clientWorkerCpuUsPerMsg} µs/msg, kernel ${res.clientWorkerKernelUsPerMsg})${res.passed ? '' : ' ✗ ' + res.why}`,
+    `  ${opt.label} offered ${ratePerSec}/s → acked ${res.ackedPerSec}/s, delivered ${res.deliveredPerSec}/s, p50 ${l.p50Ms} p99 ${l.p99Ms} max ${l.maxMs} ms, lost ${rec.lost}, dup ${rec.duplicates}, unanswered ${unanswered}, server ${res.serverCores} cores (busiest process ${res.serverHottestProcessCores}; ${res.serverCpuUsPerMsg} µs/msg)${partsText(res.parts)}${res.postgres ? ` (${res.postgres.writeTransactionsPerMsg} write transactions, ${res.postgres.walBytesPerMsg} B of WAL per msg; backends ${topBackends(res.postgres.backends)})` : ''}, client ${res.clientCores} cores (${res.clientWorkerCpuUsPerMsg} µs/msg, kernel ${res.clientWorkerKernelUsPerMsg})${res.passed ? '' : ' ✗ ' + res.why}`,
   );
   return res;
+}
+
+/** The three commonest backend states with their mean counts: "idle:Client:ClientRead 6.2, active:-:- 0.8, …". */
+function topBackends(backends: Record<string, number>): string {
+  return Object.entries(backends)
+    .slice(0, 3)
+    .map(([k, n]) => `${k} ${n}`)
+    .join(', ');
+}
+
+/** Samples `states()` every 100 ms until stopped; `stop()` gives the mean count of each state per sample. */
+function sampleBackends(states: () => Promise<string[]>): { stop(): Promise<Record<string, number>> } {
+  const counts = new Map<string, number>();
+  let samples = 0;
+  let isStopped = false;
+  const loop = (async () => {
+    while (!isStopped) {
+      for (const st of await states().catch(() => [])) counts.set(st, (counts.get(st) ?? 0) + 1);
+      samples++;
+      await settle(100);
+    }
+  })();
+  return {
+    async stop() {
+      isStopped = true;
+      await loop;
+      return Object.fromEntries([...counts].sort((a, b) => b[1] - a[1]).map(([k, n]) => [k, +(n / Math.max(1, samples)).toFixed(2)]));
+    },
+  };
 }
 
 /** The passing step with the highest offered rate (bisection runs lower rates after higher ones; warm-up steps do not count); undefined if none passed. */

@@ -30,8 +30,10 @@ export interface Target {
    * and `redis` (the redis-server on the Redis URL's port). Absent for the baseline and `--url`.
    */
   parts?: Record<string, () => number[]>;
-  /** PostgreSQL's counters (WAL bytes, commits, rows), when the target stores in PostgreSQL. */
+  /** PostgreSQL's counters (WAL bytes, write transactions), when the target stores in PostgreSQL. */
   pgCounters?(): Promise<PgCounters>;
+  /** What the nodes' PostgreSQL backends are doing now (BenchDatabase.backendStates), when it stores in PostgreSQL. */
+  pgBackendStates?(): Promise<string[]>;
   /** Settings it was started with (every SYNCHAT_* the bench set, its defaults included), for the JSON record. */
   settings: Record<string, string | number>;
   stop(): Promise<void>;
@@ -124,6 +126,7 @@ export async function startNodes(opt: NodesOptions): Promise<Target> {
       pids: () => servers.flatMap((s) => processTree(s.pid)),
       parts,
       pgCounters: () => db.counters(),
+      pgBackendStates: () => db.backendStates(),
       settings: {
         workers: opt.workers,
         store: 'postgres',
