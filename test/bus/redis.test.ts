@@ -11,6 +11,10 @@ import { openRedis, RedisBus, RedisDirectory, RedisRateCounters, type DirectoryG
 import { LocalRateCounters } from '../../src/service/rate-limit.ts';
 import { startOwnRedis, type OwnRedis } from '../helpers/nodes.ts';
 import { REDIS_URL, requireRedis } from '../helpers/services.ts';
+import { waitUntil } from '../helpers/wait.ts';
+
+/** Polls `check` every 10 ms until it holds; fails after `timeoutMs` (10 s unless given). */
+const until = (check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> => waitUntil(check, what, timeoutMs);
 
 const skip = await requireRedis();
 const REDIS_SERVER = '/usr/bin/redis-server';
@@ -40,15 +44,6 @@ function testLogger(): RedisLogger & { lines: { level: string; msg: string }[] }
   const lines: { level: string; msg: string }[] = [];
   const at = (level: string) => (_obj: object, msg?: string) => void lines.push({ level, msg: msg ?? '' });
   return { lines, info: at('info'), warn: at('warn'), error: at('error') };
-}
-
-/** Polls `check` every 10 ms until it holds; fails after `timeoutMs`. */
-async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

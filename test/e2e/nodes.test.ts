@@ -10,17 +10,14 @@ import { MSG_TYPE, OP } from '../../src/protocol/index.ts';
 import { startNodes, startOwnRedis, type OwnRedis, type TestNodes } from '../helpers/nodes.ts';
 import { api, befriend, startBurst, syncAll, userDevice, type Device } from '../helpers/server.ts';
 import { requirePostgres, requireRedis } from '../helpers/services.ts';
+import { waitUntil } from '../helpers/wait.ts';
 import { authedWire, type WireClient } from '../helpers/wire.ts';
 
 const skip = (await requirePostgres()) ?? (await requireRedis());
 
-/** Polls `check` until it holds, or fails naming `what` after `ms`. */
-async function eventually(what: string, check: () => Promise<boolean> | boolean, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+/** Polls `check` every 100 ms until it holds, or fails naming `what` after `ms`. */
+function eventually(what: string, check: () => Promise<boolean> | boolean, ms = 15_000): Promise<void> {
+  return waitUntil(check, what, ms, 100);
 }
 
 /** The next PUSH (not a NOTIFY) carrying an entry with this clientMsgId. */

@@ -3,6 +3,7 @@
  * connections (to play a dead network), and waits with a hang guard (never a timing assertion).
  */
 import assert from 'node:assert/strict';
+import { waitUntil as pollUntil } from '../helpers/wait.ts';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { SynchatClient, type ClientOptions, type Gateway, type MsgEntry, type TransportName } from '../../src/sdk/index.ts';
 import { nodeWebSocketConnector, tcpConnector } from '../../src/sdk/node/index.ts';
@@ -14,12 +15,8 @@ const HANG_GUARD_MS = 30_000;
 export const TRANSPORTS: TransportName[] = ['tcp', 'ws', 'http'];
 
 /** Polls `cond` until it holds; fails with `what` after the hang guard. */
-export async function waitUntil(cond: () => boolean, what: string, guardMs = HANG_GUARD_MS): Promise<void> {
-  const started = Date.now();
-  while (!cond()) {
-    if (Date.now() - started > guardMs) assert.fail(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+export function waitUntil(cond: () => boolean, what: string, guardMs = HANG_GUARD_MS): Promise<void> {
+  return pollUntil(cond, what, guardMs);
 }
 
 /** Gateways for one transport, pointing at `host:port` pairs (the server's, or a proxy's). */
