@@ -174,12 +174,18 @@ export class MediaService {
 
     const pending = await read.findPendingUpload(s.uin, sha256, size);
     if (pending) return this.#resume(pending, now);
-    const used = await read.usedUploadBytes(s.uin, now - DAY_MS);
-    const refusal = checkUploadInit({ size, chunkSize: b.chunkSize }, this.#o, used);
+    // Size and chunking first, outside the transaction: a refusal that depends on nothing stored costs no write.
+    const refusal = checkUploadInit({ size, chunkSize: b.chunkSize }, this.#o, 0);
     if (refusal) fail(refusal.ret, refusal.errMsg);
-    const created = await this.#d.run(async (tx) => {
+    const created = await this.#d.run(async (tx, fx) => {
+      // The daily quota is read and reserved in one transaction, under the uploader's log lock: SQLite runs jobs
+      // one at a time, and on PostgreSQL the lock (a row of heads, FOR UPDATE) makes every node's init of this
+      // user wait for the previous one's commit. Checked outside, 30 parallel inits reserved 2.9 GiB of 2 GiB.
+      await fx.lock([s.uin]);
       const again = await tx.findPendingUpload(s.uin, sha256, size);
       if (again) return { row: again, isNew: false };
+      const quota = checkUploadInit({ size, chunkSize: b.chunkSize }, this.#o, await tx.usedUploadBytes(s.uin, now - DAY_MS));
+      if (quota) fail(quota.ret, quota.errMsg);
       const row: MediaUploadRow = {
         uploadId: newId(), uin: s.uin, sha256, size, chunkSize: b.chunkSize, mime: String(b.mime), name,
         state: 'pending', mediaId: null, createTime: now, updateTime: now,
