@@ -84,6 +84,9 @@ export class IpcCoreHost {
           this.#out.push({ t: 'attached', id: msg.id, reply });
         });
         break;
+      case 'checkSession':
+        void this.#service.checkSession(msg.sid).then((reply) => this.#out.push({ t: 'reply', id: msg.id, reply }));
+        break;
       case 'detach':
         this.#held.get(msg.id)?.release();
         this.#held.delete(msg.id);
@@ -146,12 +149,21 @@ export class IpcChatClient implements ChatApi {
     });
   }
 
-  call(path: string, body: unknown, ctx: CallContext): Promise<Reply> {
+  /** Sends the message `make(id)` builds and resolves with the `reply` of that id. */
+  #request(make: (id: number) => GatewayToCore): Promise<Reply> {
     const id = this.#nextId++;
     return new Promise((resolve) => {
       this.#pending.set(id, resolve);
-      this.#out.push({ t: 'call', id, path, body, ctx });
+      this.#out.push(make(id));
     });
+  }
+
+  call(path: string, body: unknown, ctx: CallContext): Promise<Reply> {
+    return this.#request((id) => ({ t: 'call', id, path, body, ctx }));
+  }
+
+  checkSession(sid: string | undefined): Promise<Reply> {
+    return this.#request((id) => ({ t: 'checkSession', id, sid }));
   }
 
   attach(sid: string, syncKey: number | undefined, ip: string): Promise<AttachReply> {

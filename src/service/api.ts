@@ -62,6 +62,12 @@ export interface ChatApi {
    * The subscription is taken before the head is read, so no commit falls between the two.
    */
   attach(sid: string, syncKey: number | undefined, ip: string): Promise<AttachReply>;
+  /**
+   * Answers whether `sid` names a live session (ret 0, or the ret and errMsg a call with it would get), without
+   * running a call: a transport asks it before reading a large request body, so an unauthenticated client never
+   * makes the server read, buffer or store its bytes.
+   */
+  checkSession(sid: string | undefined): Promise<Reply>;
   /** Records a device's acknowledged key (ACK op); fire-and-forget. */
   ack(sessionId: string, syncKey: number): void;
   /** Listens to post-commit events; returns the unsubscribe function. */
@@ -72,6 +78,8 @@ export interface ChatApi {
 export type GatewayToCore =
   | { t: 'call'; id: number; path: string; body: unknown; ctx: CallContext }
   | { t: 'attach'; id: number; sid: string; syncKey: number | undefined; ip: string }
+  /** {@link ChatApi.checkSession}; answered with a `reply`. */
+  | { t: 'checkSession'; id: number; sid: string | undefined }
   /** Releases the subscription of attach `id`. */
   | { t: 'detach'; id: number }
   /** Acknowledged keys, coalesced per session by the gateway (sessionId, syncKey pairs). */

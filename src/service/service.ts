@@ -228,6 +228,17 @@ export class ChatService implements ChatApi {
     }
   }
 
+  async checkSession(sid: string | undefined): Promise<Reply> {
+    try {
+      await this.#authenticate(sid);
+      return { ret: RET.OK, body: okBody({}) };
+    } catch (err) {
+      if (err instanceof SynchatError) return errorReply(err);
+      this.#c.logger.error({ err }, 'session check failed');
+      return errorReply(new SynchatError(RET.SERVER_ERROR));
+    }
+  }
+
   ack(sessionId: string, syncKey: number): void {
     this.#c.ack(sessionId, syncKey);
   }

@@ -17,6 +17,9 @@ class EventSource implements ChatApi {
   async attach(): Promise<AttachReply> {
     throw new Error('not used');
   }
+  async checkSession(): Promise<Reply> {
+    throw new Error('not used');
+  }
   ack(): void {}
   onEvents(listener: (events: readonly BusEvent[]) => void): () => void {
     this.listeners.add(listener);

@@ -81,7 +81,19 @@ export function registerMediaRoutes(app: FastifyInstance, opts: MediaRoutesOptio
 
     scope.put<{ Params: { uploadId: string; index: string } }>(
       '/api/media/:uploadId/:index',
-      { bodyLimit: opts.maxChunkBytes },
+      {
+        bodyLimit: opts.maxChunkBytes,
+        // Authenticate before the body is read (onRequest runs before Fastify consumes it): an unknown bearer
+        // gets 401 {ret:1100} and the connection is closed with the body unread, so no one without a session
+        // makes the server take in 16 MiB (#11).
+        onRequest: async (req, reply) => {
+          const r = await opts.api.checkSession(bearer(req));
+          if (r.ret === RET.OK) return;
+          reply.header('connection', 'close');
+          sendJson(reply, r.ret, r.body);
+          return reply;
+        },
+      },
       async (req, reply) => {
         const { uploadId, index } = req.params;
         const bytes = req.body instanceof Uint8Array ? req.body : new Uint8Array(0);
