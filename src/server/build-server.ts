@@ -4,7 +4,6 @@
  * in separate processes; `buildServer` runs both in one (tests, `SYNCHAT_WORKERS=0`).
  */
 import { randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -15,6 +14,7 @@ import { ChatService, LocalRateCounters, type ChatApi, type GatewayInfo, type Lo
 import { PostgresStore } from '../storage/postgres/postgres-store.ts';
 import { SqliteStore } from '../storage/sqlite/sqlite-store.ts';
 import { LocalBlobStore } from '../storage/blobs/local-blob-store.ts';
+import { makePrivateDir } from '../storage/private-files.ts';
 import { MAX_CHUNK_BYTES } from '../core/media-rules.ts';
 import { Connections } from '../transports/conn/connections.ts';
 import { Hub } from '../transports/hub.ts';
@@ -29,6 +29,11 @@ import type { Config } from './config.ts';
 export interface Core {
   service: ChatService;
   store: Store;
+  /**
+   * Settles when the store can no longer write durably (a failed WAL fsync): every later write is refused, so
+   * the process should exit non-zero and be restarted. Never settles otherwise.
+   */
+  readonly failed: Promise<Error>;
   bus: Bus;
   /** This node's id in the directory of live nodes (several nodes). */
   nodeId: string;
@@ -77,9 +82,20 @@ export function mediaBlobs(config: Pick<Config, 'dataDir' | 'mediaDir'>): LocalB
 }
 
 /** The Store: PostgreSQL when SYNCHAT_POSTGRES_URL is set (several nodes), else the embedded SQLite file. */
-async function openStore(config: Config): Promise<Store> {
+async function openStore(config: Config, seams: CoreSeams, onFailed: (err: Error) => void): Promise<Store> {
   if (config.postgresUrl) return PostgresStore.open({ url: config.postgresUrl });
-  return new SqliteStore({ file: join(config.dataDir, 'synchat.db'), synchronous: config.sqliteSynchronous });
+  return new SqliteStore({
+    file: join(config.dataDir, 'synchat.db'),
+    synchronous: config.sqliteSynchronous,
+    onSyncFailed: onFailed,
+    ...(seams.fsyncModule ? { fsyncModule: seams.fsyncModule } : {}),
+  });
+}
+
+/** What a test may swap in the core; production passes none. */
+export interface CoreSeams {
+  /** The SQLite store's `fsyncModule` (a disk whose fsync fails). */
+  fsyncModule?: string;
 }
 
 /** What several nodes share through Redis: the bus, the throttles and the directory of live nodes. */
@@ -108,12 +124,20 @@ function betweenNodes(url: string, nodeId: string, logger: Logger): BetweenNodes
 }
 
 /** Builds storage, bus and service. */
-export async function buildCore(config: Config, logger: Logger, gateways: () => GatewayInfo[]): Promise<Core> {
-  mkdirSync(config.dataDir, { recursive: true });
+export async function buildCore(config: Config, logger: Logger, gateways: () => GatewayInfo[], seams: CoreSeams = {}): Promise<Core> {
+  makePrivateDir(config.dataDir);
   const nodeId = `${hostname()}:${process.pid}:${randomUUID()}`;
-  const store = await openStore(config);
+  let fail!: (err: Error) => void;
+  const failed = new Promise<Error>((resolve) => (fail = resolve));
+  const store = await openStore(config, seams, fail);
   const shared = config.redisUrl ? betweenNodes(config.redisUrl, nodeId, logger) : undefined;
   const bus: Bus = shared?.bus ?? new LocalBus();
+  const blobs = mediaBlobs(config);
+  // Beside serving, not before it: the walk takes about 40 µs per blob, and a stray temporary file is harmless.
+  void blobs.recover().then(
+    (r) => logger.info(r, 'media folder checked'),
+    (err) => logger.error({ err }, 'media folder check failed'),
+  );
   const service = new ChatService({
     ...(shared ? { counters: shared.counters } : {}),
     store,
@@ -124,7 +148,7 @@ export async function buildCore(config: Config, logger: Logger, gateways: () => 
     isGroupCommit: config.groupCommit === 'on',
     isRateLimited: config.rateLimit === 'on',
     media: {
-      blobs: mediaBlobs(config),
+      blobs,
       maxFileBytes: config.mediaMaxFileBytes,
       maxDailyBytes: config.mediaMaxDailyBytes,
       uploadExpiryMs: config.mediaUploadExpiryMs,
@@ -134,6 +158,7 @@ export async function buildCore(config: Config, logger: Logger, gateways: () => 
   return {
     service,
     store,
+    failed,
     bus,
     nodeId,
     async announce(own) {
@@ -210,10 +235,10 @@ export async function buildGateway(config: Config, api: ChatApi, logger: pino.Lo
 }
 
 /** Everything in one process. */
-export async function buildServer(config: Config): Promise<RunningServer> {
+export async function buildServer(config: Config, seams: CoreSeams = {}): Promise<RunningServer> {
   const logger = makeLogger(config, 'synchat');
   let ports = { httpPort: config.httpPort, tcpPort: config.tcpPort };
-  const core = await buildCore(config, logger, gatewayDirectory(config, () => ports));
+  const core = await buildCore(config, logger, gatewayDirectory(config, () => ports), seams);
   let gateway: Gateway;
   try {
     gateway = await buildGateway(config, core.service, logger);

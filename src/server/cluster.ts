@@ -6,7 +6,7 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import type pino from 'pino';
-import { buildCore, buildGateway, gatewayDirectory, makeLogger, type Core } from './build-server.ts';
+import { buildCore, buildGateway, gatewayDirectory, makeLogger, type Core, type CoreSeams } from './build-server.ts';
 import type { Config } from './config.ts';
 import { IpcChatClient, IpcCoreHost } from './ipc.ts';
 
@@ -19,13 +19,13 @@ export interface RunningCluster {
 }
 
 /** Starts the primary: the core, then the gateways; resolves when every gateway listens. */
-export async function startPrimary(config: Config, logger: pino.Logger): Promise<RunningCluster> {
+export async function startPrimary(config: Config, logger: pino.Logger, seams: CoreSeams = {}): Promise<RunningCluster> {
   if (config.workers < 1) throw new Error('startPrimary needs workers ≥ 1');
   if (config.httpPort === 0 || config.tcpPort === 0) {
     // Gateways share ports through the primary; an ephemeral port would differ per gateway.
     throw new Error('several gateway processes need fixed SYNCHAT_HTTP_PORT and SYNCHAT_TCP_PORT');
   }
-  const core = await buildCore(config, logger, gatewayDirectory(config, () => config));
+  const core = await buildCore(config, logger, gatewayDirectory(config, () => config), seams);
   // Gateways accept connections themselves (the kernel spreads them). Node's default round-robin makes the
   // primary, which is also the core, accept every connection and pass its handle over IPC: measured, connect +
   // AUTH then ran at ~2,000/s with the core busy accepting while the gateways idled.

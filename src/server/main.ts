@@ -5,6 +5,7 @@
 import { buildServer, makeLogger } from './build-server.ts';
 import { isGatewayWorker, runGatewayWorker, startPrimary } from './cluster.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
+import { exitWhenDone } from './lifecycle.ts';
 
 function readConfig(): Config {
   const env = { ...process.env };
@@ -26,21 +27,7 @@ async function main(): Promise<void> {
   const logger = makeLogger(config, 'synchat');
   const server = config.workers === 0 ? await buildServer(config) : await startPrimary(config, logger);
   logger.info({ url: `http://${config.host}:${server.httpPort}`, tcpPort: server.tcpPort, workers: config.workers }, 'Synchat is up');
-  let isStopping = false;
-  const stop = (signal: string) => {
-    if (isStopping) return;
-    isStopping = true;
-    logger.info({ signal }, 'shutting down');
-    void server.close().then(
-      () => process.exit(0),
-      (err) => {
-        logger.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
+  exitWhenDone(server, logger);
 }
 
 main().catch((err) => {

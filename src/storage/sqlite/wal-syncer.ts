@@ -14,6 +14,7 @@ import { Worker } from 'node:worker_threads';
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const fs = require('node:fs');
+const { fsyncSync } = require(workerData.fsyncModule);
 let walFd = -1;
 let db;
 if (workerData.role === 'checkpoint') {
@@ -26,7 +27,7 @@ parentPort.on('message', (m) => {
   try {
     if (m.t === 'sync') {
       if (walFd < 0) walFd = fs.openSync(workerData.file + '-wal', 'r');
-      fs.fsyncSync(walFd);
+      fsyncSync(walFd);
       parentPort.postMessage({ id: m.id, ok: true });
     } else if (m.t === 'checkpoint') {
       const r = db.pragma('wal_checkpoint(PASSIVE)')[0];
@@ -48,9 +49,9 @@ class Helper {
   readonly #pending = new Map<number, { resolve: (v: any) => void; reject: (e: Error) => void }>();
   #nextId = 1;
 
-  constructor(file: string, role: 'sync' | 'checkpoint') {
+  constructor(file: string, role: 'sync' | 'checkpoint', fsyncModule: string) {
     const sqlitePath = createRequire(import.meta.url).resolve('better-sqlite3');
-    this.#worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { file, role, sqlitePath } });
+    this.#worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { file, role, sqlitePath, fsyncModule } });
     this.#worker.unref();
     this.#worker.on('message', (m: { id: number; ok: boolean; error?: string }) => {
       const p = this.#pending.get(m.id);
@@ -91,10 +92,14 @@ export class WalSyncer {
   /** Callers that asked while an fsync was running: one more fsync serves them all once it ends. */
   #waiting: { promise: Promise<void>; resolve: () => void; reject: (e: unknown) => void } | undefined;
 
-  /** `checkpointMs`: how often to fold the WAL into the database when something was written. @default 1000 */
-  constructor(file: string, checkpointMs = 1000) {
-    this.#sync = new Helper(file, 'sync');
-    this.#checkpoint = new Helper(file, 'checkpoint');
+  /**
+   * `checkpointMs`: how often to fold the WAL into the database when something was written. @default 1000
+   * `fsyncModule`: the module whose `fsyncSync(fd)` the sync thread calls (resolved from that thread: a package
+   * name or an absolute path). @default 'node:fs'
+   */
+  constructor(file: string, checkpointMs = 1000, fsyncModule = 'node:fs') {
+    this.#sync = new Helper(file, 'sync', fsyncModule);
+    this.#checkpoint = new Helper(file, 'checkpoint', fsyncModule);
     this.#timer = setInterval(() => void this.#runCheckpoint(), checkpointMs);
     this.#timer.unref();
   }
