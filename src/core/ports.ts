@@ -233,6 +233,8 @@ export interface StoreTx extends StoreReader {
   /** Inserts a user and returns its new uin. Fails (throws) on a duplicate username: check first. */
   insertUser(user: Omit<UserRow, 'uin'>): Promise<number>;
   setDisplayName(uin: number, displayName: string): Promise<void>;
+  /** Replaces a user's password hash (a password change, or a rehash at a higher cost). */
+  setPasswordHash(uin: number, pwHash: string): Promise<void>;
 
   insertSession(session: SessionRow): Promise<void>;
   endSession(sessionId: string, ret: number): Promise<void>;
@@ -397,9 +399,33 @@ export interface RateCounter {
   clear(key: string): Promise<void>;
 }
 
-/** Makes the throttles: one counter per name (`sends`, `loginFailuresByName`, ...). */
+/**
+ * Growing delays after failures (docs/security.md "Throttles"): the first `freeFailures` failures of a key cost
+ * nothing; each later one makes the key wait `baseDelayMs` × 2^(k−1) for the k-th failure past the free ones, at
+ * most `maxDelayMs`. A key with no failure for `forgetMs` starts again from nothing. See `backoffDelayMs`
+ * (core/backoff.ts), which every implementation follows.
+ */
+export interface BackoffPolicy {
+  freeFailures: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+  forgetMs: number;
+}
+
+/** A failure throttle with growing delays ({@link BackoffPolicy}). Shared between nodes like {@link RateCounter}. */
+export interface FailureBackoff {
+  /** Counts one failure; resolves to the seconds `key` must now wait before its next try (0 while failures are free). */
+  fail(key: string, nowMs: number): Promise<number>;
+  /** Seconds until `key` may try again, or 0. */
+  retryAfterSec(key: string, nowMs: number): Promise<number>;
+  /** Forgets a key (after a success). */
+  clear(key: string): Promise<void>;
+}
+
+/** Makes the throttles: one counter per name (`sends`, `registrations`, ...), one backoff per name (`loginFailuresByIp`, ...). */
 export interface RateCounters {
   counter(name: string, limit: number, windowMs: number): RateCounter;
+  backoff(name: string, policy: BackoffPolicy): FailureBackoff;
 }
 
 /**

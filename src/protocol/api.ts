@@ -80,7 +80,19 @@ export const CALLS = {
       ['username', 'password', 'deviceId'],
     ),
   },
-  '/api/logout': { method: 'POST', auth: true, schema: obj({}) },
+  // `everywhere`: every session of the user ends, this one included (PROTOCOL.md "HTTP").
+  '/api/logout': { method: 'POST', auth: true, schema: obj({ everywhere: { type: 'boolean' } }) },
+  '/api/password': {
+    method: 'POST',
+    auth: true,
+    schema: obj(
+      {
+        oldPassword: { type: 'string', minLength: 1, maxLength: LIMITS.maxPasswordChars },
+        newPassword: { type: 'string', minLength: LIMITS.minPasswordChars, maxLength: LIMITS.maxPasswordChars },
+      },
+      ['oldPassword', 'newPassword'],
+    ),
+  },
   '/api/synccheck': {
     method: 'GET',
     auth: true,

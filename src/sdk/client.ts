@@ -187,12 +187,15 @@ export class SynchatClient implements WireHandler {
     await ctx.enqueueStore(() => ctx.store.saveSession(ctx.session));
   }
 
-  /** `POST /api/logout`; stops the client and forgets the session (the outbox stays in the store). */
-  async logout(): Promise<void> {
+  /**
+   * `POST /api/logout`; stops the client and forgets the session (the outbox stays in the store). With
+   * `everywhere`, every other session of this user ends too (ret 1101 on those devices).
+   */
+  async logout(options: { everywhere?: boolean } = {}): Promise<void> {
     // Close the long connection first: the server ends it with ERROR 1100, which is no news to us.
     this.#ctx.transport.halt('logging out');
     try {
-      if (this.#ctx.session) this.#checked(await this.http.call('/api/logout', {}));
+      if (this.#ctx.session) this.#checked(await this.http.call('/api/logout', options.everywhere ? { everywhere: true } : {}));
     } finally {
       await this.#ctx.forgetSession();
     }
@@ -251,6 +254,15 @@ export class SynchatClient implements WireHandler {
   /** `POST /api/sessions`: this user's active device sessions. */
   async listSessions(): Promise<DeviceSession[]> {
     return (await this.call<{ sessions: DeviceSession[] }>('/api/sessions', {})).sessions;
+  }
+
+  /**
+   * `POST /api/password`: replaces this user's password. Every other session of the user ends (1101 there); this
+   * one stays. Throws {@link SynchatError} ret 4 for a wrong `oldPassword`, ret 1 for a refused `newPassword`
+   * (too short, too common, the username), ret 1205 while failed tries make this address wait.
+   */
+  async changePassword(oldPassword: string, newPassword: string): Promise<void> {
+    await this.call('/api/password', { oldPassword, newPassword });
   }
 
   /** `POST /api/sessions/revoke`: ends another device's session (1101 there). */

@@ -145,6 +145,7 @@ export async function buildCore(config: Config, logger: Logger, gateways: () => 
     clock: { now: Date.now },
     logger,
     passwordLog2N: config.passwordLog2N,
+    sessionIdleMs: config.sessionIdleDays * 24 * 60 * 60_000,
     isGroupCommit: config.groupCommit === 'on',
     isRateLimited: config.rateLimit === 'on',
     media: {

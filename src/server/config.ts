@@ -25,8 +25,10 @@ export interface Config {
   sqliteSynchronous: 'FULL' | 'NORMAL' | 'OFF';
   /** Gather concurrent writes into one transaction (`off` only to measure its worth). */
   groupCommit: 'on' | 'off';
-  /** scrypt cost, log2(N). */
+  /** scrypt cost, log2(N) (r = 8, p = 1). Stored hashes of a lower cost are replaced at their next login. */
   passwordLog2N: number;
+  /** A device session unused for longer than this many days ends (1100) and leaves the device list. */
+  sessionIdleDays: number;
   /** Heartbeat period announced in AUTH_OK, in ms. */
   heartbeatMs: number;
   /** Largest long-connection packet, header included, in bytes. */
@@ -69,7 +71,11 @@ export const DEFAULTS: Config = {
   workers: availableParallelism(),
   sqliteSynchronous: 'FULL',
   groupCommit: 'on',
-  passwordLog2N: 14, // 16 MiB and ~40 ms per hash
+  // OWASP's password storage cheat sheet: scrypt N = 2^17, r = 8, p = 1. 128 MiB and ~550 ms a hash on the 2-core
+  // machine of BENCHMARKS.md "Issue 11" (2^14: 43 ms): ~2.4 logins per core-second, one hash at a time on 2 cores
+  // (passwords.ts MAX_CONCURRENT_HASHES) — far above the logins of 30-day sessions (1M users ≈ 55k logins a day).
+  passwordLog2N: 17,
+  sessionIdleDays: 30, // 30 days without a call, attach or ack
   heartbeatMs: 30_000, // 30 s; idle close after 2.5 × this
   maxPacketBytes: 1024 * 1024, // 1 MiB
   authTimeoutMs: 10_000, // 10 s (PROTOCOL.md "Binary long connection")
@@ -100,6 +106,7 @@ const SCHEMA = {
     sqliteSynchronous: { enum: ['FULL', 'NORMAL', 'OFF'] },
     groupCommit: { enum: ['on', 'off'] },
     passwordLog2N: { type: 'integer', minimum: 10, maximum: 20 },
+    sessionIdleDays: { type: 'integer', minimum: 1, maximum: 3650 },
     heartbeatMs: { type: 'integer', minimum: 1000, maximum: 600_000 },
     maxPacketBytes: { type: 'integer', minimum: 1024, maximum: 64 * 1024 * 1024 },
     authTimeoutMs: { type: 'integer', minimum: 100, maximum: 600_000 },

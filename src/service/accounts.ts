@@ -1,19 +1,38 @@
 /**
- * Accounts and device sessions: register, login (throttled per username and address), logout, the device list and
- * remote logout, profile and lookup. See docs/protocol.md "Accounts".
+ * Accounts and device sessions: register (throttled per address), login (failures throttled per username and
+ * address, and per address), password change, logout (here or everywhere), the device list and remote logout,
+ * profile and lookup. See docs/protocol.md "Accounts" and docs/security.md.
  */
 import { randomBytes } from 'node:crypto';
-import type { RateCounter, SessionRow } from '../core/ports.ts';
+import type { BackoffPolicy, FailureBackoff, RateCounter, SessionRow, StoreTx } from '../core/ports.ts';
 import { foldUsername } from '../core/rules.ts';
+import { isIdleExpired, sessionsOverCap } from '../core/sessions.ts';
 import { RET } from '../protocol/index.ts';
 import type { CallContext } from './api.ts';
 import { fail, tokenHashOf, type Body, type Handlers, type ServiceContext } from './context.ts';
-import { hashPassword, verifyPassword } from './passwords.ts';
+import type { Effects } from './group-commit.ts';
+import { passwordProblem } from './password-policy.ts';
+import { hashPassword, needsRehash, verifyPassword } from './passwords.ts';
 
-/** Failed-login throttle: per username and per address, in a 15-minute window. */
-const LOGIN_FAILURES_PER_NAME = 10;
-const LOGIN_FAILURES_PER_IP = 100;
-const LOGIN_WINDOW_MS = 15 * 60_000;
+/**
+ * Failed password checks (login, `/api/password`) of one username from one address: 5 free (typos), then 1 s, 2 s,
+ * 4 s … at most 10 min between tries; forgotten after an hour without a failure, and at a success. Counted per
+ * address too, so failures elsewhere never make the owner wait (docs/security.md "Throttles").
+ */
+const FAILURES_BY_NAME_AND_IP: BackoffPolicy = { freeFailures: 5, baseDelayMs: 1000, maxDelayMs: 10 * 60_000, forgetMs: 60 * 60_000 };
+/**
+ * Failed password checks from one address, whatever the username (one address guessing many accounts): 20 free,
+ * then the same growing delays. Not forgotten at a success, or an attacker's own account would reset it.
+ */
+const FAILURES_BY_IP: BackoffPolicy = { freeFailures: 20, baseDelayMs: 1000, maxDelayMs: 10 * 60_000, forgetMs: 60 * 60_000 };
+/** Registrations per address per hour (with SYNCHAT_RATE_LIMIT=on): an address cannot mint accounts in bulk. */
+const REGISTRATIONS_PER_IP = 10;
+const REGISTRATION_WINDOW_MS = 60 * 60_000;
+/**
+ * Active sessions one user may hold: a login past it ends the least recently seen (1101). Bounds the rows, the
+ * device list and what one stolen password can keep open; 50 is far above the devices one person uses.
+ */
+export const MAX_SESSIONS_PER_USER = 50;
 
 /** Matches nothing; verifying against it costs as much as a real check, so unknown names are not revealed by timing. */
 let dummyHash: Promise<string> | undefined;
@@ -21,19 +40,22 @@ let dummyHash: Promise<string> | undefined;
 /** Accounts and sessions. */
 export class AccountCalls {
   readonly #c: ServiceContext;
-  readonly #failuresByName: RateCounter;
-  readonly #failuresByIp: RateCounter;
+  readonly #failuresByNameAndIp: FailureBackoff;
+  readonly #failuresByIp: FailureBackoff;
+  readonly #registrations: RateCounter;
 
   constructor(c: ServiceContext) {
     this.#c = c;
-    this.#failuresByName = c.options.counters.counter('loginFailuresByName', LOGIN_FAILURES_PER_NAME, LOGIN_WINDOW_MS);
-    this.#failuresByIp = c.options.counters.counter('loginFailuresByIp', LOGIN_FAILURES_PER_IP, LOGIN_WINDOW_MS);
+    this.#failuresByNameAndIp = c.options.counters.backoff('loginFailuresByNameAndIp', FAILURES_BY_NAME_AND_IP);
+    this.#failuresByIp = c.options.counters.backoff('loginFailuresByIp', FAILURES_BY_IP);
+    this.#registrations = c.options.counters.counter('registrationsByIp', REGISTRATIONS_PER_IP, REGISTRATION_WINDOW_MS);
   }
 
   /** The calls this area serves. */
   handlers(): Handlers {
     return {
-      '/api/logout': (s) => this.#logout(s),
+      '/api/logout': (s, b) => this.#logout(s, b),
+      '/api/password': (s, b, ctx) => this.#changePassword(s, b, ctx),
       '/api/sessions': (s) => this.#sessionList(s),
       '/api/sessions/revoke': (s, b) => this.#sessionRevoke(s, b),
       '/api/profile': (s, b) => this.#profile(s, b),
@@ -42,10 +64,16 @@ export class AccountCalls {
   }
 
   /** `/api/register` (no session needed). */
-  async register(b: Body): Promise<Record<string, unknown>> {
+  async register(b: Body, ctx: CallContext): Promise<Record<string, unknown>> {
     const username = foldUsername(b.username);
     const displayName = b.displayName.trim();
     if (!displayName) fail(RET.BAD_REQUEST, 'displayName: must not be blank');
+    const problem = passwordProblem(b.password, username);
+    if (problem) fail(RET.BAD_REQUEST, problem);
+    if (this.#c.options.isRateLimited) {
+      const wait = await this.#registrations.hit(ctx.ip, this.#c.clock.now());
+      if (wait > 0) fail(RET.RATE_LIMITED, 'too many registrations from this address; try again later', { retryAfterSec: wait });
+    }
     if (await this.#c.store.read.getUserByName(username)) fail(RET.CONFLICT, 'username is taken');
     const pwHash = await hashPassword(b.password, this.#c.options.passwordLog2N);
     const uin = await this.#c.gc.run(async (tx) => {
@@ -65,17 +93,19 @@ export class AccountCalls {
   async login(b: Body, ctx: CallContext): Promise<Record<string, unknown>> {
     const username = foldUsername(b.username);
     const now = this.#c.clock.now();
-    const wait = Math.max(await this.#failuresByName.retryAfterSec(username, now), await this.#failuresByIp.retryAfterSec(ctx.ip, now));
-    if (wait > 0) fail(RET.RATE_LIMITED, 'too many failed logins; try again later', { retryAfterSec: wait });
+    await this.#checkThrottles(username, ctx.ip, now);
     const user = await this.#c.store.read.getUserByName(username);
-    dummyHash ??= hashPassword('synchat-dummy-password', this.#c.options.passwordLog2N);
+    const log2N = this.#c.options.passwordLog2N;
+    dummyHash ??= hashPassword('synchat-dummy-password', log2N);
     const isValid = user ? await verifyPassword(b.password, user.pwHash) : (await verifyPassword(b.password, await dummyHash), false);
     if (!user || !isValid) {
-      await Promise.all([this.#failuresByName.hit(username, now), this.#failuresByIp.hit(ctx.ip, now)]);
+      await this.#countFailure(username, ctx.ip, now);
       // PROTOCOL.md login: one errMsg for a wrong username and a wrong password.
       fail(RET.FORBIDDEN, 'wrong username or password');
     }
-    await this.#failuresByName.clear(username);
+    await this.#failuresByNameAndIp.clear(nameAndIp(username, ctx.ip));
+    // The stored hash carries its cost: one below the setting is replaced while the password is at hand.
+    const rehash = needsRehash(user.pwHash, log2N) ? await hashPassword(b.password, log2N) : undefined;
     const sid = randomBytes(32).toString('base64url');
     const session: SessionRow = {
       sessionId: randomBytes(12).toString('base64url'),
@@ -89,10 +119,19 @@ export class AccountCalls {
       endedRet: 0,
     };
     const heads = await this.#c.gc.run(async (tx, fx) => {
-      // A new login of the same device replaces its old session (ret 1101 on the old one).
+      // A new login of the same device replaces its old session (ret 1101 on the old one); past the cap, the
+      // least recently seen of the others end too.
+      const others: SessionRow[] = [];
       for (const old of await tx.listSessions(user.uin)) {
-        if (old.endedRet === 0 && old.deviceId === session.deviceId) await this.#c.endSessionInTx(tx, fx, old, RET.SESSION_REPLACED);
+        if (old.endedRet !== 0) continue;
+        if (old.deviceId === session.deviceId) await this.#c.endSessionInTx(tx, fx, old, RET.SESSION_REPLACED);
+        else others.push(old);
       }
+      for (const old of sessionsOverCap(others, MAX_SESSIONS_PER_USER, (s) => this.#c.lastSeenOf(s))) {
+        await this.#c.endSessionInTx(tx, fx, old, RET.SESSION_REPLACED);
+      }
+      // Unless the password changed since it was checked (then the new hash stays).
+      if (rehash && (await tx.getUser(user.uin))?.pwHash === user.pwHash) await tx.setPasswordHash(user.uin, rehash);
       await tx.insertSession(session);
       return (await tx.heads([user.uin]))[0]!;
     });
@@ -100,21 +139,72 @@ export class AccountCalls {
     return { sid, uin: user.uin, username: user.username, displayName: user.displayName, syncKey: heads.head, epoch: user.epoch };
   }
 
-  async #logout(s: SessionRow): Promise<Record<string, unknown>> {
-    await this.#c.gc.run((tx, fx) => this.#c.endSessionInTx(tx, fx, s, RET.NOT_LOGGED_IN));
+  /** `/api/logout`: this session ends (1100); with `everywhere`, every other one of the user too (1101 there). */
+  async #logout(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
+    await this.#c.gc.run(async (tx, fx) => {
+      if (b.everywhere === true) await this.#endOtherSessions(tx, fx, s);
+      await this.#c.endSessionInTx(tx, fx, s, RET.NOT_LOGGED_IN);
+    });
     return {};
+  }
+
+  /**
+   * `/api/password`: the old password checked (a wrong one counts as a failed login), the new one refused if
+   * common, then in one write the new hash and the end of every other session (1101 on every transport).
+   */
+  async #changePassword(s: SessionRow, b: Body, ctx: CallContext): Promise<Record<string, unknown>> {
+    const user = await this.#c.user(s.uin);
+    const problem = passwordProblem(b.newPassword, user.username);
+    if (problem) fail(RET.BAD_REQUEST, problem.replace(/^password:/, 'newPassword:'));
+    const now = this.#c.clock.now();
+    await this.#checkThrottles(user.username, ctx.ip, now);
+    if (!(await verifyPassword(b.oldPassword, user.pwHash))) {
+      await this.#countFailure(user.username, ctx.ip, now);
+      fail(RET.FORBIDDEN, 'oldPassword: wrong password');
+    }
+    await this.#failuresByNameAndIp.clear(nameAndIp(user.username, ctx.ip));
+    const pwHash = await hashPassword(b.newPassword, this.#c.options.passwordLog2N);
+    await this.#c.gc.run(async (tx, fx) => {
+      // Two changes at once: the second was checked against a hash that is gone.
+      if ((await tx.getUser(s.uin))?.pwHash !== user.pwHash) fail(RET.CONFLICT, 'the password changed meanwhile; try again');
+      await tx.setPasswordHash(s.uin, pwHash);
+      await this.#endOtherSessions(tx, fx, s);
+    });
+    return {};
+  }
+
+  /** Ends every active session of `s`'s user but `s` (1101: revoked). */
+  async #endOtherSessions(tx: StoreTx, fx: Effects, s: SessionRow): Promise<void> {
+    for (const other of await tx.listSessions(s.uin)) {
+      if (other.endedRet === 0 && other.sessionId !== s.sessionId) await this.#c.endSessionInTx(tx, fx, other, RET.SESSION_REPLACED);
+    }
+  }
+
+  /** Refuses (1205) a password check while this username from this address, or this address, must wait. */
+  async #checkThrottles(username: string, ip: string, now: number): Promise<void> {
+    const [byNameAndIp, byIp] = await Promise.all([
+      this.#failuresByNameAndIp.retryAfterSec(nameAndIp(username, ip), now),
+      this.#failuresByIp.retryAfterSec(ip, now),
+    ]);
+    const wait = Math.max(byNameAndIp, byIp);
+    if (wait > 0) fail(RET.RATE_LIMITED, 'too many failed logins; try again later', { retryAfterSec: wait });
+  }
+
+  async #countFailure(username: string, ip: string, now: number): Promise<void> {
+    await Promise.all([this.#failuresByNameAndIp.fail(nameAndIp(username, ip), now), this.#failuresByIp.fail(ip, now)]);
   }
 
   async #sessionList(s: SessionRow): Promise<Record<string, unknown>> {
     const rows = await this.#c.store.read.listSessions(s.uin);
+    const now = this.#c.clock.now();
     const sessions = rows
-      .filter((r) => r.endedRet === 0)
+      .filter((r) => r.endedRet === 0 && !isIdleExpired(this.#c.lastSeenOf(r), now, this.#c.options.sessionIdleMs))
       .map((r) => ({
         sessionId: r.sessionId,
         deviceId: r.deviceId,
         deviceName: r.deviceName,
         createTime: r.createTime,
-        lastSeenTime: Math.max(r.lastSeenTime, this.#c.touches.get(r.sessionId)?.lastSeenTime ?? 0),
+        lastSeenTime: this.#c.lastSeenOf(r),
         ackedKey: Math.max(r.ackedKey, this.#c.touches.get(r.sessionId)?.ackedKey ?? 0),
         isCurrent: r.sessionId === s.sessionId,
       }));
@@ -148,4 +238,9 @@ export class AccountCalls {
     if (!user) fail(RET.NOT_FOUND, 'no such user');
     return { username: user.username, displayName: user.displayName };
   }
+}
+
+/** The key of the per-(username, address) throttle. */
+function nameAndIp(username: string, ip: string): string {
+  return `${username}|${ip}`;
 }

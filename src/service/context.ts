@@ -10,6 +10,7 @@ import { SynchatError, type CallPath } from '../protocol/index.ts';
 import type { CallContext } from './api.ts';
 import type { Effects, GroupCommit } from './group-commit.ts';
 import type { MediaService } from './media.ts';
+import { setBounded } from './bounded.ts';
 
 /** The logging surface the service needs (pino's). */
 export interface Logger {
@@ -38,6 +39,29 @@ export function tokenHashOf(sid: string): string {
 /** Accepted contact pairs remembered for the send path (a SQL lookup per send was ~2% of the core's time). */
 const CONTACT_CACHE_MAX = 500_000;
 
+/** Bounds of the service's in-memory caches, in entries (tests lower them to drive past them). */
+export interface CacheLimits {
+  /** Sessions by bearer token (~0.3 KB each); past it the oldest cached is dropped (a miss reads the store). */
+  sessions: number;
+  /** Users' names, epochs and name → uin (~0.1 KB each, per map); past it the oldest is dropped. */
+  users: number;
+  /**
+   * Sessions with an acknowledged key or last-seen time not yet written (one flush a second writes up to 5,000).
+   * Past it, news of a session not already waiting is dropped: both are advisory (the device list, idle expiry at
+   * a resolution of days), and a storm of millions of reconnecting devices must not grow the process without bound.
+   */
+  touches: number;
+}
+
+/** @see CacheLimits */
+export const CACHE_LIMITS: CacheLimits = { sessions: 200_000, users: 200_000, touches: 200_000 };
+
+/**
+ * A session's last-seen time is written at most this often, in ms: every call sees it, and one UPDATE per call
+ * would double the writes of a busy device for a time that only matters at a resolution of days (idle expiry).
+ */
+const SEEN_RESOLUTION_MS = 60_000;
+
 /** The settings the call areas read. */
 export interface ContextOptions {
   store: Store;
@@ -50,6 +74,10 @@ export interface ContextOptions {
   isRateLimited: boolean;
   /** Where throttles count (shared between nodes, or this process's memory). */
   counters: RateCounters;
+  /** @see CacheLimits */
+  cacheLimits: CacheLimits;
+  /** A session unused for longer than this, in ms, ends (1100) at its next use and leaves the device list. */
+  sessionIdleMs: number;
 }
 
 /** Shared state of one ChatService. */
@@ -62,6 +90,7 @@ export class ServiceContext {
   readonly media: MediaService | undefined;
   /** Acknowledged keys and last-seen times not yet written, by sessionId (written once a second). */
   readonly touches = new Map<string, { sessionId: string; ackedKey: number; lastSeenTime: number }>();
+  /** uin → username, at most `cacheLimits.users` (as are the two below). */
   readonly #usernames = new Map<number, string>();
   /** uin → log epoch (set at registration; nothing at run time changes it). */
   readonly #epochs = new Map<number, string>();
@@ -91,27 +120,52 @@ export class ServiceContext {
     this.#contacts.clear();
   }
 
+  /** Entries in each cache, for tests of the bounds and for metrics. */
+  get cacheSizes(): { usernames: number; epochs: number; uins: number; contacts: number; touches: number } {
+    return { usernames: this.#usernames.size, epochs: this.#epochs.size, uins: this.#uins.size, contacts: this.#contacts.size, touches: this.touches.size };
+  }
+
   /** Records a device's acknowledged key and last-seen time (written by the next touch flush). */
   ack(sessionId: string, syncKey: number): void {
+    this.#touch(sessionId, syncKey, this.clock.now());
+  }
+
+  /**
+   * Records that `session` (the cached row, updated in place) was used at `now`: written by a touch flush at most
+   * once a minute. Idle expiry reads it back through {@link ServiceContext.lastSeenOf}.
+   */
+  seen(session: SessionRow, now: number): void {
+    if (now - session.lastSeenTime < SEEN_RESOLUTION_MS) return;
+    session.lastSeenTime = now;
+    this.#touch(session.sessionId, 0, now);
+  }
+
+  /** A session's last-seen time: the stored one, or a later one not written yet. */
+  lastSeenOf(session: SessionRow): number {
+    return Math.max(session.lastSeenTime, this.touches.get(session.sessionId)?.lastSeenTime ?? 0);
+  }
+
+  #touch(sessionId: string, syncKey: number, now: number): void {
     const prev = this.touches.get(sessionId);
-    const now = this.clock.now();
     if (prev) {
       prev.ackedKey = Math.max(prev.ackedKey, syncKey);
       prev.lastSeenTime = now;
-    } else this.touches.set(sessionId, { sessionId, ackedKey: syncKey, lastSeenTime: now });
+    } else if (this.touches.size < this.options.cacheLimits.touches) {
+      this.touches.set(sessionId, { sessionId, ackedKey: syncKey, lastSeenTime: now });
+    }
   }
 
   async user(uin: number, tx: StoreReader = this.store.read): Promise<UserRow> {
     const user = await tx.getUser(uin);
     if (!user) throw new Error(`user ${uin} vanished`);
-    this.#usernames.set(uin, user.username);
-    this.#epochs.set(uin, user.epoch);
+    this.rememberUsername(uin, user.username);
+    setBounded(this.#epochs, uin, user.epoch, this.options.cacheLimits.users);
     return user;
   }
 
   /** Remembers a committed user's name. */
   rememberUsername(uin: number, username: string): void {
-    this.#usernames.set(uin, username);
+    setBounded(this.#usernames, uin, username, this.options.cacheLimits.users);
   }
 
   /** A user's log epoch, cached: every attach (synccheck, long connection) and sync answers it. */
@@ -129,8 +183,8 @@ export class ServiceContext {
     if (cached !== undefined) return cached;
     const user = await tx.getUserByName(username);
     if (!user) return undefined;
-    this.#uins.set(username, user.uin);
-    this.#usernames.set(user.uin, user.username);
+    setBounded(this.#uins, username, user.uin, this.options.cacheLimits.users);
+    this.rememberUsername(user.uin, user.username);
     return user.uin;
   }
 

@@ -7,11 +7,12 @@
  */
 import type { Bus, BusEvent, Clock, RateCounters, SessionRow, Store } from '../core/ports.ts';
 import { selectorAfter } from '../core/rules.ts';
+import { isIdleExpired } from '../core/sessions.ts';
 import { RET, SynchatError, isCallPath } from '../protocol/index.ts';
 import { AccountCalls } from './accounts.ts';
 import type { AttachReply, CallContext, ChatApi, Reply } from './api.ts';
 import { ContactCalls } from './contacts.ts';
-import { ServiceContext, fail, tokenHashOf, type Body, type Handlers, type Logger } from './context.ts';
+import { CACHE_LIMITS, ServiceContext, fail, tokenHashOf, type Body, type CacheLimits, type Handlers, type Logger } from './context.ts';
 import { CatchUp } from './catch-up.ts';
 import { GroupCommit } from './group-commit.ts';
 import { GroupCalls } from './groups.ts';
@@ -35,8 +36,12 @@ export interface ServiceOptions {
   bus: Bus;
   clock: Clock;
   logger: Logger;
-  /** scrypt cost as log2(N). @default 14 (16 MiB, tens of ms) */
+  /** scrypt cost as log2(N) (config.ts DEFAULTS.passwordLog2N has the measured figures). */
   passwordLog2N: number;
+  /** A session unused for longer than this, in ms, ends with 1100 (config.ts DEFAULTS.sessionIdleDays). */
+  sessionIdleMs: number;
+  /** Bounds of the in-memory caches. @default {@link CACHE_LIMITS} */
+  cacheLimits?: Partial<CacheLimits>;
   /** Gather concurrent writes into one transaction. @default true */
   isGroupCommit: boolean;
   /** Throttle sends per user (failed logins are always throttled). @default true */
@@ -54,8 +59,6 @@ export interface ServiceOptions {
   catchUpMs?: number;
 }
 
-/** Sessions kept in memory (~0.3 KB each); past this the oldest cached one is dropped. */
-const SESSION_CACHE_MAX = 200_000;
 /**
  * With a bus between nodes, a cached session is read again after this long, in ms: its end travels as a bus
  * event, which can be lost, so another node's logout or revoke takes effect here within this time at worst.
@@ -88,7 +91,7 @@ export class ChatService implements ChatApi {
   readonly #accounts: AccountCalls;
   readonly #handlers: Handlers;
   /**
-   * Sessions by bearer token, at most {@link SESSION_CACHE_MAX}, oldest dropped first (a miss reads the store).
+   * Sessions by bearer token, at most `cacheLimits.sessions`, oldest dropped first (a miss reads the store).
    * Keyed by the token itself, so a call costs a map lookup, not a SHA-256. Ended sessions are marked from the
    * bus's `sessionEnded` events, after commit.
    */
@@ -116,7 +119,8 @@ export class ChatService implements ChatApi {
     const media = options.media
       ? new MediaService(options.media, { store: options.store, clock: options.clock, logger: options.logger, run: (job) => gc.run(job) })
       : undefined;
-    this.#c = context = new ServiceContext({ ...options, counters: options.counters ?? new LocalRateCounters() }, gc, media);
+    const cacheLimits = { ...CACHE_LIMITS, ...options.cacheLimits };
+    this.#c = context = new ServiceContext({ ...options, counters: options.counters ?? new LocalRateCounters(), cacheLimits }, gc, media);
     this.#accounts = new AccountCalls(this.#c);
     this.#handlers = {
       ...this.#accounts.handlers(),
@@ -162,7 +166,7 @@ export class ChatService implements ChatApi {
       if (!isCallPath(path)) fail(RET.NOT_FOUND, `no such call: ${path}`);
       const body = validateCall(path, rawBody);
       let result: Record<string, unknown> | string;
-      if (path === '/api/register') result = await this.#accounts.register(body);
+      if (path === '/api/register') result = await this.#accounts.register(body, ctx);
       else if (path === '/api/login') result = await this.#accounts.login(body, ctx);
       else if (path === '/api/gateways') result = { gateways: this.#o.gateways() };
       else {
@@ -248,6 +252,11 @@ export class ChatService implements ChatApi {
     return () => this.#listeners.delete(listener);
   }
 
+  /** Entries in each in-memory cache (bounded by `cacheLimits`), for tests and metrics. */
+  get cacheSizes(): Readonly<Record<string, number>> {
+    return { sessions: this.#sessions.size, sids: this.#sids.size, ...this.#c.cacheSizes };
+  }
+
   /** Figures of the catch-up sweeps (with a bus between nodes). */
   get catchUpStats(): Readonly<{ sweeps: number; announced: number }> | undefined {
     return this.#catchUp?.stats;
@@ -287,7 +296,27 @@ export class ChatService implements ChatApi {
     }
     if (session.endedRet === RET.SESSION_REPLACED) fail(RET.SESSION_REPLACED, 'session replaced or revoked');
     if (session.endedRet !== 0) fail(RET.NOT_LOGGED_IN, 'session ended');
+    if (isIdleExpired(this.#c.lastSeenOf(session), now, this.#o.sessionIdleMs)) await this.#endIdle(session, now);
+    // "Seen" is any authenticated call, attach or ack (ack records it itself).
+    this.#c.seen(session, now);
     return session;
+  }
+
+  /**
+   * Ends a session unused for longer than `sessionIdleMs` (1100), in the store so that it is gone on every node,
+   * unless the store says another node saw it since; then it is used as usual.
+   */
+  async #endIdle(session: SessionRow, now: number): Promise<void> {
+    const stored = await this.#c.store.read.getSession(session.sessionId);
+    session.lastSeenTime = Math.max(session.lastSeenTime, stored?.lastSeenTime ?? 0);
+    if (!isIdleExpired(this.#c.lastSeenOf(session), now, this.#o.sessionIdleMs)) return;
+    await this.#c.gc.run(async (tx, fx) => {
+      const row = await tx.getSession(session.sessionId);
+      if (row?.endedRet === 0) await this.#c.endSessionInTx(tx, fx, row, RET.NOT_LOGGED_IN);
+    });
+    session.endedRet = RET.NOT_LOGGED_IN;
+    const days = Math.round(this.#o.sessionIdleMs / 86_400_000);
+    fail(RET.NOT_LOGGED_IN, `session ended: unused for more than ${days} days; log in again`);
   }
 
   async #flushTouches(isAll = false): Promise<void> {
@@ -306,7 +335,7 @@ export class ChatService implements ChatApi {
 
   #cacheSession(sid: string, session: SessionRow, readAt: number): void {
     this.#sessions.delete(sid);
-    if (this.#sessions.size >= SESSION_CACHE_MAX) {
+    if (this.#sessions.size >= this.#c.options.cacheLimits.sessions) {
       const [oldSid, old] = this.#sessions.entries().next().value as [string, { session: SessionRow }];
       this.#sessions.delete(oldSid);
       this.#sids.delete(old.session.sessionId);

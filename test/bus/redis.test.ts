@@ -8,6 +8,7 @@ import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import type { BusEvent, NewsEvent } from '../../src/core/ports.ts';
 import { openRedis, RedisBus, RedisDirectory, RedisRateCounters, type DirectoryGateway, type RedisBusOptions, type RedisLogger } from '../../src/bus/redis/index.ts';
+import { backoffDelayMs } from '../../src/core/backoff.ts';
 import { LocalRateCounters } from '../../src/service/rate-limit.ts';
 import { startOwnRedis, type OwnRedis } from '../helpers/nodes.ts';
 import { REDIS_URL, requireRedis } from '../helpers/services.ts';
@@ -258,6 +259,36 @@ describe('RedisRateCounters', { skip: skipOwn, timeout: 60_000 }, () => {
     await sleep(350);
     assert.equal(await c.retryAfterSec('u', 0), 0);
     assert.equal(await c.hit('u', 0), 0);
+  });
+
+  it('gives every node the same growing waits as backoffDelayMs, and forgets them at clear', async () => {
+    const [one, two] = [0, 1].map(() => new RedisRateCounters({ redis: REDIS_URL, fallback: new LocalRateCounters(), logger: testLogger(), prefix: PREFIX }));
+    cleanups.push(() => one!.close(), () => two!.close());
+    const policy = { freeFailures: 2, baseDelayMs: 1000, maxDelayMs: 4000, forgetMs: 60_000 };
+    const b1 = one!.backoff('loginFailuresByIp', policy);
+    const b2 = two!.backoff('loginFailuresByIp', policy);
+    const waits = [];
+    for (let i = 0; i < 6; i++) waits.push(await (i % 2 ? b2 : b1).fail('203.0.113.1', 0));
+    assert.deepEqual(waits, [1, 2, 3, 4, 5, 6].map((n) => backoffDelayMs(n, policy) / 1000));
+    assert.deepEqual(waits, [0, 0, 1, 2, 4, 4]);
+    const left = await b1.retryAfterSec('203.0.113.1', 0);
+    assert.ok(left >= 3 && left <= 4, `${left} s left`);
+    assert.equal(await b2.retryAfterSec('203.0.113.2', 0), 0, 'keys are separate');
+    await b2.clear('203.0.113.1');
+    assert.equal(await b1.retryAfterSec('203.0.113.1', 0), 0);
+    assert.equal(await b1.fail('203.0.113.1', 0), 0, 'the free failures are back');
+  });
+
+  it('lets a backoff wait run out and forgets failures after forgetMs', async () => {
+    const counters = new RedisRateCounters({ redis: REDIS_URL, fallback: new LocalRateCounters(), logger: testLogger(), prefix: PREFIX });
+    cleanups.push(() => counters.close());
+    const b = counters.backoff('loginFailuresByNameAndIp', { freeFailures: 1, baseDelayMs: 200, maxDelayMs: 200, forgetMs: 500 });
+    assert.equal(await b.fail('k', 0), 0);
+    assert.equal(await b.fail('k', 0), 1, 'a 200 ms wait is announced as 1 s');
+    await sleep(250);
+    assert.equal(await b.retryAfterSec('k', 0), 0, 'the wait ran out');
+    await sleep(400);
+    assert.equal(await b.fail('k', 0), 0, 'quiet for forgetMs: the count started over');
   });
 
   it('answers from the fallback while Redis is down, and from Redis again once it is back', async () => {

@@ -156,3 +156,30 @@ describe('logout', () => {
     await assert.rejects(probe.listContacts(), (err: any) => err.ret === 1100);
   });
 });
+
+describe('password change and logout everywhere', () => {
+  it('changePassword ends the other devices with sessionEnded 1101 and keeps this one running', async () => {
+    const mine = await started('tcp', 'cp_user', 'one');
+    const other = await started('ws', 'cp_user', 'two');
+    const ended: SessionEnded[] = [];
+    other.client.on('sessionEnded', (e) => ended.push(e));
+    await assert.rejects(mine.client.changePassword('not-the-password', 'a-new-pass-for-cp'), (err: any) => err.ret === 4);
+    await mine.client.changePassword('password-cp_user', 'a-new-pass-for-cp');
+    await waitUntil(() => ended.length > 0, 'the other device hears it');
+    assert.equal(ended[0]!.ret, 1101);
+    assert.equal(other.client.isRunning, false);
+    assert.equal(mine.client.isRunning, true);
+    assert.equal((await mine.client.listSessions()).length, 1);
+  });
+
+  it('logout({everywhere: true}) ends every other device too', async () => {
+    const mine = await started('tcp', 'le_user', 'one');
+    const other = await started('tcp', 'le_user', 'two');
+    const ended: SessionEnded[] = [];
+    other.client.on('sessionEnded', (e) => ended.push(e));
+    await mine.client.logout({ everywhere: true });
+    assert.equal(mine.client.isRunning, false);
+    await waitUntil(() => ended.length > 0, 'the other device hears it');
+    assert.equal(ended[0]!.ret, 1101);
+  });
+});

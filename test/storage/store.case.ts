@@ -168,6 +168,22 @@ export function runStoreContract(f: StoreFactory): void {
       }
     });
 
+    it('replaces a password hash and a display name of one user only', async () => {
+      const h = await f.open();
+      try {
+        const [a, b] = await h.store.transaction(async (tx) => [await tx.insertUser(user('pat')), await tx.insertUser(user('quin'))]);
+        await h.store.transaction(async (tx) => {
+          await tx.setPasswordHash(a!, 'scrypt$15$8$1$salt$hash');
+          await tx.setDisplayName(a!, 'Pat');
+        });
+        assert.deepEqual([(await h.store.read.getUser(a!))?.pwHash, (await h.store.read.getUser(a!))?.displayName], ['scrypt$15$8$1$salt$hash', 'Pat']);
+        assert.equal((await h.store.read.getUser(b!))?.pwHash, 'x');
+        await h.store.close();
+      } finally {
+        await h.cleanup();
+      }
+    });
+
     it('keeps contacts, group members in join order, sessions and read markers', async () => {
       const h = await f.open();
       try {

@@ -331,6 +331,10 @@ class PgTx extends PgReader implements StoreTx {
     await this.q.query('UPDATE users SET display_name = $1 WHERE uin = $2', [displayName, uin]);
   }
 
+  async setPasswordHash(uin: number, pwHash: string): Promise<void> {
+    await this.q.query('UPDATE users SET pw_hash = $1 WHERE uin = $2', [pwHash, uin]);
+  }
+
   async insertSession(s: SessionRow): Promise<void> {
     await this.q.query(
       `INSERT INTO sessions (session_id, token_hash, uin, device_id, device_name, create_time, last_seen_time, acked_key, ended_ret)

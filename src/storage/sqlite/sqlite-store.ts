@@ -83,6 +83,7 @@ class SqliteAccess implements StoreTx {
         'INSERT INTO users (username, display_name, pw_hash, epoch, create_time) VALUES (?, ?, ?, ?, ?) RETURNING uin',
       ),
       setDisplayName: p('UPDATE users SET display_name = ? WHERE uin = ?'),
+      setPasswordHash: p('UPDATE users SET pw_hash = ? WHERE uin = ?'),
       heads: p('SELECT head, by_selector FROM heads WHERE uin = ?'),
       setHeads: p(
         `INSERT INTO heads (uin, head, by_selector) VALUES (?, ?, ?)
@@ -196,6 +197,10 @@ class SqliteAccess implements StoreTx {
   }
   async setDisplayName(uin: number, displayName: string): Promise<void> {
     this.#s.setDisplayName!.run(displayName, uin);
+  }
+
+  async setPasswordHash(uin: number, pwHash: string): Promise<void> {
+    this.#s.setPasswordHash!.run(pwHash, uin);
   }
 
   async getSessionByToken(tokenHash: string): Promise<SessionRow | undefined> {
