@@ -23,7 +23,9 @@ import { SynccheckHandler } from '../transports/longpoll/synccheck.ts';
 import { portOf, startTcpTransport } from '../transports/tcp/tcp-transport.ts';
 import { TimerWheel } from '../transports/timer-wheel.ts';
 import { WS_PATH, attachWsTransport } from '../transports/ws/ws-transport.ts';
+import { compileTrustProxy } from '../transports/client-address.ts';
 import type { Config } from './config.ts';
+import { loadTls } from './tls.ts';
 
 /** The core half: storage, bus and the sync service. */
 export interface Core {
@@ -63,15 +65,19 @@ export function makeLogger(config: Pick<Config, 'logLevel'>, name: string): pino
   return pino({ level: config.logLevel, name });
 }
 
-/** The gateway directory for `/api/gateways`, from the listening addresses. */
-export function gatewayDirectory(config: Pick<Config, 'host'>, ports: () => { httpPort: number; tcpPort: number }): () => GatewayInfo[] {
+/**
+ * The gateway directory for `/api/gateways`, from the listening addresses. With TLS (`SYNCHAT_TLS_CERT`) the URLs
+ * are `tls://`, `wss://` and `https://`; the transport names stay `tcp`, `ws` and `http` (PROTOCOL.md).
+ */
+export function gatewayDirectory(config: Pick<Config, 'host' | 'tlsCert'>, ports: () => { httpPort: number; tcpPort: number }): () => GatewayInfo[] {
+  const s = config.tlsCert ? 's' : '';
   return () => {
     const { httpPort, tcpPort } = ports();
     const host = config.host.includes(':') ? `[${config.host}]` : config.host;
     return [
-      { transport: 'tcp', url: `tcp://${host}:${tcpPort}` },
-      { transport: 'ws', url: `ws://${host}:${httpPort}${WS_PATH}` },
-      { transport: 'http', url: `http://${host}:${httpPort}` },
+      { transport: 'tcp', url: `${s ? 'tls' : 'tcp'}://${host}:${tcpPort}` },
+      { transport: 'ws', url: `ws${s}://${host}:${httpPort}${WS_PATH}` },
+      { transport: 'http', url: `http${s}://${host}:${httpPort}` },
     ];
   };
 }
@@ -175,8 +181,13 @@ export async function buildCore(config: Config, logger: Logger, gateways: () => 
   };
 }
 
-/** Builds and starts the listeners of one process in front of `api`. */
-export async function buildGateway(config: Config, api: ChatApi, logger: pino.Logger): Promise<Gateway> {
+/**
+ * Builds and starts the listeners of one process in front of `api`. `tls`: the settings {@link loadTls} read
+ * (read here when not given); throws ConfigError when the files are unusable.
+ */
+export async function buildGateway(config: Config, api: ChatApi, logger: pino.Logger, tls = loadTls(config)): Promise<Gateway> {
+  // One trust function for every edge that reads a request (src/transports/client-address.ts).
+  const trustProxy = compileTrustProxy(config.trustProxy);
   const hub = new Hub(api);
   const wheel = new TimerWheel({ tickMs: 250 });
   const synccheck = new SynccheckHandler(api, hub, wheel);
@@ -185,6 +196,8 @@ export async function buildGateway(config: Config, api: ChatApi, logger: pino.Lo
     synccheck,
     logger: config.logLevel === 'silent' ? false : { level: config.logLevel, name: 'http' },
     bodyLimitBytes: config.bodyLimitBytes,
+    ...(tls ? { tls } : {}),
+    trustProxy,
     // Gateways read media bytes from the same folder the core writes (one machine); see docs/architecture.md "Media".
     media: { blobs: mediaBlobs(config), maxChunkBytes: MAX_CHUNK_BYTES },
     ...(config.webRoot ? { web: { rootDir: config.webRoot } } : {}),
@@ -203,19 +216,19 @@ export async function buildGateway(config: Config, api: ChatApi, logger: pino.Lo
       outboundStallMs: config.outboundStallMs,
     },
   });
-  const stopWs = attachWsTransport(app.server, connections);
+  const stopWs = attachWsTransport(app.server, connections, { trustProxy });
   await app.listen({ port: config.httpPort, host: config.host });
   const address = app.server.address();
   const httpPort = typeof address === 'object' && address ? address.port : config.httpPort;
   let tcp;
   try {
-    tcp = await startTcpTransport(connections, { host: config.host, port: config.tcpPort });
+    tcp = await startTcpTransport(connections, { host: config.host, port: config.tcpPort, ...(tls ? { tls, tlsHandshakeTimeoutMs: config.authTimeoutMs } : {}) });
   } catch (err) {
     await app.close();
     throw err;
   }
   const tcpPort = portOf(tcp);
-  logger.info({ httpPort, tcpPort }, 'gateway listening');
+  logger.info({ httpPort, tcpPort, isTls: tls !== undefined }, 'gateway listening');
   return {
     httpPort,
     tcpPort,
@@ -238,11 +251,13 @@ export async function buildGateway(config: Config, api: ChatApi, logger: pino.Lo
 /** Everything in one process. */
 export async function buildServer(config: Config, seams: CoreSeams = {}): Promise<RunningServer> {
   const logger = makeLogger(config, 'synchat');
+  // Unreadable TLS files fail the start before anything is opened.
+  const tls = loadTls(config);
   let ports = { httpPort: config.httpPort, tcpPort: config.tcpPort };
   const core = await buildCore(config, logger, gatewayDirectory(config, () => ports), seams);
   let gateway: Gateway;
   try {
-    gateway = await buildGateway(config, core.service, logger);
+    gateway = await buildGateway(config, core.service, logger, tls);
   } catch (err) {
     await core.close();
     throw err;

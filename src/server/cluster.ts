@@ -9,6 +9,7 @@ import type pino from 'pino';
 import { buildCore, buildGateway, gatewayDirectory, makeLogger, type Core, type CoreSeams } from './build-server.ts';
 import type { Config } from './config.ts';
 import { IpcChatClient, IpcCoreHost } from './ipc.ts';
+import { loadTls } from './tls.ts';
 
 /** A running cluster (primary side). */
 export interface RunningCluster {
@@ -25,6 +26,8 @@ export async function startPrimary(config: Config, logger: pino.Logger, seams: C
     // Gateways share ports through the primary; an ephemeral port would differ per gateway.
     throw new Error('several gateway processes need fixed SYNCHAT_HTTP_PORT and SYNCHAT_TCP_PORT');
   }
+  // Each gateway reads the TLS files itself; unusable ones fail the start here, before any process is forked.
+  loadTls(config);
   const core = await buildCore(config, logger, gatewayDirectory(config, () => config), seams);
   // Gateways accept connections themselves (the kernel spreads them). Node's default round-robin makes the
   // primary, which is also the core, accept every connection and pass its handle over IPC: measured, connect +

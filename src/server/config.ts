@@ -6,6 +6,7 @@
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
+import { compileTrustProxy } from '../transports/client-address.ts';
 
 /** Every setting of a Synchat server. */
 export interface Config {
@@ -59,6 +60,15 @@ export interface Config {
   redisUrl: string;
   /** Media blobs: one folder every node shares. @default <dataDir>/media */
   mediaDir: string;
+  /** PEM certificate (chain) file: with tlsKey, HTTPS + WSS on the HTTP port and TLS on the TCP port (docs/deploy.md); '' = plain. */
+  tlsCert: string;
+  /** PEM private key file of tlsCert; set both or neither. */
+  tlsKey: string;
+  /**
+   * Comma list of addresses or CIDRs (or `loopback`, `linklocal`, `uniquelocal`) of TLS-terminating proxies: a
+   * request from one of them is taken to come from the address in its `X-Forwarded-For`; '' = trust none.
+   */
+  trustProxy: string;
 }
 
 /** Defaults. */
@@ -91,6 +101,9 @@ export const DEFAULTS: Config = {
   postgresUrl: '',
   redisUrl: '',
   mediaDir: '', // '' = <dataDir>/media
+  tlsCert: '', // '' = no TLS (or TLS ends at a proxy in front)
+  tlsKey: '',
+  trustProxy: '', // '' = X-Forwarded-For is never believed
 };
 
 const SCHEMA = {
@@ -122,6 +135,9 @@ const SCHEMA = {
     postgresUrl: { type: 'string', pattern: '^$|^postgres(ql)?://' },
     redisUrl: { type: 'string', pattern: '^$|^rediss?://' },
     mediaDir: { type: 'string' },
+    tlsCert: { type: 'string' },
+    tlsKey: { type: 'string' },
+    trustProxy: { type: 'string' },
   },
 } as const;
 
@@ -155,6 +171,15 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: P
   // A full-size answer must fit under the hard bound on top of the soft one, or a healthy reader gets closed.
   if (config.outboundHardBytes < config.outboundBufferBytes + config.maxPacketBytes) {
     throw new ConfigError(`${envName('outboundHardBytes')} must be at least SYNCHAT_OUTBOUND_BUFFER_BYTES + SYNCHAT_MAX_PACKET_BYTES`);
+  }
+  if (!config.tlsCert !== !config.tlsKey) {
+    const missing = config.tlsCert ? 'tlsKey' : 'tlsCert';
+    throw new ConfigError(`${envName(missing)} is missing: set SYNCHAT_TLS_CERT and SYNCHAT_TLS_KEY together, or neither`);
+  }
+  try {
+    compileTrustProxy(config.trustProxy);
+  } catch (err) {
+    throw new ConfigError(`${envName('trustProxy')} ${(err as Error).message} (expected a comma list of addresses or CIDRs)`);
   }
   return config;
 }

@@ -26,11 +26,16 @@ async function main(): Promise<void> {
   if (isGatewayWorker()) return runGatewayWorker(config);
   const logger = makeLogger(config, 'synchat');
   const server = config.workers === 0 ? await buildServer(config) : await startPrimary(config, logger);
-  logger.info({ url: `http://${config.host}:${server.httpPort}`, tcpPort: server.tcpPort, workers: config.workers }, 'Synchat is up');
+  logger.info({ url: `http${config.tlsCert ? 's' : ''}://${config.host}:${server.httpPort}`, tcpPort: server.tcpPort, workers: config.workers }, 'Synchat is up');
   exitWhenDone(server, logger);
 }
 
 main().catch((err) => {
+  // Unusable TLS files are found at start (src/server/tls.ts): a settings error like the others.
+  if (err instanceof ConfigError) {
+    console.error(`synchat: ${err.message}`);
+    process.exit(2);
+  }
   console.error('synchat: failed to start:', err?.message ?? err);
   process.exit(1);
 });

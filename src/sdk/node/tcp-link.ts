@@ -1,7 +1,9 @@
 /**
- * Raw TCP byte link for the long connection (PROTOCOL.md: default port 8081). Node only.
+ * Raw TCP byte link for the long connection (PROTOCOL.md: default port 8081), inside TLS for a `tls://` gateway
+ * (a server with SYNCHAT_TLS_CERT lists those). Node only.
  */
-import { connect, type Socket } from 'node:net';
+import { connect, isIP, type Socket } from 'node:net';
+import { connect as connectTls, rootCertificates } from 'node:tls';
 import type { ByteLink, ByteLinkHandler, Connector } from '../wire.ts';
 
 /** Options of {@link tcpConnector}. */
@@ -17,17 +19,30 @@ export interface TcpConnectorOptions {
    * reused after it returns. For processes holding thousands of sockets (the load tool). @default false
    */
   isSharedReadBuffer?: boolean;
+  /**
+   * PEM certificates trusted for `tls://` gateways besides Node's bundled roots: a self-signed server's (`npm run
+   * dev-cert`) or a private CA's. @default Node's roots only
+   */
+  ca?: TrustedCa;
+}
+
+/** PEM certificates to trust (see {@link TcpConnectorOptions.ca}). */
+export type TrustedCa = string | Buffer | readonly (string | Buffer)[];
+
+/** Node's bundled roots plus `ca` (Node's `ca` option replaces the roots; a private CA should add to them). */
+export function trustedRoots(ca: TrustedCa): (string | Buffer)[] {
+  return [...rootCertificates, ...(Array.isArray(ca) ? ca : [ca as string | Buffer])];
 }
 
 /** The read buffer of {@link TcpConnectorOptions.isSharedReadBuffer}: one read takes at most this much. */
 let sharedReadBuffer: Buffer | undefined;
 
-/** Parses `tcp://host:port` (or `host:port`). */
-export function parseTcpUrl(url: string): { host: string; port: number } {
+/** Parses `tcp://host:port`, `tls://host:port` (`isTls`) or `host:port` (plain TCP). */
+export function parseTcpUrl(url: string): { host: string; port: number; isTls: boolean } {
   const u = new URL(url.includes('://') ? url : `tcp://${url}`);
   const port = Number(u.port);
-  if (!Number.isInteger(port) || port <= 0) throw new Error(`bad tcp gateway url: ${url}`);
-  return { host: u.hostname.replace(/^\[|\]$/g, ''), port };
+  if ((u.protocol !== 'tcp:' && u.protocol !== 'tls:') || !Number.isInteger(port) || port <= 0) throw new Error(`bad tcp gateway url: ${url}`);
+  return { host: u.hostname.replace(/^\[|\]$/g, ''), port, isTls: u.protocol === 'tls:' };
 }
 
 /** One TCP socket carrying packets. */
@@ -36,7 +51,7 @@ export class TcpLink implements ByteLink {
   #isClosed = false;
 
   constructor(url: string, handler: ByteLinkHandler, options: TcpConnectorOptions = {}) {
-    const { host, port } = parseTcpUrl(url);
+    const { host, port, isTls } = parseTcpUrl(url);
     const onread = options.isSharedReadBuffer
       ? {
           buffer: (sharedReadBuffer ??= Buffer.allocUnsafe(64 * 1024)),
@@ -48,9 +63,15 @@ export class TcpLink implements ByteLink {
           },
         }
       : undefined;
-    const socket = (this.#socket = connect({ host, port, localAddress: options.localAddress, noDelay: options.isNoDelay ?? true, ...(onread ? { onread } : {}) }));
+    const common = { host, port, localAddress: options.localAddress, ...(onread ? { onread } : {}) };
+    // TLS: the certificate must name the host (SNI is sent for names, not for addresses), TLS 1.2 at least as the
+    // server asks; the link opens once the handshake is done.
+    const socket = (this.#socket = isTls
+      ? connectTls({ ...common, minVersion: 'TLSv1.2', ...(isIP(host) ? {} : { servername: host }), ...(options.ca ? { ca: trustedRoots(options.ca) } : {}) })
+      : connect({ ...common, noDelay: options.isNoDelay ?? true }));
+    if (isTls) socket.setNoDelay(options.isNoDelay ?? true);
     let lastError = '';
-    socket.on('connect', () => handler.onLinkOpen());
+    socket.on(isTls ? 'secureConnect' : 'connect', () => handler.onLinkOpen());
     if (!onread) socket.on('data', (chunk: Buffer) => handler.onLinkData(chunk));
     socket.on('error', (err) => {
       lastError = err.message;

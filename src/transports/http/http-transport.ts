@@ -3,9 +3,11 @@
  * edge (every failure is `{ret, errMsg}` with the table's status; unexpected errors are ret 9, logged, never
  * echoed). See docs/protocol.md "HTTP".
  */
+import type { SecureContextOptions } from 'node:tls';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { CALLS, RET, SynchatError, httpStatusOf, type CallPath } from '../../protocol/index.ts';
 import { validateCall, type ChatApi } from '../../service/index.ts';
+import type { TrustProxy } from '../client-address.ts';
 import type { SynccheckHandler } from '../longpoll/synccheck.ts';
 import { registerMediaRoutes, type MediaRoutesOptions } from './media-routes.ts';
 import { registerStaticRoutes, type StaticRoutesOptions } from './static-routes.ts';
@@ -24,6 +26,13 @@ export interface HttpTransportOptions {
   media?: Omit<MediaRoutesOptions, 'api'>;
   /** The web client (docs/web.md) served at `/`; absent: none. */
   web?: StaticRoutesOptions;
+  /** Certificate and key (and TLS settings): serve HTTPS (and WSS on its upgrade event); absent: plain HTTP. */
+  tls?: SecureContextOptions;
+  /**
+   * Which peers' X-Forwarded-For names the client (`req.ip`); the `/ws` upgrade must be given the same function
+   * (src/transports/client-address.ts). @default trust none
+   */
+  trustProxy?: TrustProxy;
 }
 
 function bearer(req: FastifyRequest): string | undefined {
@@ -45,6 +54,8 @@ function sendError(reply: FastifyReply, err: SynchatError): void {
 /** Builds the Fastify app (not listening). */
 export function buildHttpTransport(opts: HttpTransportOptions): FastifyInstance {
   const app = Fastify({
+    ...(opts.tls ? { https: opts.tls } : {}),
+    ...(opts.trustProxy ? { trustProxy: opts.trustProxy } : {}),
     logger: opts.logger,
     bodyLimit: opts.bodyLimitBytes,
     requestTimeout: (opts.requestTimeoutSec ?? 90) * 1000,

@@ -1,10 +1,12 @@
 /**
  * The binary long connection over raw TCP (PROTOCOL.md "Binary long connection", default port 8081): a
- * `node:net` server whose sockets become {@link Connection}s. Packets may be coalesced in one read or split across
+ * `node:net` server — or, with `tls`, a `node:tls` server (the same packets inside TLS, docs/deploy.md) — whose
+ * sockets become {@link Connection}s through one {@link Link} adapter (a TLSSocket is a net.Socket). Packets may be coalesced in one read or split across
  * reads; the connection's decoder handles both. In cluster mode every gateway listens on the same port and
  * node:cluster spreads the connections. See docs/architecture.md "Long connection".
  */
 import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type SecureContextOptions } from 'node:tls';
 import type { Connection, Link } from '../conn/connection.ts';
 import type { Connections } from '../conn/connections.ts';
 
@@ -42,6 +44,7 @@ function ignore(): void {
 }
 
 function accept(connections: Connections, socket: Socket): void {
+  socket.setNoDelay(true);
   const conn: Connection = connections.open(new TcpLink(socket), 'tcp');
   socket.on('data', (chunk: Buffer) => conn.onBytes(chunk));
   socket.on('drain', () => conn.onDrain());
@@ -49,10 +52,27 @@ function accept(connections: Connections, socket: Socket): void {
   socket.on('error', ignore);
 }
 
+/** Options of {@link startTcpTransport}. */
+export interface TcpTransportOptions {
+  host: string;
+  /** 0 = ephemeral. */
+  port: number;
+  /** Certificate and key (and TLS settings): the port speaks TLS; absent: plain TCP. */
+  tls?: SecureContextOptions;
+  /** A TLS handshake not finished within this many ms is dropped (the auth timer starts after it). @default 10000 */
+  tlsHandshakeTimeoutMs?: number;
+}
+
 /** Starts the TCP listener; resolves with the server once it listens (port 0 = ephemeral). */
-export async function startTcpTransport(connections: Connections, opts: { host: string; port: number }): Promise<Server> {
-  // Nagle off: a HEARTBEAT_ACK or PUSH should leave at once; the connection already batches per event-loop turn.
-  const server = createServer({ noDelay: true }, (socket) => accept(connections, socket));
+export async function startTcpTransport(connections: Connections, opts: TcpTransportOptions): Promise<Server> {
+  // Nagle off (in accept): a HEARTBEAT_ACK or PUSH should leave at once; the connection already batches per turn.
+  const onSocket = (socket: Socket) => accept(connections, socket);
+  // A TLS connection becomes a Connection once its handshake is done ('secureConnection'); a failed handshake
+  // ('tlsClientError') just closes the socket. Node's default handshake timeout is 120 s: far longer than a peer
+  // that means well needs, so a half-open handshake cannot hold a socket longer than an unauthenticated connection.
+  const server: Server = opts.tls
+    ? createTlsServer({ ...opts.tls, handshakeTimeout: opts.tlsHandshakeTimeoutMs ?? 10_000 }, onSocket)
+    : createServer(onSocket);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen({ port: opts.port, host: opts.host, backlog: 4096 }, () => {

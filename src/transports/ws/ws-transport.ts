@@ -9,6 +9,7 @@ import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { RET } from '../../protocol/index.ts';
+import { clientAddress, type TrustProxy } from '../client-address.ts';
 import type { Connection, Link } from '../conn/connection.ts';
 import type { Connections } from '../conn/connections.ts';
 
@@ -65,8 +66,13 @@ function accept(connections: Connections, ws: WebSocket, socket: Duplex, address
   socket.on('drain', () => conn.onDrain());
 }
 
-/** Serves `/ws` on `server`'s upgrade event; other upgrade paths are refused. Returns a function to stop. */
-export function attachWsTransport(server: HttpServer, connections: Connections): () => void {
+/**
+ * Serves `/ws` on `server`'s upgrade event (an HTTPS server's too: then it is WSS); other upgrade paths are
+ * refused. `trustProxy` must be the HTTP transport's, so that a connection's address is what its long-poll's
+ * would be. Returns a function to stop.
+ */
+export function attachWsTransport(server: HttpServer, connections: Connections, opts: { trustProxy?: TrustProxy } = {}): () => void {
+  const trust = opts.trustProxy ?? (() => false);
   const wss = new WebSocketServer({
     noServer: true,
     perMessageDeflate: false,
@@ -79,7 +85,7 @@ export function attachWsTransport(server: HttpServer, connections: Connections):
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
-    const address = req.socket.remoteAddress ?? '';
+    const address = clientAddress(req, trust);
     wss.handleUpgrade(req, socket, head, (ws) => accept(connections, ws, socket, address));
   };
   server.on('upgrade', onUpgrade);
