@@ -443,8 +443,12 @@ export interface BlobStore {
   put(key: string, bytes: Uint8Array): Promise<void>;
   concat(target: string, sources: readonly string[]): Promise<void>;
   read(key: string, start?: number, end?: number): AsyncIterable<Uint8Array>;
-  /** The whole value in memory (for images, bounded by the per-file limit). */
-  get(key: string): Promise<Uint8Array>;
+  /**
+   * A local file path of the value, for a library that reads files (the image decoder reads only what it decodes,
+   * instead of holding a whole upload in memory). The path of a key not stored yet, beside a stored one (same
+   * folder), may be written by such a library. A store whose values are not local files would copy into one.
+   */
+  filePath(key: string): string;
   size(key: string): Promise<number | undefined>;
   /** Keys directly under `prefix/` (one level), names only. */
   list(prefix: string): Promise<string[]>;

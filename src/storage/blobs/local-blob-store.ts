@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { chmod, mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { chmod, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { BlobStore } from '../../core/ports.ts';
@@ -145,8 +145,8 @@ export class LocalBlobStore implements BlobStore {
     for await (const chunk of createReadStream(this.#path(key), { start, end, highWaterMark: 256 * 1024 })) yield chunk as Buffer;
   }
 
-  async get(key: string): Promise<Uint8Array> {
-    return readFile(this.#path(key));
+  filePath(key: string): string {
+    return this.#path(key);
   }
 
   async size(key: string): Promise<number | undefined> {
