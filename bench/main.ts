@@ -39,6 +39,10 @@ const SCENARIOS: Record<string, { describe: string; load: () => Promise<{ run(ar
     describe: 'upload throughput of a 50 MiB file with 1, 4 and 8 chunks in flight (spawns its own servers)',
     load: () => import('./scenarios/media-upload.ts'),
   },
+  passwords: {
+    describe: 'scrypt cost log2(N) 14..17: one hash on one thread, and logins/s and per core-second of a server at each cost',
+    load: () => import('./scenarios/passwords.ts'),
+  },
   mixed: {
     describe: 'a realistic day compressed: 1% of users sending per minute, 30% of 1.6 devices/user online, groups',
     load: () => import('./scenarios/mixed.ts'),

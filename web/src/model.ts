@@ -179,10 +179,13 @@ export class ChatModel {
     if ('Notification' in window && Notification.permission === 'default') void Notification.requestPermission().catch(() => {});
   }
 
-  /** Logs out this device and forgets everything this browser cached. */
-  async logout(): Promise<void> {
+  /**
+   * Logs out this device and forgets everything this browser cached; with `everywhere`, every other device of
+   * this user is logged out too.
+   */
+  async logout(options: { everywhere?: boolean } = {}): Promise<void> {
     try {
-      await this.client.logout();
+      await this.client.logout(options);
     } catch {
       // Offline or already ended: forget locally anyway.
     }
@@ -763,5 +766,10 @@ export class ChatModel {
   /** Logs out another device. */
   revokeSession(sessionId: string): Promise<void> {
     return this.client.revokeSession(sessionId);
+  }
+
+  /** Changes the password; every other device of this user is logged out, this one stays. */
+  changePassword(oldPassword: string, newPassword: string): Promise<void> {
+    return this.client.changePassword(oldPassword, newPassword);
   }
 }

@@ -1,5 +1,6 @@
 /**
- * Dialogs: create a group, a group's members (add, remove, rename, leave), and my devices (log one out).
+ * Dialogs: create a group, a group's members (add, remove, rename, leave), and my devices (each one's last
+ * activity, log one out or all of them, change the password).
  */
 import { useEffect, useState } from 'preact/hooks';
 import type { DeviceSession } from '../../../src/sdk/index.ts';
@@ -148,7 +149,51 @@ export function GroupInfoDialog(props: { groupId: string; onClose: () => void })
   );
 }
 
-/** My devices, with "log out" for each other one. */
+/** Change the password: the other devices are logged out by the server (they show "logged out from another device"). */
+function ChangePasswordForm(props: { onChanged: () => void }) {
+  const model = useModel();
+  const [error, setError] = useState('');
+  const [isDone, setDone] = useState(false);
+  const [isBusy, setBusy] = useState(false);
+  async function onSubmit(e: Event) {
+    e.preventDefault();
+    const form = e.target as HTMLFormElement;
+    const data = new FormData(form);
+    setBusy(true);
+    setError('');
+    setDone(false);
+    try {
+      await model.changePassword(String(data.get('oldPassword') ?? ''), String(data.get('newPassword') ?? ''));
+      form.reset();
+      setDone(true);
+      props.onChanged();
+    } catch (err) {
+      setError(errorText(err));
+    } finally {
+      setBusy(false);
+    }
+  }
+  return (
+    <form onSubmit={onSubmit} class="stack" data-testid="password-form">
+      <div class="field-label">Change password</div>
+      <label>
+        Current password
+        <input name="oldPassword" type="password" required autocomplete="current-password" data-testid="password-old" />
+      </label>
+      <label>
+        New password
+        <input name="newPassword" type="password" required minLength={8} maxLength={256} autocomplete="new-password" data-testid="password-new" />
+      </label>
+      {error && <p class="form-error">{error}</p>}
+      {isDone && <p class="form-ok">Password changed. Your other devices were logged out.</p>}
+      <button class="primary" type="submit" disabled={isBusy} data-testid="password-submit">
+        Change password
+      </button>
+    </form>
+  );
+}
+
+/** My devices (with each one's last activity), "log out" for each, "log out everywhere", and the password. */
 export function DevicesDialog(props: { onClose: () => void }) {
   const model = useModel();
   const [sessions, setSessions] = useState<DeviceSession[] | undefined>();
@@ -200,6 +245,10 @@ export function DevicesDialog(props: { onClose: () => void }) {
             </li>
           ))}
       </ul>
+      <button class="danger small" type="button" data-testid="logout-everywhere" onClick={() => void model.logout({ everywhere: true })}>
+        Log out everywhere
+      </button>
+      <ChangePasswordForm onChanged={() => void load()} />
     </Modal>
   );
 }
