@@ -5,6 +5,7 @@
  */
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 import { availableParallelism } from 'node:os';
+import { Semaphore } from './semaphore.ts';
 
 const KEY_BYTES = 32;
 const SALT_BYTES = 16;
@@ -17,30 +18,14 @@ const P = 1;
  * N = 2^17, and libuv's pool runs 4 at once by default: without a bound 4 logins hold 512 MiB and every core, and
  * a burst of logins (or of guesses from many addresses) starves the event loop. With half the cores, hashing
  * never takes more than half the CPU and holds 128 MiB a core pair; further hashes wait here, in arrival order
- * (BENCHMARKS.md "Issue 11": ~550 ms a hash at 2^17 on this 2-core machine, so one login in flight at a time).
+ * (BENCHMARKS.md "Issue 11": 440-550 ms a hash at 2^17 on the 2-core machine, so one hash in flight at a time).
  */
 export const MAX_CONCURRENT_HASHES = Math.max(1, Math.floor(availableParallelism() / 2));
-
-let running = 0;
-const waiting: (() => void)[] = [];
-
-/** Runs `job` when fewer than {@link MAX_CONCURRENT_HASHES} hashes are running. */
-async function bounded<T>(job: () => Promise<T>): Promise<T> {
-  if (running >= MAX_CONCURRENT_HASHES) await new Promise<void>((resolve) => waiting.push(resolve));
-  else running++;
-  try {
-    return await job();
-  } finally {
-    // The slot passes straight to the next waiter, so `running` never drops below the hashes really running.
-    const next = waiting.shift();
-    if (next) next();
-    else running--;
-  }
-}
+const hashing = new Semaphore(MAX_CONCURRENT_HASHES);
 
 function scryptAsync(password: string, salt: Buffer, log2N: number, r: number, p: number): Promise<Buffer> {
   const N = 2 ** log2N;
-  return bounded(
+  return hashing.run(
     () =>
       new Promise((resolve, reject) => {
         scrypt(password, salt, KEY_BYTES, { N, r, p, maxmem: 256 * N * r + 1024 * 1024 }, (err, key) => (err ? reject(err) : resolve(key)));
