@@ -67,6 +67,11 @@ function chunkPrefix(uploadId: string): string {
   return `uploads/${uploadId}`;
 }
 
+/** Where work on an upload's bytes happens during its complete (removed after it, or by the sweep after a crash). */
+function scratchPrefix(uploadId: string): string {
+  return `scratch/${uploadId}`;
+}
+
 function newId(): string {
   return randomBytes(16).toString('base64url');
 }
@@ -287,9 +292,9 @@ export class MediaService {
     if (blob) {
       // Same content already stored (by anyone): keep one copy. The answer is the same as a first upload, and
       // so is the work (done into scratch keys, then dropped), so its time does not tell either.
-      await this.#store(up, keys, detected, (variant) => `scratch/${up.uploadId}/${variant}`)
+      await this.#store(up, keys, detected, (variant) => `${scratchPrefix(up.uploadId)}/${variant}`)
         .catch(() => undefined)
-        .finally(() => blobs.deletePrefix(`scratch/${up.uploadId}`));
+        .finally(() => blobs.deletePrefix(scratchPrefix(up.uploadId)));
       const again = checkDeclaredType(up.mime, { kind: blob.kind, mime: blob.mime });
       if (again) await this.#discard(up, again.errMsg);
     } else blob = await this.#store(up, keys, detected, (variant) => mediaBlobKey(up.sha256, variant));
@@ -316,8 +321,8 @@ export class MediaService {
     if (detected.kind === 'image') {
       // The upload is assembled into one file (streamed) that the decoder reads: a 100 MiB image is never one
       // buffer here. Scratch keys of this upload, removed whatever happens.
-      const input = `scratch/${up.uploadId}/input`;
-      const reencoded = `scratch/${up.uploadId}/reencoded`;
+      const input = `${scratchPrefix(up.uploadId)}/input`;
+      const reencoded = `${scratchPrefix(up.uploadId)}/reencoded`;
       try {
         await blobs.concat(input, keys);
         let image: ProcessedImage | undefined;
@@ -435,7 +440,11 @@ export class MediaService {
           await tx.deleteUpload(up.uploadId);
           return true;
         });
-        if (isDeleted && up.state === 'pending') await this.#o.blobs.deletePrefix(chunkPrefix(up.uploadId));
+        if (isDeleted && up.state === 'pending') {
+          await this.#o.blobs.deletePrefix(chunkPrefix(up.uploadId));
+          // A complete that crashed mid-way left the upload pending and its scratch copies behind.
+          await this.#o.blobs.deletePrefix(scratchPrefix(up.uploadId));
+        }
       }
     } catch (err) {
       this.#d.logger.warn({ err }, 'media sweep failed');

@@ -1,7 +1,7 @@
 // Media uploads and reads against a real server with real files on disk (docs/protocol.md "Media").
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
@@ -273,11 +273,16 @@ describe('limits and types', () => {
     await put(small.url, other.sid, i.body.uploadId, 0, bytes.subarray(0, CHUNK));
     const dir = join(small.dataDir, 'media', 'uploads', i.body.uploadId);
     assert.ok(existsSync(dir));
+    // What a complete that crashed while it decoded leaves: the upload pending, a scratch copy of its bytes.
+    const scratch = join(small.dataDir, 'media', 'scratch', i.body.uploadId);
+    mkdirSync(scratch, { recursive: true });
+    writeFileSync(join(scratch, 'input'), bytes);
     await new Promise((r) => setTimeout(r, 700));
     const again = await init(small.url, other.sid, bytes, 'application/octet-stream');
     assert.notEqual(again.body.uploadId, i.body.uploadId);
     assert.deepEqual(again.body.missing, [0, 1]);
     assert.ok(!existsSync(dir), 'chunks of the abandoned upload are gone');
+    assert.ok(!existsSync(scratch), 'and so are its scratch copies');
   });
 
   it('refuses bytes that are not an image declared as one, and a non-image sent as type 3', async () => {
