@@ -81,9 +81,9 @@ export const DEFAULTS: Config = {
   workers: availableParallelism(),
   sqliteSynchronous: 'FULL',
   groupCommit: 'on',
-  // OWASP's password storage cheat sheet: scrypt N = 2^17, r = 8, p = 1. 128 MiB and ~550 ms a hash on the 2-core
-  // machine of BENCHMARKS.md "Issue 11" (2^14: 43 ms): ~2.4 logins per core-second, one hash at a time on 2 cores
-  // (passwords.ts MAX_CONCURRENT_HASHES) — far above the logins of 30-day sessions (1M users ≈ 55k logins a day).
+  // OWASP's password storage cheat sheet: scrypt N = 2^17, r = 8, p = 1. 128 MiB and 440-550 ms a hash on the 2-core
+  // machine of BENCHMARKS.md "Issue 11" (2^14: 43-47 ms): ~2.3 logins per core-second, one hash at a time on 2 cores
+  // (passwords.ts MAX_CONCURRENT_HASHES), far above the logins of 30-day sessions (1M users ≈ 55k logins a day).
   passwordLog2N: 17,
   sessionIdleDays: 30, // 30 days without a call, attach or ack
   heartbeatMs: 30_000, // 30 s; idle close after 2.5 × this
