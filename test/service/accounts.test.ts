@@ -233,5 +233,8 @@ describe('sessions', () => {
     assert.ok(sizes.usernames! <= limits.users && sizes.epochs! <= limits.users && sizes.uins! <= limits.users, JSON.stringify(sizes));
     assert.ok(sizes.touches! <= limits.touches, JSON.stringify(sizes));
     assert.equal(sizes.sessions, limits.sessions, 'the cache was filled, so the bound was driven past');
+    // Acks of 20 sessions between two flushes: only the bound's worth wait in memory.
+    for (let i = 0; i < 20; i++) s.service.ack(`burst-${i}`, 1);
+    assert.equal(s.service.cacheSizes.touches, limits.touches);
   });
 });
