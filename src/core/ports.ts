@@ -183,6 +183,13 @@ export interface StoreReader {
   getContact(uin: number, peerUin: number): Promise<ContactRow | undefined>;
   listContacts(uin: number): Promise<ContactRow[]>;
 
+  /** True when `uin` has blocked `blockedUin` (docs/protocol.md "Blocking"). */
+  isBlocked(uin: number, blockedUin: number): Promise<boolean>;
+  /** Whom `uin` has blocked, oldest block first. */
+  listBlocked(uin: number): Promise<number[]>;
+  /** Who has blocked `blockedUin` (their logs get nothing `blockedUin` does), in uin order. */
+  listBlockers(blockedUin: number): Promise<number[]>;
+
   getGroup(groupId: number): Promise<GroupRow | undefined>;
   /** Member uins in join order. */
   getMembers(groupId: number): Promise<number[]>;
@@ -261,6 +268,10 @@ export interface StoreTx extends StoreReader {
 
   putContact(row: ContactRow): Promise<void>;
   deleteContact(uin: number, peerUin: number): Promise<void>;
+  /** Records that `uin` blocked `blockedUin` (idempotent: a repeat keeps the first time). */
+  putBlock(uin: number, blockedUin: number, createTime: number): Promise<void>;
+  /** Ends a block (a missing one is ignored). */
+  deleteBlock(uin: number, blockedUin: number): Promise<void>;
 
   nextGroupId(): Promise<number>;
   putGroup(group: GroupRow): Promise<void>;

@@ -215,5 +215,34 @@ export function runStoreContract(f: StoreFactory): void {
         await h.cleanup();
       }
     });
+
+    it('keeps blocks both ways round, ignores a repeated block or a missing unblock, and keeps them across a restart', async () => {
+      const h = await f.open();
+      try {
+        await h.store.transaction(async (tx) => {
+          await tx.putBlock(1, 3, 10);
+          await tx.putBlock(1, 2, 20);
+          await tx.putBlock(1, 3, 30); // a repeat keeps the first time (and order)
+          await tx.putBlock(4, 3, 5);
+          await tx.deleteBlock(2, 1); // none
+          assert.equal(await tx.isBlocked(1, 2), true, 'a transaction sees its own block');
+        });
+        let r = h.store.read;
+        assert.deepEqual(await r.listBlocked(1), [3, 2]);
+        assert.deepEqual(await r.listBlockers(3), [1, 4]);
+        assert.equal(await r.isBlocked(1, 3), true);
+        assert.equal(await r.isBlocked(3, 1), false, 'a block is one way');
+        await h.store.transaction((tx) => tx.deleteBlock(1, 3));
+        await h.store.close();
+        const again = await h.reopen();
+        r = again.read;
+        assert.deepEqual(await r.listBlocked(1), [2]);
+        assert.deepEqual(await r.listBlockers(3), [4]);
+        assert.equal(await r.isBlocked(1, 3), false);
+        await again.close();
+      } finally {
+        await h.cleanup();
+      }
+    });
   });
 }

@@ -130,4 +130,14 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (media_id, group_id, uin_a, uin_b)
   );
   `,
+  // Blocks (issue #11), as in the embedded store's migration 4.
+  `
+  CREATE TABLE blocks (
+    uin BIGINT NOT NULL,
+    blocked_uin BIGINT NOT NULL,
+    create_time BIGINT NOT NULL,
+    PRIMARY KEY (uin, blocked_uin)
+  );
+  CREATE INDEX blocks_by_blocked ON blocks (blocked_uin, uin);
+  `,
 ];

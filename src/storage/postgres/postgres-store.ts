@@ -132,6 +132,16 @@ class PgReader implements StoreReader {
     return (await rows(this.q, 'SELECT * FROM contacts WHERE uin = $1 ORDER BY update_time', [uin])).map((r) => toContact(r)!);
   }
 
+  async isBlocked(uin: number, blockedUin: number): Promise<boolean> {
+    return (await one(this.q, 'SELECT 1 AS b FROM blocks WHERE uin = $1 AND blocked_uin = $2', [uin, blockedUin])) !== undefined;
+  }
+  async listBlocked(uin: number): Promise<number[]> {
+    return (await rows(this.q, 'SELECT blocked_uin FROM blocks WHERE uin = $1 ORDER BY create_time, blocked_uin', [uin])).map((r) => r.blocked_uin as number);
+  }
+  async listBlockers(blockedUin: number): Promise<number[]> {
+    return (await rows(this.q, 'SELECT uin FROM blocks WHERE blocked_uin = $1 ORDER BY uin', [blockedUin])).map((r) => r.uin as number);
+  }
+
   async getGroup(groupId: number): Promise<GroupRow | undefined> {
     const r = await one(this.q, 'SELECT * FROM chat_groups WHERE group_id = $1', [groupId]);
     return r ? { groupId: r.group_id, name: r.name, ownerUin: r.owner_uin, createTime: r.create_time } : undefined;
@@ -387,6 +397,12 @@ class PgTx extends PgReader implements StoreTx {
   }
   async deleteContact(uin: number, peerUin: number): Promise<void> {
     await this.q.query('DELETE FROM contacts WHERE uin = $1 AND peer_uin = $2', [uin, peerUin]);
+  }
+  async putBlock(uin: number, blockedUin: number, createTime: number): Promise<void> {
+    await this.q.query('INSERT INTO blocks (uin, blocked_uin, create_time) VALUES ($1, $2, $3) ON CONFLICT (uin, blocked_uin) DO NOTHING', [uin, blockedUin, createTime]);
+  }
+  async deleteBlock(uin: number, blockedUin: number): Promise<void> {
+    await this.q.query('DELETE FROM blocks WHERE uin = $1 AND blocked_uin = $2', [uin, blockedUin]);
   }
 
   async nextGroupId(): Promise<number> {

@@ -152,4 +152,15 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE log_v3 RENAME TO log;
   CREATE UNIQUE INDEX log_by_user ON log (uin, seq);
   `,
+  // 4: blocks (issue #11). `uin` blocked `blocked_uin`: nothing the blocked user does reaches uin's log. The
+  // second index answers "who blocked this sender", read on every send (docs/protocol.md "Contacts").
+  `
+  CREATE TABLE blocks (
+    uin INTEGER NOT NULL,
+    blocked_uin INTEGER NOT NULL,
+    create_time INTEGER NOT NULL,
+    PRIMARY KEY (uin, blocked_uin)
+  ) WITHOUT ROWID;
+  CREATE INDEX blocks_by_blocked ON blocks (blocked_uin, uin);
+  `,
 ];

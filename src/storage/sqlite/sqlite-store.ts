@@ -117,6 +117,11 @@ class SqliteAccess implements StoreTx {
          ON CONFLICT (uin, peer_uin) DO UPDATE SET state = excluded.state, note = excluded.note, update_time = excluded.update_time`,
       ),
       deleteContact: p('DELETE FROM contacts WHERE uin = ? AND peer_uin = ?'),
+      isBlocked: p('SELECT 1 AS b FROM blocks WHERE uin = ? AND blocked_uin = ?'),
+      blockedBy: p('SELECT blocked_uin FROM blocks WHERE uin = ? ORDER BY create_time, blocked_uin'),
+      blockersOf: p('SELECT uin FROM blocks WHERE blocked_uin = ? ORDER BY uin'),
+      putBlock: p('INSERT INTO blocks (uin, blocked_uin, create_time) VALUES (?, ?, ?) ON CONFLICT (uin, blocked_uin) DO NOTHING'),
+      deleteBlock: p('DELETE FROM blocks WHERE uin = ? AND blocked_uin = ?'),
       maxGroupId: p('SELECT COALESCE(MAX(group_id), 0) AS m FROM chat_groups'),
       group: p('SELECT * FROM chat_groups WHERE group_id = ?'),
       putGroup: p(
@@ -302,6 +307,22 @@ class SqliteAccess implements StoreTx {
   }
   async deleteContact(uin: number, peerUin: number): Promise<void> {
     this.#s.deleteContact!.run(uin, peerUin);
+  }
+
+  async isBlocked(uin: number, blockedUin: number): Promise<boolean> {
+    return this.#s.isBlocked!.get(uin, blockedUin) !== undefined;
+  }
+  async listBlocked(uin: number): Promise<number[]> {
+    return (this.#s.blockedBy!.all(uin) as Row[]).map((r) => r.blocked_uin as number);
+  }
+  async listBlockers(blockedUin: number): Promise<number[]> {
+    return (this.#s.blockersOf!.all(blockedUin) as Row[]).map((r) => r.uin as number);
+  }
+  async putBlock(uin: number, blockedUin: number, createTime: number): Promise<void> {
+    this.#s.putBlock!.run(uin, blockedUin, createTime);
+  }
+  async deleteBlock(uin: number, blockedUin: number): Promise<void> {
+    this.#s.deleteBlock!.run(uin, blockedUin);
   }
 
   async nextGroupId(): Promise<number> {
