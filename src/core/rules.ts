@@ -27,6 +27,42 @@ export function isUsername(s: string): boolean {
   return /^[a-z0-9_]{3,32}$/.test(s);
 }
 
+/**
+ * Characters a shown name may not hold: C0/C1 controls (a newline forges a second line in a list), the line and
+ * paragraph separators, and the bidi embeddings, overrides and isolates U+202A–U+202E, U+2066–U+2069 (they reorder
+ * what follows: `‮gpj.exe` shows as `exe.jpg`).
+ */
+const FORBIDDEN_IN_NAMES = /[\p{Cc}\u2028\u2029\u202A-\u202E\u2066-\u2069]/u;
+/**
+ * Characters that show as nothing, beside white space: zero-width and joiner characters, invisible format
+ * characters, fillers that render blank (Hangul fillers, the braille blank), variation selectors and tag
+ * characters. A name made only of these looks empty (an impostor of "no name", or of every blank-named account).
+ * Inclusive code point ranges (a table, not a regex class: several are combining marks).
+ */
+const INVISIBLE_RANGES: readonly (readonly [number, number])[] = [
+  [0x00ad, 0x00ad], [0x034f, 0x034f], [0x061c, 0x061c], [0x115f, 0x1160], [0x17b4, 0x17b5], [0x180b, 0x180f],
+  [0x200b, 0x200f], [0x2060, 0x206f], [0x2800, 0x2800], [0x3164, 0x3164], [0xfe00, 0xfe0f], [0xfeff, 0xfeff],
+  [0xffa0, 0xffa0], [0x1d173, 0x1d17a], [0xe0000, 0xe007f], [0xe0100, 0xe01ef],
+];
+
+function isInvisible(char: string): boolean {
+  const cp = char.codePointAt(0)!;
+  return /\s/u.test(char) || INVISIBLE_RANGES.some(([lo, hi]) => cp >= lo && cp <= hi);
+}
+
+/**
+ * Checks a name other users are shown (display name, device name, group name): trimmed, and refused if blank, made
+ * only of invisible characters, or holding a control or bidi-override character. `field` names it in the errMsg.
+ * Returns the trimmed name, or the refusal.
+ */
+export function checkShownName(field: string, raw: string): string | Refusal {
+  const name = raw.trim();
+  if (!name) return refuse(RET.BAD_REQUEST, `${field}: must not be blank`);
+  if (FORBIDDEN_IN_NAMES.test(name)) return refuse(RET.BAD_REQUEST, `${field}: must not contain control or bidirectional-override characters`);
+  if ([...name].every(isInvisible)) return refuse(RET.BAD_REQUEST, `${field}: must contain a visible character`);
+  return name;
+}
+
 /** Group address ↔ number. */
 export function groupAddress(groupId: number): string {
   return `@@${groupId}`;
@@ -76,10 +112,12 @@ export function isAcceptedContact(row: ContactRow | undefined): boolean {
   return row?.state === 'accepted';
 }
 
-/** Recall rule: sender only, within {@link LIMITS.recallWindowMs}. */
+/**
+ * Recall rule: sender only, within {@link LIMITS.recallWindowMs}. Someone else's message gets the same answer as
+ * an unknown msgId, so the answer does not tell whether a msgId exists (msgIds are sequential and guessable).
+ */
 export function checkRecall(msg: MessageRow | undefined, byUin: number, nowMs: number): Refusal | undefined {
-  if (!msg) return refuse(RET.NOT_FOUND, 'no such message');
-  if (msg.fromUin !== byUin) return refuse(RET.FORBIDDEN, 'only the sender may recall a message');
+  if (!msg || msg.fromUin !== byUin) return refuse(RET.NOT_FOUND, 'no such message sent by you');
   if (msg.type === MSG_TYPE.SYSTEM) return refuse(RET.FORBIDDEN, 'system messages cannot be recalled');
   if (nowMs - msg.createTime > LIMITS.recallWindowMs) {
     return refuse(RET.FORBIDDEN, `the recall window of ${LIMITS.recallWindowMs / 1000} s has passed`);
@@ -104,7 +142,12 @@ export function checkMembersChange(opts: {
   const after = new Set(members);
   for (const u of remove) after.delete(u);
   for (const u of add) after.add(u);
-  if (after.size > LIMITS.maxGroupMembers) return refuse(RET.TOO_LARGE, `a group has at most ${LIMITS.maxGroupMembers} members`);
+  return checkGroupSize(after.size);
+}
+
+/** A group of `memberCount` members, its owner counted: refused past {@link LIMITS.maxGroupMembers}. */
+export function checkGroupSize(memberCount: number): Refusal | undefined {
+  if (memberCount > LIMITS.maxGroupMembers) return refuse(RET.TOO_LARGE, `a group has at most ${LIMITS.maxGroupMembers} members, its creator included`);
   return undefined;
 }
 

@@ -128,6 +128,9 @@ export const CALLS = {
   '/api/contacts/decline': { method: 'POST', auth: true, schema: obj({ username: USERNAME }, ['username']) },
   '/api/contacts/remove': { method: 'POST', auth: true, schema: obj({ username: USERNAME }, ['username']) },
   '/api/contacts/list': { method: 'POST', auth: true, schema: obj({}) },
+  // Blocking (PROTOCOL.md "HTTP", docs/protocol.md "Blocking"): nothing the blocked user does reaches the caller's log.
+  '/api/contacts/block': { method: 'POST', auth: true, schema: obj({ username: USERNAME }, ['username']) },
+  '/api/contacts/unblock': { method: 'POST', auth: true, schema: obj({ username: USERNAME }, ['username']) },
   '/api/users/lookup': { method: 'POST', auth: true, schema: obj({ username: USERNAME }, ['username']) },
   '/api/profile': { method: 'POST', auth: true, schema: obj({ displayName: DISPLAY_NAME }, ['displayName']) },
   '/api/groups/create': {

@@ -72,7 +72,10 @@ export interface ContactEntry {
   kind: 'contact';
   username: string;
   displayName: string;
+  /** The contact ended, or (with `blocked`) there is no contact relation with this user. */
   removed?: boolean;
+  /** A block (`true`) or unblock (`false`) made on one of the log owner's devices (docs/protocol.md "Blocking"). */
+  blocked?: boolean;
 }
 
 /** A group as it now is; `removed` when the owner is no longer a member. */

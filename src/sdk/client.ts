@@ -290,7 +290,20 @@ export class SynchatClient implements WireHandler {
     await this.call('/api/contacts/remove', { username });
   }
 
-  /** `POST /api/contacts/list`: contacts, pending requests both ways, and groups. */
+  /**
+   * `POST /api/contacts/block`: nothing `username` does reaches this account any more (every device; they are not
+   * told). This user's devices get a `contact` event with `blocked: true`.
+   */
+  async blockUser(username: string): Promise<void> {
+    await this.call('/api/contacts/block', { username });
+  }
+
+  /** `POST /api/contacts/unblock`: ends a block; this user's devices get a `contact` event with `blocked: false`. */
+  async unblockUser(username: string): Promise<void> {
+    await this.call('/api/contacts/unblock', { username });
+  }
+
+  /** `POST /api/contacts/list`: contacts, pending requests both ways, groups, and whom this user blocked. */
   async listContacts(): Promise<ContactList> {
     const { ret: _ret, ...list } = await this.call<ContactList & { ret: number }>('/api/contacts/list', {});
     return list;

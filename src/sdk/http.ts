@@ -15,6 +15,10 @@ import { CALLS, RET, isCallPath } from '../protocol/index.ts';
  */
 const REPEATABLE_POSTS: ReadonlySet<string> = new Set([
   '/api/sendmsg',
+  // One pending request per pair, and a block or unblock that changes nothing: their repeats append nothing.
+  '/api/contacts/request',
+  '/api/contacts/block',
+  '/api/contacts/unblock',
   '/api/sync',
   '/api/contacts/list',
   '/api/users/lookup',

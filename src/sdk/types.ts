@@ -114,6 +114,8 @@ export interface ContactList {
   incoming: { username: string; displayName: string; note: string }[];
   outgoing: { username: string; displayName: string; note: string }[];
   groups: { groupId: string; name: string }[];
+  /** Whom this user blocked, oldest first. */
+  blocked: { username: string; displayName: string }[];
 }
 
 /** Payload of `sessionEnded`: the server ended this session (1100 logged out / ended, 1101 replaced or revoked). */

@@ -5,14 +5,16 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { BackoffPolicy, FailureBackoff, RateCounter, SessionRow, StoreTx } from '../core/ports.ts';
+import { unblockedRecipients } from '../core/decisions.ts';
 import { foldUsername } from '../core/rules.ts';
 import { isIdleExpired, sessionsOverCap } from '../core/sessions.ts';
 import { RET } from '../protocol/index.ts';
 import type { CallContext } from './api.ts';
-import { fail, tokenHashOf, type Body, type Handlers, type ServiceContext } from './context.ts';
+import { fail, shownName, tokenHashOf, type Body, type Handlers, type ServiceContext } from './context.ts';
 import type { Effects } from './group-commit.ts';
 import { passwordProblem } from './password-policy.ts';
 import { hashPassword, needsRehash, verifyPassword } from './passwords.ts';
+import { WRITE_RATES } from './rate-limit.ts';
 
 /**
  * Failed password checks (login, `/api/password`) of one username from one address: 5 free (typos), then 1 s, 2 s,
@@ -43,12 +45,14 @@ export class AccountCalls {
   readonly #failuresByNameAndIp: FailureBackoff;
   readonly #failuresByIp: FailureBackoff;
   readonly #registrations: RateCounter;
+  readonly #profileChanges: RateCounter;
 
   constructor(c: ServiceContext) {
     this.#c = c;
     this.#failuresByNameAndIp = c.options.counters.backoff('loginFailuresByNameAndIp', FAILURES_BY_NAME_AND_IP);
     this.#failuresByIp = c.options.counters.backoff('loginFailuresByIp', FAILURES_BY_IP);
     this.#registrations = c.options.counters.counter('registrationsByIp', REGISTRATIONS_PER_IP, REGISTRATION_WINDOW_MS);
+    this.#profileChanges = c.options.counters.counter('profileChanges', WRITE_RATES.profileChanges.limit, WRITE_RATES.profileChanges.windowMs);
   }
 
   /** The calls this area serves. */
@@ -66,8 +70,7 @@ export class AccountCalls {
   /** `/api/register` (no session needed). */
   async register(b: Body, ctx: CallContext): Promise<Record<string, unknown>> {
     const username = foldUsername(b.username);
-    const displayName = b.displayName.trim();
-    if (!displayName) fail(RET.BAD_REQUEST, 'displayName: must not be blank');
+    const displayName = shownName('displayName', b.displayName);
     const problem = passwordProblem(b.password, username);
     if (problem) fail(RET.BAD_REQUEST, problem);
     if (this.#c.options.isRateLimited) {
@@ -112,7 +115,7 @@ export class AccountCalls {
       tokenHash: tokenHashOf(sid),
       uin: user.uin,
       deviceId: b.deviceId,
-      deviceName: b.deviceName ?? b.deviceId,
+      deviceName: b.deviceName ? shownName('deviceName', b.deviceName) : b.deviceId,
       createTime: now,
       lastSeenTime: now,
       ackedKey: 0,
@@ -221,14 +224,16 @@ export class AccountCalls {
   }
 
   async #profile(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
-    const displayName = String(b.displayName).trim();
-    if (!displayName) fail(RET.BAD_REQUEST, 'displayName: must not be blank');
+    const displayName = shownName('displayName', b.displayName);
+    await this.#c.throttle(this.#profileChanges, s.uin, 'profile changes');
     await this.#c.gc.run(async (tx, fx) => {
       const me = await this.#c.username(s.uin, tx);
       const peers = (await tx.listContacts(s.uin)).filter((c) => c.state === 'accepted').map((c) => c.peerUin);
-      await fx.lock([s.uin, ...peers]);
+      // Contacts who blocked this user are not told (docs/protocol.md "Blocking").
+      const told = unblockedRecipients([s.uin, ...peers], s.uin, await tx.listBlockers(s.uin));
+      await fx.lock(told);
       await tx.setDisplayName(s.uin, displayName);
-      await fx.appendEach([s.uin, ...peers], 'contact', { username: me, displayName });
+      await fx.appendEach(told, 'contact', { username: me, displayName });
     });
     return {};
   }

@@ -1,20 +1,24 @@
 /**
- * Contacts: requests with a note, accept, decline, remove, and the contact list (with the user's groups).
- * See docs/protocol.md "Contacts".
+ * Contacts: requests with a note, accept, decline, remove, block and unblock, and the contact list (with the user's
+ * groups and whom they blocked). See docs/protocol.md "Contacts" and "Blocking".
  */
-import { contactAcceptRefusal, contactRequestAction } from '../core/decisions.ts';
-import type { SessionRow, StoreTx, UserRow } from '../core/ports.ts';
+import { blockChange, contactAcceptRefusal, contactRequestAction } from '../core/decisions.ts';
+import type { RateCounter, SessionRow, StoreTx, UserRow } from '../core/ports.ts';
 import { foldUsername, groupAddress } from '../core/rules.ts';
 import { RET } from '../protocol/index.ts';
 import { fail, type Body, type Handlers, type ServiceContext } from './context.ts';
 import type { Effects } from './group-commit.ts';
+import { WRITE_RATES } from './rate-limit.ts';
 
-/** Contact requests and the contact list. */
+/** Contact requests, blocks and the contact list. */
 export class ContactCalls {
   readonly #c: ServiceContext;
+  readonly #requests: RateCounter;
 
   constructor(c: ServiceContext) {
     this.#c = c;
+    const rate = WRITE_RATES.contactRequests;
+    this.#requests = c.options.counters.counter('contactRequests', rate.limit, rate.windowMs);
   }
 
   /** The calls this area serves. */
@@ -25,6 +29,8 @@ export class ContactCalls {
       '/api/contacts/decline': (s, b) => this.#contactDecline(s, b),
       '/api/contacts/remove': (s, b) => this.#contactRemove(s, b),
       '/api/contacts/list': (s) => this.#contactList(s),
+      '/api/contacts/block': (s, b) => this.#block(s, b, true),
+      '/api/contacts/unblock': (s, b) => this.#block(s, b, false),
     };
   }
 
@@ -43,10 +49,16 @@ export class ContactCalls {
   }
 
   async #contactRequest(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
+    await this.#c.throttle(this.#requests, s.uin, 'contact requests');
     await this.#c.gc.run(async (tx, fx) => {
       const other = await this.#lockedPair(tx, fx, s, b.username);
-      const action = contactRequestAction(await tx.getContact(s.uin, other.uin));
+      const action = contactRequestAction(
+        await tx.getContact(s.uin, other.uin),
+        await tx.getContact(other.uin, s.uin),
+        await tx.isBlocked(other.uin, s.uin),
+      );
       if (typeof action === 'object') fail(action.ret, action.errMsg);
+      if (action === 'pending') return;
       const me = await this.#c.user(s.uin, tx);
       const now = this.#c.clock.now();
       if (action === 'accept') {
@@ -56,8 +68,30 @@ export class ContactCalls {
       }
       const note = b.note ?? '';
       await this.#c.putContact(tx, { uin: s.uin, peerUin: other.uin, state: 'outgoing', note, updateTime: now });
+      if (action === 'swallow') return;
       await this.#c.putContact(tx, { uin: other.uin, peerUin: s.uin, state: 'incoming', note, updateTime: now });
       await fx.append(other.uin, 'contactRequest', { from: me.username, displayName: me.displayName, note });
+    });
+    return {};
+  }
+
+  /**
+   * Block or unblock `b.username` for every device of the caller: the block is stored, a pending request between
+   * the two is dropped, and the caller's log gets a `contact` entry with `blocked` (docs/protocol.md "Blocking").
+   * A repeat changes nothing and appends nothing.
+   */
+  async #block(s: SessionRow, b: Body, isBlocking: boolean): Promise<Record<string, unknown>> {
+    await this.#c.gc.run(async (tx, fx) => {
+      const other = await this.#lockedPair(tx, fx, s, b.username);
+      const change = blockChange(await tx.getContact(s.uin, other.uin), await tx.isBlocked(s.uin, other.uin), isBlocking);
+      if (!change) return;
+      if (isBlocking) await tx.putBlock(s.uin, other.uin, this.#c.clock.now());
+      else await tx.deleteBlock(s.uin, other.uin);
+      if (change.dropsRequest) {
+        await this.#c.deleteContact(tx, s.uin, other.uin);
+        await this.#c.deleteContact(tx, other.uin, s.uin);
+      }
+      await fx.append(s.uin, 'contact', { username: other.username, displayName: other.displayName, ...change.entry });
     });
     return {};
   }
@@ -121,6 +155,7 @@ export class ContactCalls {
       const g = await read.getGroup(gid);
       if (g) groups.push({ groupId: groupAddress(gid), name: g.name });
     }
-    return { contacts: pick('accepted'), incoming: pick('incoming'), outgoing: pick('outgoing'), groups };
+    const blocked = (await read.getUsers(await read.listBlocked(s.uin))).map((u) => ({ username: u.username, displayName: u.displayName }));
+    return { contacts: pick('accepted'), incoming: pick('incoming'), outgoing: pick('outgoing'), groups, blocked };
   }
 }

@@ -4,9 +4,9 @@
  * "service".
  */
 import { createHash } from 'node:crypto';
-import type { Bus, Clock, ContactRow, RateCounters, SessionRow, Store, StoreReader, StoreTx, UserRow } from '../core/ports.ts';
-import { isAcceptedContact } from '../core/rules.ts';
-import { SynchatError, type CallPath } from '../protocol/index.ts';
+import type { Bus, Clock, ContactRow, RateCounter, RateCounters, SessionRow, Store, StoreReader, StoreTx, UserRow } from '../core/ports.ts';
+import { checkShownName, isAcceptedContact } from '../core/rules.ts';
+import { RET, SynchatError, type CallPath } from '../protocol/index.ts';
 import type { CallContext } from './api.ts';
 import type { Effects, GroupCommit } from './group-commit.ts';
 import type { MediaService } from './media.ts';
@@ -29,6 +29,13 @@ export type Handlers = Partial<Record<CallPath, Handler>>;
 /** Throws the expected refusal `ret` (the call's answer). */
 export function fail(ret: SynchatError['ret'], errMsg: string, data?: Record<string, unknown>): never {
   throw new SynchatError(ret, errMsg, data);
+}
+
+/** A name other users are shown, checked ({@link checkShownName}) and trimmed; refused with ret 1 otherwise. */
+export function shownName(field: string, raw: string): string {
+  const name = checkShownName(field, raw);
+  if (typeof name !== 'string') fail(name.ret, name.errMsg);
+  return name;
 }
 
 /** The stored form of a bearer token: its SHA-256 (the token itself is never stored). */
@@ -70,7 +77,7 @@ export interface ContextOptions {
   logger: Logger;
   /** scrypt cost as log2(N). */
   passwordLog2N: number;
-  /** Throttle sends per user. */
+  /** Throttle sends and writes into other users' logs per user (rate-limit.ts WRITE_RATES). */
   isRateLimited: boolean;
   /** Where throttles count (shared between nodes, or this process's memory). */
   counters: RateCounters;
@@ -208,6 +215,16 @@ export class ServiceContext {
   deleteContact(tx: StoreTx, uin: number, peerUin: number): Promise<void> {
     this.#contacts.delete(`${uin}:${peerUin}`);
     return tx.deleteContact(uin, peerUin);
+  }
+
+  /**
+   * Counts one call of `uin` on `counter` when rate limiting is on (SYNCHAT_RATE_LIMIT); past its limit, refuses
+   * with 1205 and `retryAfterSec`, saying `what` is too fast.
+   */
+  async throttle(counter: RateCounter, uin: number, what: string): Promise<void> {
+    if (!this.options.isRateLimited) return;
+    const wait = await counter.hit(String(uin), this.clock.now());
+    if (wait > 0) fail(RET.RATE_LIMITED, `${what} too fast; try again in ${wait} s`, { retryAfterSec: wait });
   }
 
   /** Ends a session (the session cache learns it from the `sessionEnded` event once the batch commits). */

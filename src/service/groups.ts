@@ -2,18 +2,23 @@
  * Groups of up to 500: create, add/remove members (owner hand-over when the owner leaves), rename; every change is
  * announced to every member's log. See docs/protocol.md "Groups".
  */
-import type { GroupRow, SessionRow, StoreTx, UserRow } from '../core/ports.ts';
-import { checkMembersChange, foldUsername, groupAddress, isAcceptedContact, nextOwner, parseGroupAddress } from '../core/rules.ts';
+import { groupAddRefusal } from '../core/decisions.ts';
+import type { GroupRow, RateCounter, SessionRow, StoreTx, UserRow } from '../core/ports.ts';
+import { checkGroupSize, checkMembersChange, foldUsername, groupAddress, isAcceptedContact, nextOwner, parseGroupAddress } from '../core/rules.ts';
 import { RET } from '../protocol/index.ts';
-import { fail, type Body, type Handlers, type ServiceContext } from './context.ts';
+import { fail, shownName, type Body, type Handlers, type ServiceContext } from './context.ts';
 import type { Effects } from './group-commit.ts';
+import { WRITE_RATES } from './rate-limit.ts';
 
 /** Group lifecycle. */
 export class GroupCalls {
   readonly #c: ServiceContext;
+  /** Creates, member changes and renames: each lands in every member's log. */
+  readonly #changes: RateCounter;
 
   constructor(c: ServiceContext) {
     this.#c = c;
+    this.#changes = c.options.counters.counter('groupChanges', WRITE_RATES.groupChanges.limit, WRITE_RATES.groupChanges.windowMs);
   }
 
   /** The calls this area serves. */
@@ -25,6 +30,7 @@ export class GroupCalls {
     };
   }
 
+  /** The caller's contacts to add, by name; refused for a non-contact and for one who blocked the caller. */
   async #contactsByName(tx: StoreTx, s: SessionRow, names: readonly string[]): Promise<UserRow[]> {
     const users: UserRow[] = [];
     for (const name of new Set(names.map(foldUsername))) {
@@ -33,6 +39,8 @@ export class GroupCalls {
       if (u.uin !== s.uin && !isAcceptedContact(await tx.getContact(s.uin, u.uin))) fail(RET.FORBIDDEN, `not a contact: ${name}`);
       users.push(u);
     }
+    const refusal = users.length > 0 ? groupAddRefusal(users, await tx.listBlockers(s.uin)) : undefined;
+    if (refusal) fail(refusal.ret, refusal.errMsg);
     return users;
   }
 
@@ -60,10 +68,12 @@ export class GroupCalls {
   }
 
   async #groupCreate(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
-    const name = String(b.name).trim();
-    if (!name) fail(RET.BAD_REQUEST, 'name: must not be blank');
+    const name = shownName('name', b.name);
+    await this.#c.throttle(this.#changes, s.uin, 'group changes');
     const groupId = await this.#c.gc.run(async (tx, fx) => {
       const others = (await this.#contactsByName(tx, s, b.members)).filter((u) => u.uin !== s.uin);
+      const tooLarge = checkGroupSize(1 + others.length);
+      if (tooLarge) fail(tooLarge.ret, tooLarge.errMsg);
       await fx.lock([s.uin, ...others.map((u) => u.uin)]);
       const now = this.#c.clock.now();
       const id = await tx.nextGroupId();
@@ -78,6 +88,7 @@ export class GroupCalls {
 
   async #groupMembers(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
     const groupId = parseGroupAddress(b.groupId)!;
+    await this.#c.throttle(this.#changes, s.uin, 'group changes');
     await this.#c.gc.run(async (tx, fx) => {
       const { g, members } = await this.#lockedGroup(tx, fx, s, groupId);
       const add = (await this.#contactsByName(tx, s, b.add ?? [])).map((u) => u.uin).filter((u) => !members.includes(u));
@@ -102,8 +113,8 @@ export class GroupCalls {
 
   async #groupRename(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
     const groupId = parseGroupAddress(b.groupId)!;
-    const name = String(b.name).trim();
-    if (!name) fail(RET.BAD_REQUEST, 'name: must not be blank');
+    const name = shownName('name', b.name);
+    await this.#c.throttle(this.#changes, s.uin, 'group changes');
     await this.#c.gc.run(async (tx, fx) => {
       const { g } = await this.#lockedGroup(tx, fx, s, groupId);
       await tx.putGroup({ ...g, name });

@@ -2,7 +2,7 @@
  * Messages and the log: sync pages, sends (idempotent by clientMsgId, direct and group), read markers with
  * receipts, and recall. See docs/protocol.md "Messages".
  */
-import { directReadReceipt, directRecipients, sendAnswer, type Recipient } from '../core/decisions.ts';
+import { directReadReceipt, directRecipients, sendAnswer, unblockedRecipients, type Recipient } from '../core/decisions.ts';
 import type { RateCounter, SessionRow } from '../core/ports.ts';
 import {
   checkRecall,
@@ -62,10 +62,7 @@ export class MessageCalls {
   async #sendmsg(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
     const refusal = checkSendContent(b.type, b.content, b.mediaId);
     if (refusal) fail(refusal.ret, refusal.errMsg);
-    if (this.#c.options.isRateLimited) {
-      const wait = await this.#sends.hit(String(s.uin), this.#c.clock.now());
-      if (wait > 0) fail(RET.RATE_LIMITED, 'sending too fast', { retryAfterSec: wait });
-    }
+    await this.#c.throttle(this.#sends, s.uin, 'sending');
     return this.#c.gc.run(async (tx, fx) => {
       const groupId = parseGroupAddress(b.to);
       let to: string;
@@ -95,7 +92,8 @@ export class MessageCalls {
         if (peerUin === undefined) fail(RET.FORBIDDEN, 'not a contact');
         toUin = peerUin;
         if (peerUin !== s.uin && !(await this.#c.isContact(tx, s.uin, peerUin))) fail(RET.FORBIDDEN, 'not a contact');
-        recipients = directRecipients({ uin: s.uin, username: me }, { uin: peerUin, username: to });
+        const isBlocked = peerUin !== s.uin && (await tx.isBlocked(peerUin, s.uin));
+        recipients = directRecipients({ uin: s.uin, username: me }, { uin: peerUin, username: to }, isBlocked);
       }
       // A media message: the sender may use this media, and from now on this conversation may read it.
       if (b.mediaId) {
@@ -117,9 +115,11 @@ export class MessageCalls {
       };
       let senderSeq = 0;
       if (members) {
-        // Group fan-out: every member's entry differs only in seq, so the body is encoded once.
-        const seqs = await fx.appendEach(members, 'msg', { ...shared, peer: to });
-        senderSeq = seqs[members.indexOf(s.uin)]!;
+        // Group fan-out: every member's entry differs only in seq, so the body is encoded once. Members who
+        // blocked the sender get nothing (docs/protocol.md "Blocking").
+        const told = unblockedRecipients(members, s.uin, await tx.listBlockers(s.uin));
+        const seqs = await fx.appendEach(told, 'msg', { ...shared, peer: to });
+        senderSeq = seqs[told.indexOf(s.uin)]!;
       } else {
         for (const r of recipients) {
           const seq = await fx.append(r.uin, 'msg', { ...shared, peer: r.peer });
@@ -158,7 +158,8 @@ export class MessageCalls {
       } else {
         peer = foldUsername(b.peer);
         const other = await tx.getUserByName(peer);
-        const receipt = directReadReceipt(msg, s.uin, other?.uin);
+        const isBlocked = other !== undefined && other.uin !== s.uin && (await tx.isBlocked(other.uin, s.uin));
+        const receipt = directReadReceipt(msg, s.uin, other?.uin, isBlocked);
         if ('ret' in receipt) fail(receipt.ret, receipt.errMsg);
         receiptUin = receipt.receiptUin;
       }
@@ -184,13 +185,15 @@ export class MessageCalls {
       await fx.lock(m.groupId ? members : [s.uin, m.toUin]);
       if ((await tx.getMessage(msgId))!.revoked) return;
       await tx.setRevoked(msgId);
+      // Those who blocked the sender get no recall, as they got no message.
+      const blockers = await tx.listBlockers(s.uin);
       if (m.groupId) {
         const peer = groupAddress(m.groupId);
-        await fx.appendEach(members, 'revoke', { msgId: String(msgId), peer });
+        await fx.appendEach(unblockedRecipients(members, s.uin, blockers), 'revoke', { msgId: String(msgId), peer });
       } else {
         const me = await this.#c.username(s.uin, tx);
         await fx.append(s.uin, 'revoke', { msgId: String(msgId), peer: m.to });
-        if (m.toUin !== s.uin) await fx.append(m.toUin, 'revoke', { msgId: String(msgId), peer: me });
+        if (m.toUin !== s.uin && !blockers.includes(m.toUin)) await fx.append(m.toUin, 'revoke', { msgId: String(msgId), peer: me });
       }
     });
     return {};

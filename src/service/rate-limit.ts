@@ -9,6 +9,24 @@ import { setBounded } from './bounded.ts';
  */
 export const THROTTLE_KEYS_MAX = 100_000;
 
+const HOUR_MS = 3_600_000;
+
+/**
+ * Per-user rates of the writes that land in other users' logs, with SYNCHAT_RATE_LIMIT=on (like sends; load tests
+ * turn them off): one account must not be able to fill other people's logs. Each limit is far above what a person
+ * does by hand, and bounds what a script can do with one account (docs/security.md "Abuse of other users' logs"):
+ * - contact requests, 60 an hour: adding an address book by hand is a few a minute; a spammer reaches at most 60
+ *   strangers' logs an hour (a repeat to the same person appends nothing: one pending request per pair);
+ * - group changes (create, members, rename), 60 an hour: a person makes a few a day; each reaches up to 500 logs,
+ *   so at most 30,000 entries an hour;
+ * - profile (display name) changes, 10 an hour: one reaches every contact's log.
+ */
+export const WRITE_RATES = {
+  contactRequests: { limit: 60, windowMs: HOUR_MS },
+  groupChanges: { limit: 60, windowMs: HOUR_MS },
+  profileChanges: { limit: 10, windowMs: HOUR_MS },
+} as const;
+
 /**
  * Fixed-window counters for throttling (registrations per address, sends per user). Memory is bounded: windows are
  * dropped when they expire, swept lazily, and at most `maxKeys` keys are kept.

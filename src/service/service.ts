@@ -44,7 +44,7 @@ export interface ServiceOptions {
   cacheLimits?: Partial<CacheLimits>;
   /** Gather concurrent writes into one transaction. @default true */
   isGroupCommit: boolean;
-  /** Throttle sends per user (failed logins are always throttled). @default true */
+  /** Throttle sends, registrations and writes into other users' logs (failed logins are always throttled). @default true */
   isRateLimited: boolean;
   /** Where throttles count. @default this process's memory ({@link LocalRateCounters}) */
   counters?: RateCounters;

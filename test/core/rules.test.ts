@@ -3,8 +3,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import {
+  checkGroupSize,
   checkMembersChange,
   checkRecall,
+  checkShownName,
   checkSendContent,
   clampSyncLimit,
   clampSynccheckTimeout,
@@ -59,7 +61,7 @@ describe('rules', () => {
 
   it('allows recall by the sender within 120 s only', () => {
     assert.equal(checkRecall(undefined, 7, 0)?.ret, 3);
-    assert.equal(checkRecall(msg(), 8, 1_000_001)?.ret, 4);
+    assert.deepEqual(checkRecall(msg(), 8, 1_000_001), checkRecall(undefined, 8, 1_000_001), 'someone else’s message answers as an unknown one');
     assert.equal(checkRecall(msg(), 7, 1_000_000 + 120_000), undefined);
     assert.equal(checkRecall(msg(), 7, 1_000_000 + 120_001)?.ret, 4);
   });
@@ -73,8 +75,42 @@ describe('rules', () => {
     const full = Array.from({ length: 500 }, (_, i) => i + 1);
     assert.equal(checkMembersChange({ byUin: 1, ownerUin: 1, members: full, add: [501], remove: [] })?.ret, 5);
     assert.equal(checkMembersChange({ byUin: 1, ownerUin: 1, members: full, add: [501], remove: [2] }), undefined);
+    assert.equal(checkGroupSize(500), undefined, 'the creator plus 499');
+    assert.equal(checkGroupSize(501)?.ret, 5, 'the creator plus 500 contacts');
     assert.equal(nextOwner(1, [2, 3]), 2);
     assert.equal(nextOwner(1, [2, 1]), 1);
+  });
+
+  describe('shown names (display, device and group names)', () => {
+    const CONTROLS = fc.oneof(fc.integer({ min: 0, max: 0x1f }), fc.integer({ min: 0x7f, max: 0x9f }), fc.constantFrom(0x2028, 0x2029));
+    const BIDI = fc.constantFrom(0x202a, 0x202b, 0x202c, 0x202d, 0x202e, 0x2066, 0x2067, 0x2068, 0x2069);
+    const INVISIBLE = fc.constantFrom(' ', '\u00a0', '\u00ad', '\u034f', '\u115f', '\u180e', '\u200b', '\u200c', '\u200d', '\u200e', '\u2060', '\u2063', '\u2800', '\u3164', '\ufe0f', '\ufeff', '\uffa0', '\u{e0041}', '\u3000');
+    const VISIBLE = fc.constantFrom('a', 'Z', '7', 'é', '李', 'Ж', '😀', '👩‍💻', '_', '.');
+    const refusal = (r: string | { ret: number; errMsg: string }) => (typeof r === 'string' ? undefined : r);
+
+    it('refuses any name holding a control or bidi-override character, wherever it is', () => {
+      fc.assert(fc.property(fc.string(), fc.oneof(CONTROLS, BIDI), fc.string(), (before, cp, after) => {
+        const r = refusal(checkShownName('displayName', `x${before}${String.fromCodePoint(cp)}${after}x`));
+        assert.equal(r?.ret, 1);
+        assert.match(r!.errMsg, /^displayName: /);
+      }));
+    });
+
+    it('refuses a name made only of white space and invisible characters', () => {
+      fc.assert(fc.property(fc.array(INVISIBLE, { minLength: 1, maxLength: 20 }), (parts) => {
+        const r = refusal(checkShownName('name', parts.join('')));
+        assert.equal(r?.ret, 1);
+        assert.match(r!.errMsg, /^name: must (not be blank|contain a visible character)$/);
+      }));
+    });
+
+    it('accepts, trimmed, any name with a visible character among invisible ones (no control or bidi)', () => {
+      fc.assert(fc.property(fc.array(INVISIBLE, { maxLength: 5 }), VISIBLE, fc.array(fc.oneof(INVISIBLE, VISIBLE), { maxLength: 10 }), (pre, v, post) => {
+        const raw = pre.join('') + v + post.join('');
+        assert.equal(checkShownName('deviceName', raw), raw.trim());
+      }));
+      assert.equal(checkShownName('name', '  Alice Smith  '), 'Alice Smith');
+    });
   });
 
   it('clamps sync limits and synccheck holds', () => {

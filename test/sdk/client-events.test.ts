@@ -75,6 +75,18 @@ for (const transport of TRANSPORTS) {
       assert.deepEqual(sessions.map((s) => s.deviceId).sort(), ['laptop', 'phone']);
       assert.equal(sessions.filter((s) => s.isCurrent).length, 1);
 
+      await a.blockUser(b.username!);
+      await waitUntil(() => la2.some((e) => e.name === 'contact' && e.payload.blocked === true), 'alice’s other device learns the block');
+      assert.deepEqual((await a2.listContacts()).blocked.map((u) => u.username), [b.username]);
+      const beforeBlocked = la.filter((e) => e.name === 'message').length;
+      await b.sendText(a.username!, 'you blocked me');
+      await a.unblockUser(b.username!);
+      await waitUntil(() => la2.some((e) => e.name === 'contact' && e.payload.blocked === false), 'and the unblock');
+      await b.sendText(a.username!, 'after the unblock');
+      await waitUntil(() => la.some((e) => e.name === 'message' && e.payload.content === 'after the unblock'), 'a hears b again');
+      assert.deepEqual(la.filter((e) => e.name === 'message').slice(beforeBlocked).map((e) => e.payload.content), ['after the unblock'], 'nothing sent while blocked');
+      assert.deepEqual((await a.listContacts()).blocked, []);
+
       await a.removeContact(b.username!);
       await waitUntil(() => lb.some((e) => e.name === 'contact' && e.payload.removed), 'b sees the removal');
       await assert.rejects(a.sendText(b.username!, 'no longer'), (err: any) => err.ret === 4);
