@@ -152,6 +152,32 @@ export function runLongConnectionSuite(transport: WireTransport): void {
       assert.equal((await syncAll(srv.url, a.sid)).entries.filter((x) => x.kind === 'msg').length, 0);
     });
 
+    it('refuses a packet too big to be an AUTH before AUTH with ERROR 5 and closes, without waiting for the rest of it', async () => {
+      const c = await connectWire(transport, srv);
+      await settle(c);
+      // Declares a 512 KiB packet and sends 8 KiB of it: no AUTH is that big, so the server does not hold it.
+      c.sendRaw(Buffer.concat([header(512 * 1024, 16, 1, OP.AUTH, 1), Buffer.alloc(8 * 1024, 0x20)]));
+      const e = await c.nextOp(OP.ERROR);
+      assert.equal(e.body.ret, 5);
+      assert.match(e.body.errMsg, /AUTH comes first/);
+      await c.waitClosed();
+    });
+
+    if (transport === 'ws') {
+      // One WebSocket message is one chunk for the server, so every packet below is queued before the attach can
+      // answer (over TCP the kernel may split the write and the attach may answer in between).
+      it('refuses more than 256 KiB pipelined behind AUTH with ERROR 5 and closes', async () => {
+        const [a] = await pair();
+        const c = await connectWire(transport, srv);
+        const padded = encodePacket(OP.SYNC, 2, { syncKey: 0, pad: 'x'.repeat(40 * 1024) });
+        c.sendRaw(Buffer.concat([encodePacket(OP.AUTH, 1, { sid: a.sid }), ...Array.from({ length: 8 }, () => padded)]));
+        const e = await c.nextOp(OP.ERROR);
+        assert.equal(e.body.ret, 5);
+        assert.match(e.body.errMsg, /bytes before AUTH_OK/);
+        await c.waitClosed();
+      });
+    }
+
     it('runs requests pipelined behind AUTH in the same write and answers each on its seq', async () => {
       const [a, b] = await pair();
       const c = await connectWire(transport, srv);

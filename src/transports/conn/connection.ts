@@ -80,6 +80,18 @@ type State = (typeof State)[keyof typeof State];
 const LINGER_MS = 5_000;
 /** Packets a client may pipeline behind its AUTH before the attach answers. */
 const MAX_QUEUED_BEFORE_AUTH = 32;
+/**
+ * Bytes a connection may hold in the server before it sent a whole AUTH: an AUTH body is `{sid, syncKey}`, about
+ * 100 bytes, so anything bigger is not one. Without this bound an anonymous connection could park a packet of up
+ * to maxPacketBytes (1 MiB) in memory for the whole AUTH deadline.
+ */
+const MAX_BYTES_BEFORE_AUTH = 4 * 1024;
+/**
+ * Body bytes a client may pipeline behind its AUTH before AUTH_OK (copies held until the attach answers). The SDK
+ * waits for AUTH_OK; a client that pipelines gets room for 15 full-size text sends (16 KiB each), not for 32
+ * packets of 1 MiB.
+ */
+const MAX_QUEUED_BYTES_BEFORE_AUTH_OK = 256 * 1024;
 /** Idle close after this many heartbeat periods (PROTOCOL.md: 2.5 × heartbeatMs). */
 const IDLE_HEARTBEATS = 2.5;
 /** The device's key is unknown (AUTH without syncKey, or a key from another epoch): no PUSH until it syncs. */
@@ -158,6 +170,8 @@ export class Connection implements HubListener, WheelItem {
   #decoder: FrameDecoder | undefined;
   /** Packets pipelined behind AUTH: op, seq, body copy, … */
   #waiting: (number | Uint8Array)[] | undefined;
+  /** Body bytes in #waiting. */
+  #waitingBytes = 0;
   #reaper: Reaper | undefined;
 
   constructor(ctx: ConnectionContext, link: Link, transport: string) {
@@ -203,6 +217,10 @@ export class Connection implements HubListener, WheelItem {
       for (const p of packets) {
         this.#onPacket(p.op, p.seq, p.body);
         if (this.#state >= State.CLOSING) return;
+      }
+      if (this.#state === State.NEW && decoder.pendingBytes > MAX_BYTES_BEFORE_AUTH) {
+        this.fail(RET.TOO_LARGE, `not logged in: AUTH comes first and is under ${MAX_BYTES_BEFORE_AUTH} bytes`);
+        return;
       }
       // PROTOCOL.md "Binary": a framing error gets ERROR, then the server closes.
       if (error) this.fail(RET.BAD_REQUEST, `framing error ${error.code}: ${error.message}`);
@@ -326,6 +344,11 @@ export class Connection implements HubListener, WheelItem {
         this.#waiting ??= [];
         if (this.#waiting.length >= 3 * MAX_QUEUED_BEFORE_AUTH) {
           this.fail(RET.BAD_REQUEST, `more than ${MAX_QUEUED_BEFORE_AUTH} packets before AUTH_OK`);
+          return;
+        }
+        this.#waitingBytes += body.length;
+        if (this.#waitingBytes > MAX_QUEUED_BYTES_BEFORE_AUTH_OK) {
+          this.fail(RET.TOO_LARGE, `more than ${MAX_QUEUED_BYTES_BEFORE_AUTH_OK} bytes before AUTH_OK`);
           return;
         }
         this.#waiting.push(op, seq, Uint8Array.prototype.slice.call(body));
