@@ -105,6 +105,17 @@ export async function acceptContact(page: Page, from: string): Promise<void> {
   await page.getByTestId('tab-chats').click();
 }
 
+/** Two users, each registered in a browser of their own, made contacts through the UI (`a` asks, `b` accepts). */
+export async function twoContacts(browser: Browser, url: string, a: [username: string, displayName: string], b: [username: string, displayName: string]): Promise<{ a: { context: BrowserContext; page: Page }; b: { context: BrowserContext; page: Page } }> {
+  const pa = await openApp(browser, url);
+  const pb = await openApp(browser, url);
+  await register(pa.page, ...a);
+  await register(pb.page, ...b);
+  await requestContact(pa.page, b[0]);
+  await acceptContact(pb.page, a[0]);
+  return { a: pa, b: pb };
+}
+
 /** Opens a conversation from the list. */
 export async function openChat(page: Page, peer: string): Promise<void> {
   await page.locator(`[data-testid="conversation-item"][data-peer="${peer}"]`).click();

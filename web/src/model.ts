@@ -274,6 +274,12 @@ export class ChatModel {
         this.#notify(e.displayName ?? e.from, `wants to be your contact${e.note ? `: ${e.note}` : ''}`, 'contacts');
         break;
       case 'contact':
+        if (e.blocked !== undefined) {
+          // A block or unblock from one of my devices; a block also ended any pending request between us.
+          this.#setBlocked(e.username, e.blocked);
+          s.names[e.username] = e.displayName;
+          if (!e.blocked) break;
+        }
         delete s.requests[e.username];
         delete s.outgoing[e.username];
         if (e.removed) {
@@ -434,6 +440,8 @@ export class ChatModel {
       for (const u of Object.keys(s.requests)) if (!incoming.has(u)) delete s.requests[u];
       s.outgoing = Object.fromEntries(list.outgoing.map((r) => [r.username, { note: r.note, time: s.outgoing[r.username]?.time ?? Date.now() }]));
       for (const r of list.outgoing) s.names[r.username] = r.displayName;
+      s.blocked = Object.fromEntries(list.blocked.map((u) => [u.username, true as const]));
+      for (const u of list.blocked) s.names[u.username] = u.displayName;
       this.cache.putState(s);
       this.#changed();
     } catch {
@@ -735,6 +743,28 @@ export class ChatModel {
     delete this.state.requests[username];
     this.cache.putState(this.state);
     this.#changed();
+  }
+
+  /** True when I blocked `username`. */
+  isBlocked(username: string): boolean {
+    return this.state.blocked?.[username] === true;
+  }
+
+  /**
+   * Blocks `username` (every device of mine; nothing they do reaches me, and they are not told) or ends the
+   * block. Shown at once; my other devices learn it from the log.
+   */
+  async setBlock(username: string, isBlocking: boolean): Promise<void> {
+    await (isBlocking ? this.client.blockUser(username) : this.client.unblockUser(username));
+    this.#setBlocked(username, isBlocking);
+    this.cache.putState(this.state);
+    this.#changed();
+  }
+
+  #setBlocked(username: string, isBlocked: boolean): void {
+    const blocked = (this.state.blocked ??= {});
+    if (isBlocked) blocked[username] = true;
+    else delete blocked[username];
   }
 
   /** Creates a group with some of my contacts; resolves with its id. */

@@ -83,6 +83,8 @@ export interface AppState {
   requests: Record<string, IncomingRequest>;
   /** Usernames I asked to become contacts, waiting for them. */
   outgoing: Record<string, { note: string; time: number }>;
+  /** Usernames I blocked (docs/protocol.md "Blocking"); absent in a state cached before blocking existed. */
+  blocked?: Record<string, true>;
   /** The newest message time seen in the log (ms); conversations that start without a message sort by it. */
   logTime?: number;
   /** Display names of users seen anywhere (contacts, group members). */

@@ -10,6 +10,29 @@ import { MessageItem } from './message.tsx';
 
 const EMOJI = ['😀', '😂', '😊', '😍', '🤔', '😎', '😢', '😮', '🙏', '👍', '👏', '🎉', '❤️', '🔥', '✅', '👋', '🙌', '🤝', '☕', '🍕', '🚀', '🌟', '💡', '🎂'];
 
+/**
+ * Blocks or unblocks `username` (asking first before a block): while blocked, nothing they do reaches any of my
+ * devices, and they are not told (docs/protocol.md "Blocking").
+ */
+export function BlockButton(props: { username: string; name: string; isText?: boolean }) {
+  const model = useModel();
+  const isBlocked = model.isBlocked(props.username);
+  const label = `${isBlocked ? 'Unblock' : 'Block'} ${props.name}`;
+  async function toggle() {
+    if (!isBlocked && !confirm(`Block ${props.name}? Nothing they send will reach you, and they will not be told.`)) return;
+    await model.setBlock(props.username, !isBlocked).catch(() => {});
+  }
+  return props.isText ? (
+    <button class="ghost small" type="button" aria-label={label} data-testid="block-toggle" data-blocked={String(isBlocked)} onClick={() => void toggle()}>
+      {isBlocked ? 'Unblock' : 'Block'}
+    </button>
+  ) : (
+    <button class="icon-button" type="button" aria-label={label} title={label} data-testid="block-toggle" data-blocked={String(isBlocked)} onClick={() => void toggle()}>
+      <Icon name="block" />
+    </button>
+  );
+}
+
 /** The chat column for `peer`. */
 export function ChatPane(props: { peer: string; onBack: () => void; onGroupInfo: () => void }) {
   const model = useModel();
@@ -20,6 +43,8 @@ export function ChatPane(props: { peer: string; onBack: () => void; onGroupInfo:
   const group = model.state.groups[peer];
   const title = model.titleOf(peer);
   const isContact = isGroup ? !!group : !!model.state.contacts[peer] || peer === model.me;
+  const canBlock = !isGroup && peer !== model.me;
+  const isBlocked = canBlock && model.isBlocked(peer);
 
   async function openImage(mediaId: string | undefined, localUrl?: string) {
     if (localUrl) return setViewer(localUrl);
@@ -61,9 +86,18 @@ export function ChatPane(props: { peer: string; onBack: () => void; onGroupInfo:
             <Icon name="more" />
           </button>
         )}
+        {canBlock && <BlockButton username={peer} name={title} />}
       </header>
       <MessageList peer={peer} onOpenImage={(id, local) => void openImage(id, local)} />
-      {isContact ? <Composer peer={peer} /> : <div class="composer-disabled">You can no longer send messages here.</div>}
+      {isBlocked ? (
+        <div class="composer-disabled" data-testid="blocked-notice">
+          You blocked {title}: nothing they send reaches you. <BlockButton username={peer} name={title} isText />
+        </div>
+      ) : isContact ? (
+        <Composer peer={peer} />
+      ) : (
+        <div class="composer-disabled">You can no longer send messages here.</div>
+      )}
       {isDragging && (
         <div class="drop-hint" aria-hidden="true">
           <Icon name="attach" size={36} />

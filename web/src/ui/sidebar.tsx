@@ -5,6 +5,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { MSG_TYPE } from '../../../src/sdk/index.ts';
 import { isGroupPeer, previewOf, shortTime } from '../format.ts';
+import { BlockButton } from './chat.tsx';
 import { Avatar, Icon, errorText, useModel } from './common.tsx';
 
 /** Which dialog the shell shows. */
@@ -175,6 +176,7 @@ function ContactsPane(props: { onOpen: () => void }) {
   const requests = Object.values(model.state.requests).sort((a, b) => b.time - a.time);
   const outgoing = Object.entries(model.state.outgoing);
   const contacts = Object.values(model.state.contacts).sort((a, b) => a.displayName.localeCompare(b.displayName));
+  const blocked = Object.keys(model.state.blocked ?? {}).sort();
 
   return (
     <div class="contacts-pane">
@@ -269,11 +271,33 @@ function ContactsPane(props: { onOpen: () => void }) {
                 <span>
                   {c.displayName} <span class="muted">@{c.username}</span>
                 </span>
+                {model.isBlocked(c.username) && (
+                  <span class="blocked-tag" data-testid="blocked-tag">
+                    Blocked
+                  </span>
+                )}
               </button>
             </li>
           ))}
         </ul>
       </section>
+
+      {blocked.length > 0 && (
+        <section aria-label="Blocked">
+          <h4 class="section-title">Blocked · {blocked.length}</h4>
+          <ul class="contact-list" role="list">
+            {blocked.map((u) => (
+              <li key={u} class="contact" data-testid="blocked-item" data-username={u}>
+                <Avatar id={u} name={model.nameOf(u)} size={36} />
+                <span>
+                  {model.nameOf(u)} <span class="muted">@{u}</span>
+                </span>
+                <BlockButton username={u} name={model.nameOf(u)} isText />
+              </li>
+            ))}
+          </ul>
+        </section>
+      )}
     </div>
   );
 }
