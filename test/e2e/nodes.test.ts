@@ -123,6 +123,20 @@ describe('several nodes on PostgreSQL and Redis', { skip }, () => {
     }
   });
 
+  it('holds a block made on one node for sends through every node at once, until an unblock on another', async () => {
+    const ann = await userDevice(node(0).url, 'nb_ann');
+    const bob = await userDevice(node(1).url, 'nb_bob');
+    await befriend(node(0).url, ann, bob);
+    const send = async (n: number, clientMsgId: string) =>
+      assert.equal((await api(node(n).url, '/api/sendmsg', { clientMsgId, to: 'nb_ann', type: 1, content: clientMsgId }, bob.sid)).body.ret, 0);
+    for (const n of [0, 1, 2]) await send(n, `nb-before-${n}`);
+    assert.equal((await api(node(0).url, '/api/contacts/block', { username: 'nb_bob' }, ann.sid)).body.ret, 0);
+    for (const n of [0, 1, 2]) await send(n, `nb-blocked-${n}`);
+    assert.equal((await api(node(1).url, '/api/contacts/unblock', { username: 'nb_bob' }, ann.sid)).body.ret, 0);
+    for (const n of [0, 1, 2]) await send(n, `nb-after-${n}`);
+    assert.deepEqual(msgIds((await syncAll(node(2).url, ann.sid)).entries), ['nb-before-0', 'nb-before-1', 'nb-before-2', 'nb-after-0', 'nb-after-1', 'nb-after-2']);
+  });
+
   it('keeps one order in a group whose members send through three nodes at once', async () => {
     const devs: Device[] = [];
     for (let i = 0; i < 4; i++) devs.push(await userDevice(node(i % 3).url, `n_g${i}`));
