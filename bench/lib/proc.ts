@@ -24,11 +24,14 @@ export interface ServerProcess {
  * Settings every bench server gets unless the caller overrides them. Scrypt at log2N 10 (the schema's minimum;
  * the server's default is 14, ~40 ms per hash) so registering and logging in thousands of simulated devices takes
  * seconds, not minutes: no measured figure hashes a password (AUTH presents a session id), and the setting is
- * recorded in each result's `targetSettings`. Rate limiting off: the load comes from few loopback addresses.
+ * recorded in each result's `targetSettings`. Rate limiting and the connection caps off (a million is past any
+ * file limit): the load comes from few loopback addresses.
  */
 export const BENCH_SERVER_ENV: Readonly<Record<string, string>> = {
   SYNCHAT_LOG_LEVEL: 'warn',
   SYNCHAT_RATE_LIMIT: 'off',
+  SYNCHAT_MAX_CONNS_PER_IP: '1000000',
+  SYNCHAT_MAX_CONNS: '1000000',
   SYNCHAT_PASSWORD_LOG2N: '10',
 };
 

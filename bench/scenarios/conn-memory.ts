@@ -112,6 +112,9 @@ export async function run(argv: string[]): Promise<void> {
         SYNCHAT_DATA_DIR: dataDir,
         SYNCHAT_LOG_LEVEL: 'warn',
         SYNCHAT_RATE_LIMIT: 'off',
+        // Up to ~17,000 connections a gateway from a few loopback addresses: the file limit bounds them, not the caps.
+        SYNCHAT_MAX_CONNS_PER_IP: '1000000',
+        SYNCHAT_MAX_CONNS: '1000000',
         SYNCHAT_PASSWORD_LOG2N: '10',
         SYNCHAT_SQLITE_SYNCHRONOUS: 'NORMAL',
         // Idle means idle: no heartbeats needed during the run (idle close after 2.5 × this).

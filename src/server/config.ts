@@ -7,6 +7,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
 import { compileTrustProxy } from '../transports/client-address.ts';
+import { parseAllowedOrigins } from '../transports/ws/ws-transport.ts';
 
 /** Every setting of a Synchat server. */
 export interface Config {
@@ -69,6 +70,16 @@ export interface Config {
    * request from one of them is taken to come from the address in its `X-Forwarded-For`; '' = trust none.
    */
   trustProxy: string;
+  /** Comma list of browser origins (`https://chat.example.com`) allowed to open `/ws`; '' = the server's own (Origin's host = Host). */
+  allowedOrigins: string;
+  /** Open connections (HTTP sockets, `/ws`, TCP) one peer address may hold in one gateway process (IPv6: one /64). */
+  maxConnsPerIp: number;
+  /** Open connections of one gateway process, all addresses together. */
+  maxConns: number;
+  /** An HTTP request whose headers have not arrived within this many ms of its first byte gets 408 and is closed. */
+  httpHeadersTimeoutMs: number;
+  /** An HTTP request not wholly received (body included) within this many ms gets 408 and is closed; the answer's wait is not counted. */
+  httpRequestTimeoutMs: number;
 }
 
 /** Defaults. */
@@ -104,6 +115,17 @@ export const DEFAULTS: Config = {
   tlsCert: '', // '' = no TLS (or TLS ends at a proxy in front)
   tlsKey: '',
   trustProxy: '', // '' = X-Forwarded-For is never believed
+  allowedOrigins: '', // '' = same origin only (the web app served here)
+  // Carrier-grade NAT and office networks put many users behind one IPv4 address, each holding a long connection
+  // and a few HTTP sockets (a browser opens up to 6): 1,000 lets a few hundred of them in while one address still
+  // cannot take more than 1/16 of a process. Behind a proxy every client has the proxy's address: raise it there.
+  maxConnsPerIp: 1000,
+  // One process may hold 20,000 files here (ulimit -n): 16,000 sockets leave 4,000 for the database, media files,
+  // Redis and pipes. Raise both together.
+  maxConns: 16_000,
+  httpHeadersTimeoutMs: 10_000, // 10 s: a header line every 5 s was held 80 s
+  // 30 s for a whole request body: the SDK's 1 MiB media chunk at 280 kbit/s (slower links choose smaller chunks).
+  httpRequestTimeoutMs: 30_000,
 };
 
 const SCHEMA = {
@@ -138,6 +160,11 @@ const SCHEMA = {
     tlsCert: { type: 'string' },
     tlsKey: { type: 'string' },
     trustProxy: { type: 'string' },
+    allowedOrigins: { type: 'string' },
+    maxConnsPerIp: { type: 'integer', minimum: 1, maximum: 10_000_000 },
+    maxConns: { type: 'integer', minimum: 1, maximum: 10_000_000 },
+    httpHeadersTimeoutMs: { type: 'integer', minimum: 1000, maximum: 600_000 },
+    httpRequestTimeoutMs: { type: 'integer', minimum: 1000, maximum: 3_600_000 },
   },
 } as const;
 
@@ -175,6 +202,15 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: P
   if (!config.tlsCert !== !config.tlsKey) {
     const missing = config.tlsCert ? 'tlsKey' : 'tlsCert';
     throw new ConfigError(`${envName(missing)} is missing: set SYNCHAT_TLS_CERT and SYNCHAT_TLS_KEY together, or neither`);
+  }
+  // Node refuses a header timeout longer than the whole request's.
+  if (config.httpHeadersTimeoutMs > config.httpRequestTimeoutMs) {
+    throw new ConfigError(`${envName('httpHeadersTimeoutMs')} must not exceed ${envName('httpRequestTimeoutMs')}`);
+  }
+  try {
+    parseAllowedOrigins(config.allowedOrigins);
+  } catch (err) {
+    throw new ConfigError(`${envName('allowedOrigins')} ${(err as Error).message}`);
   }
   try {
     compileTrustProxy(config.trustProxy);

@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
+import { DEFAULTS } from '../../src/server/config.ts';
 
 /** A free TCP port on 127.0.0.1. */
 export function freePort(): Promise<number> {
@@ -31,7 +32,7 @@ export interface ServerChild {
 export async function spawnServerProcess(env: Record<string, string>): Promise<ServerChild> {
   const httpPort = env.SYNCHAT_HTTP_PORT ?? String(await freePort());
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/server/main.ts'], {
-    env: { ...process.env, SYNCHAT_LOG_LEVEL: 'error', SYNCHAT_PASSWORD_LOG2N: '10', SYNCHAT_RATE_LIMIT: 'off', ...env, SYNCHAT_HTTP_PORT: httpPort },
+    env: { ...process.env, SYNCHAT_LOG_LEVEL: 'error', SYNCHAT_PASSWORD_LOG2N: '10', SYNCHAT_RATE_LIMIT: 'off', SYNCHAT_MAX_CONNS_PER_IP: String(DEFAULTS.maxConns), ...env, SYNCHAT_HTTP_PORT: httpPort },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildServer, type RunningServer } from '../../src/server/build-server.ts';
-import { loadConfig, type Config } from '../../src/server/config.ts';
+import { DEFAULTS, loadConfig, type Config } from '../../src/server/config.ts';
 import { createTestDatabase } from './services.ts';
 
 /** A started server and its data folder. */
@@ -41,6 +41,8 @@ export async function startServer(overrides: Partial<Config> = {}): Promise<Test
     logLevel: 'silent',
     passwordLog2N: 10,
     rateLimit: 'off',
+    // Every test client connects from 127.0.0.1: one address may hold as many connections as the process.
+    maxConnsPerIp: DEFAULTS.maxConns,
     ...overrides,
   });
   const server = await buildServer(config);

@@ -38,7 +38,6 @@ export function registerStaticRoutes(app: FastifyInstance, opts: StaticRoutesOpt
       // Vite names every asset by its content hash; index.html names the current ones.
       if (/[/\\]assets[/\\]/.test(path)) res.setHeader('cache-control', 'public, max-age=31536000, immutable');
       else res.setHeader('cache-control', 'no-cache');
-      res.setHeader('x-content-type-options', 'nosniff');
     },
   });
 }
