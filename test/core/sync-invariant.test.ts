@@ -1,6 +1,6 @@
 // The sync invariant (zulip's verify_action, as a property): for random sequences of actions by several users
 // on several devices, a device that syncs incrementally at random moments ends with exactly the log a fresh
-// full sync returns, and the state it derives from entries equals the server's snapshot.
+// full sync returns, and the state it derives from entries (contacts, blocks, groups) equals the server's snapshot.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import fc from 'fast-check';
@@ -18,6 +18,7 @@ type Action =
   | { t: 'request'; from: number; to: number }
   | { t: 'accept'; by: number; of: number }
   | { t: 'remove'; by: number; of: number }
+  | { t: 'block'; by: number; of: number; isBlocking: boolean }
   | { t: 'send'; from: number; to: number; retry: boolean }
   | { t: 'groupSend'; from: number }
   | { t: 'groupCreate'; by: number; members: number[] }
@@ -32,6 +33,7 @@ const action: fc.Arbitrary<Action> = fc.oneof(
   fc.record({ t: fc.constant('request' as const), from: u, to: u }),
   fc.record({ t: fc.constant('accept' as const), by: u, of: u }),
   fc.record({ t: fc.constant('remove' as const), by: u, of: u }),
+  fc.record({ t: fc.constant('block' as const), by: u, of: u, isBlocking: fc.boolean() }),
   fc.record({ t: fc.constant('send' as const), from: u, to: u, retry: fc.boolean() }),
   fc.record({ t: fc.constant('send' as const), from: u, to: u, retry: fc.boolean() }),
   fc.record({ t: fc.constant('groupSend' as const), from: u }),
@@ -55,11 +57,16 @@ async function pull(m: Mirror): Promise<void> {
   m.key = r.syncKey;
 }
 
-/** Derives contacts and groups from entries, as a client would. */
-function derive(entries: any[], me: string): { contacts: string[]; groups: string[] } {
+/** Derives contacts, blocks and groups from entries, as a client would. */
+function derive(entries: any[], me: string): { contacts: string[]; blocked: string[]; groups: string[] } {
   const contacts = new Map<string, boolean>();
+  const blocked = new Set<string>();
   const groups = new Map<string, string>();
   for (const e of entries) {
+    if (e.kind === 'contact' && e.blocked !== undefined) {
+      if (e.blocked) blocked.add(e.username);
+      else blocked.delete(e.username);
+    }
     if (e.kind === 'contact' && e.username !== me) {
       if (e.removed) contacts.delete(e.username);
       else contacts.set(e.username, true);
@@ -69,7 +76,7 @@ function derive(entries: any[], me: string): { contacts: string[]; groups: strin
       else groups.set(e.groupId, e.name);
     }
   }
-  return { contacts: [...contacts.keys()].sort(), groups: [...groups.keys()].sort() };
+  return { contacts: [...contacts.keys()].sort(), blocked: [...blocked].sort(), groups: [...groups.keys()].sort() };
 }
 
 let run = 0;
@@ -96,6 +103,9 @@ test('incremental sync on every device equals a fresh full sync, and derived sta
             break;
           case 'remove':
             await api(srv.url, '/api/contacts/remove', { username: names[a.of] }, sid(a.by));
+            break;
+          case 'block':
+            await api(srv.url, a.isBlocking ? '/api/contacts/block' : '/api/contacts/unblock', { username: names[a.of] }, sid(a.by));
             break;
           case 'send': {
             const body = { clientMsgId: `c${n}`, to: names[a.to], type: 1, content: `m${n}` };
@@ -146,6 +156,7 @@ test('incremental sync on every device equals a fresh full sync, and derived sta
         const snap = (await api(srv.url, '/api/contacts/list', {}, m.dev.sid)).body;
         const derived = derive(m.entries, m.dev.username);
         assert.deepEqual(derived.contacts, snap.contacts.map((c: any) => c.username).sort(), 'contacts');
+        assert.deepEqual(derived.blocked, snap.blocked.map((c: any) => c.username).sort(), 'blocked');
         assert.deepEqual(derived.groups, snap.groups.map((g: any) => g.groupId).sort(), 'groups');
       }
       // Both devices of a user hold the same log.
