@@ -4,7 +4,7 @@
  * port.
  */
 import { readFileSync } from 'node:fs';
-import { createSecureContext, type SecureContextOptions } from 'node:tls';
+import { createSecureContext, type TlsOptions } from 'node:tls';
 import { ConfigError, envName, type Config } from './config.ts';
 
 /**
@@ -22,13 +22,20 @@ function readPem(config: Pick<Config, 'tlsCert' | 'tlsKey'>, key: 'tlsCert' | 't
 }
 
 /**
- * The TLS settings of this server, or undefined when it serves plain HTTP/TCP. Throws ConfigError naming the
- * variable when a file cannot be read, or when the pair is not a usable certificate and key (a key that does not
- * match, a file that is not PEM).
+ * The TLS settings of this server's listeners (HTTPS and the TCP port alike), or undefined when it serves plain
+ * HTTP/TCP. Throws ConfigError naming the variable when a file cannot be read, or when the pair is not a usable
+ * certificate and key (a key that does not match, a file that is not PEM).
  */
-export function loadTls(config: Pick<Config, 'tlsCert' | 'tlsKey'>): SecureContextOptions | undefined {
+export function loadTls(config: Pick<Config, 'tlsCert' | 'tlsKey' | 'authTimeoutMs'>): TlsOptions | undefined {
   if (!config.tlsCert && !config.tlsKey) return undefined;
-  const tls: SecureContextOptions = { cert: readPem(config, 'tlsCert'), key: readPem(config, 'tlsKey'), minVersion: TLS_MIN_VERSION };
+  const tls: TlsOptions = {
+    cert: readPem(config, 'tlsCert'),
+    key: readPem(config, 'tlsKey'),
+    minVersion: TLS_MIN_VERSION,
+    // Node's default is 120 s: a peer that opens a socket and never finishes its handshake would hold it that long,
+    // before any of our timers (auth, HTTP headers) starts. One that means well needs a few round trips.
+    handshakeTimeout: config.authTimeoutMs,
+  };
   try {
     createSecureContext(tls);
   } catch (err) {

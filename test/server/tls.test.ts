@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { SynchatClient, type Gateway } from '../../src/sdk/index.ts';
@@ -15,13 +16,13 @@ import { startServer, type TestServer } from '../helpers/server.ts';
 import { Proxy, befriend, startClient, waitUntil, type TestClient } from '../sdk/helpers.ts';
 
 /** Writes a fresh dev certificate into `dir`; returns it with its file paths. */
-async function certFiles(dir: string, name = 'tls'): Promise<DevCert & { certFile: string; keyFile: string }> {
+async function certFiles(dir: string, name = 'tls'): Promise<DevCert & { certFile: string; keyFile: string; paths: { tlsCert: string; tlsKey: string } }> {
   const pem = await makeDevCert();
   const certFile = join(dir, `${name}-cert.pem`);
   const keyFile = join(dir, `${name}-key.pem`);
   writeFileSync(certFile, pem.cert);
   writeFileSync(keyFile, pem.key, { mode: 0o600 });
-  return { ...pem, certFile, keyFile };
+  return { ...pem, certFile, keyFile, paths: { tlsCert: certFile, tlsKey: keyFile } };
 }
 
 describe('native TLS', () => {
@@ -144,6 +145,29 @@ describe('native TLS', () => {
     await befriend(gina.client, frank.client);
     await gina.client.sendText('tls_frank', 'over HTTPS long-poll', 'poll-1');
     await waitUntil(() => frank.ids().includes('poll-1'), 'frank got the message over HTTPS long-poll');
+  });
+});
+
+describe('TLS handshakes', () => {
+  it('drops a peer that opens a socket and never finishes its handshake, on the HTTPS and the TCP port', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'synchat-tls-slow-'));
+    // The handshake is bounded by the auth timeout (Node's own default: 120 s, past the wait's hang guard).
+    const srv = await startServer({ ...(await certFiles(dir)).paths, authTimeoutMs: 300 });
+    const sockets: Socket[] = [];
+    try {
+      for (const port of [srv.httpPort, srv.tcpPort]) {
+        const socket = connectTcp({ host: '127.0.0.1', port });
+        sockets.push(socket);
+        socket.on('error', () => {});
+        let isClosed = false;
+        socket.on('close', () => (isClosed = true));
+        await waitUntil(() => isClosed, `the server closed the silent socket on port ${port}`, 15_000);
+      }
+    } finally {
+      for (const s of sockets) s.destroy(); // a socket left open would hold the server's close
+      await srv.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

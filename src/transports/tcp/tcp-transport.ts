@@ -6,10 +6,9 @@
  * node:cluster spreads the connections. See docs/architecture.md "Long connection".
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer, type SecureContextOptions } from 'node:tls';
+import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import type { Connection, Link } from '../conn/connection.ts';
 import type { Connections } from '../conn/connections.ts';
-import type { ConnectionCaps } from '../conn-caps.ts';
 
 /** A `net.Socket` as a {@link Link}. */
 class TcpLink implements Link {
@@ -44,18 +43,13 @@ function ignore(): void {
   // 'error' is always followed by 'close', where the connection cleans up.
 }
 
-function accept(connections: Connections, caps: ConnectionCaps, socket: Socket): void {
-  // Counted by the socket's peer (src/transports/conn-caps.ts) until it closes; none left even to refuse: dropped.
-  const admission = caps.hold(socket);
-  if (!admission) return;
+function accept(connections: Connections, socket: Socket): void {
   socket.setNoDelay(true);
   const conn: Connection = connections.open(new TcpLink(socket), 'tcp');
   socket.on('data', (chunk: Buffer) => conn.onBytes(chunk));
   socket.on('drain', () => conn.onDrain());
   socket.on('close', () => conn.onLinkClosed());
   socket.on('error', ignore);
-  // Over a cap: ERROR {ret 1205} and close (after LINGER_MS at most, like any failed connection).
-  if (admission.refusal) conn.fail(admission.refusal.ret, admission.refusal.errMsg);
 }
 
 /** Options of {@link startTcpTransport}. */
@@ -63,24 +57,18 @@ export interface TcpTransportOptions {
   host: string;
   /** 0 = ephemeral. */
   port: number;
-  /** The process's connection caps, shared with the HTTP listener. */
-  caps: ConnectionCaps;
-  /** Certificate and key (and TLS settings): the port speaks TLS; absent: plain TCP. */
-  tls?: SecureContextOptions;
-  /** A TLS handshake not finished within this many ms is dropped (the auth timer starts after it). @default 10000 */
-  tlsHandshakeTimeoutMs?: number;
+  /** Certificate, key and TLS settings (src/server/tls.ts, the handshake timeout included): the port speaks TLS; absent: plain TCP. */
+  tls?: TlsOptions;
 }
 
 /** Starts the TCP listener; resolves with the server once it listens (port 0 = ephemeral). */
 export async function startTcpTransport(connections: Connections, opts: TcpTransportOptions): Promise<Server> {
   // Nagle off (in accept): a HEARTBEAT_ACK or PUSH should leave at once; the connection already batches per turn.
-  const onSocket = (socket: Socket) => accept(connections, opts.caps, socket);
-  // A TLS connection becomes a Connection once its handshake is done ('secureConnection'); a failed handshake
-  // ('tlsClientError') just closes the socket. Node's default handshake timeout is 120 s: far longer than a peer
-  // that means well needs, so a half-open handshake cannot hold a socket longer than an unauthenticated connection.
-  const server: Server = opts.tls
-    ? createTlsServer({ ...opts.tls, handshakeTimeout: opts.tlsHandshakeTimeoutMs ?? 10_000 }, onSocket)
-    : createServer(onSocket);
+  const onSocket = (socket: Socket) => accept(connections, socket);
+  // A TLS connection becomes a Connection once its handshake is done ('secureConnection'). A failed or timed-out
+  // handshake is a 'tlsClientError', after which Node 20 leaves the socket open (measured: a silent peer was still
+  // connected seconds after its handshake timeout): close it here, as https.Server does.
+  const server: Server = opts.tls ? createTlsServer(opts.tls, onSocket).on('tlsClientError', (_err, socket) => socket.destroy()) : createServer(onSocket);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen({ port: opts.port, host: opts.host, backlog: 4096 }, () => {
