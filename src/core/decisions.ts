@@ -86,8 +86,8 @@ export function contactRequestAction(mine: ContactRow | undefined, theirs: Conta
 }
 
 /**
- * Who may be added to a group by `byUin`: refused for a user who blocked the adder (a blocked user cannot pull the
- * blocker into a conversation). `added` are the uins to add with their names, `blockersOfAdder` who blocked the adder.
+ * Adding users to a group (at creation or later): refused when one of them blocked the adder (a blocked user cannot
+ * pull the blocker into a conversation). `added`: the users to add; `blockersOfAdder`: who blocked the adder.
  */
 export function groupAddRefusal(added: readonly Party[], blockersOfAdder: readonly number[]): Refusal | undefined {
   if (blockersOfAdder.length === 0) return undefined;
