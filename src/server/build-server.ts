@@ -22,7 +22,8 @@ import { buildHttpTransport } from '../transports/http/http-transport.ts';
 import { SynccheckHandler } from '../transports/longpoll/synccheck.ts';
 import { portOf, startTcpTransport } from '../transports/tcp/tcp-transport.ts';
 import { TimerWheel } from '../transports/timer-wheel.ts';
-import { WS_PATH, attachWsTransport } from '../transports/ws/ws-transport.ts';
+import { WS_PATH, attachWsTransport, parseAllowedOrigins } from '../transports/ws/ws-transport.ts';
+import { ConnectionCaps } from '../transports/conn-caps.ts';
 import { compileTrustProxy } from '../transports/client-address.ts';
 import type { Config } from './config.ts';
 import { loadTls } from './tls.ts';
@@ -52,6 +53,8 @@ export interface Gateway {
   readonly parkedPolls: number;
   /** The long connections (TCP and WS) of this process, for metrics and tests. */
   readonly connections: Pick<Connections, 'size' | 'stats' | 'list'>;
+  /** The counts behind this process's connection caps (HTTP sockets and TCP connections), for metrics and tests. */
+  readonly caps: Pick<ConnectionCaps, 'total' | 'refusing' | 'countOf'>;
   close(): Promise<void>;
 }
 
@@ -189,6 +192,8 @@ export async function buildGateway(config: Config, api: ChatApi, logger: pino.Lo
   // One trust function for every edge that reads a request (src/transports/client-address.ts).
   const trustProxy = compileTrustProxy(config.trustProxy);
   const hub = new Hub(api);
+  // One count for every listener of this process (src/transports/conn-caps.ts).
+  const caps = new ConnectionCaps({ maxPerAddress: config.maxConnsPerIp, maxTotal: config.maxConns });
   const wheel = new TimerWheel({ tickMs: 250 });
   const synccheck = new SynccheckHandler(api, hub, wheel);
   const app = buildHttpTransport({
@@ -196,6 +201,8 @@ export async function buildGateway(config: Config, api: ChatApi, logger: pino.Lo
     synccheck,
     logger: config.logLevel === 'silent' ? false : { level: config.logLevel, name: 'http' },
     bodyLimitBytes: config.bodyLimitBytes,
+    timeouts: { headersMs: config.httpHeadersTimeoutMs, requestMs: config.httpRequestTimeoutMs },
+    caps,
     ...(tls ? { tls } : {}),
     trustProxy,
     // Gateways read media bytes from the same folder the core writes (one machine); see docs/architecture.md "Media".
@@ -216,13 +223,13 @@ export async function buildGateway(config: Config, api: ChatApi, logger: pino.Lo
       outboundStallMs: config.outboundStallMs,
     },
   });
-  const stopWs = attachWsTransport(app.server, connections, { trustProxy });
+  const stopWs = attachWsTransport(app.server, connections, { trustProxy, caps, allowedOrigins: parseAllowedOrigins(config.allowedOrigins) });
   await app.listen({ port: config.httpPort, host: config.host });
   const address = app.server.address();
   const httpPort = typeof address === 'object' && address ? address.port : config.httpPort;
   let tcp;
   try {
-    tcp = await startTcpTransport(connections, { host: config.host, port: config.tcpPort, ...(tls ? { tls } : {}) });
+    tcp = await startTcpTransport(connections, { host: config.host, port: config.tcpPort, caps, ...(tls ? { tls } : {}) });
   } catch (err) {
     await app.close();
     throw err;
@@ -233,6 +240,7 @@ export async function buildGateway(config: Config, api: ChatApi, logger: pino.Lo
     httpPort,
     tcpPort,
     connections,
+    caps,
     get parkedPolls() {
       return synccheck.parked;
     },
@@ -269,6 +277,7 @@ export async function buildServer(config: Config, seams: CoreSeams = {}): Promis
     httpPort: gateway.httpPort,
     tcpPort: gateway.tcpPort,
     connections: gateway.connections,
+    caps: gateway.caps,
     get parkedPolls() {
       return gateway.parkedPolls;
     },

@@ -3,12 +3,15 @@
  * edge (every failure is `{ret, errMsg}` with the table's status; unexpected errors are ret 9, logged, never
  * echoed). See docs/protocol.md "HTTP".
  */
+import type { Socket } from 'node:net';
 import type { TlsOptions } from 'node:tls';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { CALLS, RET, SynchatError, httpStatusOf, type CallPath } from '../../protocol/index.ts';
 import { validateCall, type ChatApi } from '../../service/index.ts';
 import type { TrustProxy } from '../client-address.ts';
+import type { ConnectionCaps } from '../conn-caps.ts';
 import type { SynccheckHandler } from '../longpoll/synccheck.ts';
+import { registerBrowserHeaders } from './browser-headers.ts';
 import { registerMediaRoutes, type MediaRoutesOptions } from './media-routes.ts';
 import { registerStaticRoutes, type StaticRoutesOptions } from './static-routes.ts';
 
@@ -20,8 +23,15 @@ export interface HttpTransportOptions {
   logger: boolean | Record<string, unknown>;
   /** Largest JSON body, in bytes. @default 65536 (64 KiB) */
   bodyLimitBytes: number;
-  /** Seconds a request may take before the server answers 408; must exceed the longest synccheck. @default 90 */
-  requestTimeoutSec?: number;
+  /**
+   * Slow clients (docs/protocol.md "Connection limits"): a request whose headers have not all arrived within
+   * `headersMs` of its first byte, or which is not wholly received (body included) within `requestMs`, gets 408
+   * and its connection is closed. Neither covers the answer: a synccheck parked for 60 s after its request arrived
+   * is not cut (measured, Node 20).
+   */
+  timeouts: { headersMs: number; requestMs: number };
+  /** The process's connection caps (shared with the TCP listener): a socket over one gets 429/503 {ret:1205}. */
+  caps: ConnectionCaps;
   /** Media routes (chunk PUT, complete, GET with Range); absent: no media routes. */
   media?: Omit<MediaRoutesOptions, 'api'>;
   /** The web client (docs/web.md) served at `/`; absent: none. */
@@ -34,6 +44,12 @@ export interface HttpTransportOptions {
    */
   trustProxy?: TrustProxy;
 }
+
+/**
+ * How often Node looks for requests past their timeouts, in ms. Its default (30 s) let a 10 s header timeout hold
+ * a trickling client 40 s; a check walks only the sockets with a request in progress.
+ */
+const TIMEOUT_CHECK_INTERVAL_MS = 1000;
 
 function bearer(req: FastifyRequest): string | undefined {
   const h = req.headers.authorization;
@@ -53,12 +69,13 @@ function sendError(reply: FastifyReply, err: SynchatError): void {
 
 /** Builds the Fastify app (not listening). */
 export function buildHttpTransport(opts: HttpTransportOptions): FastifyInstance {
+  const timeouts = { headersTimeout: opts.timeouts.headersMs, requestTimeout: opts.timeouts.requestMs, connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS };
   const app = Fastify({
-    ...(opts.tls ? { https: opts.tls } : {}),
+    ...(opts.tls ? { https: { ...opts.tls, ...timeouts } } : { http: timeouts }),
     ...(opts.trustProxy ? { trustProxy: opts.trustProxy } : {}),
     logger: opts.logger,
     bodyLimit: opts.bodyLimitBytes,
-    requestTimeout: (opts.requestTimeoutSec ?? 90) * 1000,
+    requestTimeout: opts.timeouts.requestMs,
     // Synccheck holds requests for up to 60 s; keep idle keep-alive sockets a little longer than a poll gap.
     keepAliveTimeout: 75_000,
     return503OnClosing: true,
@@ -70,6 +87,18 @@ export function buildHttpTransport(opts: HttpTransportOptions): FastifyInstance 
       let n = 0;
       return () => (++n).toString(36);
     })(),
+  });
+
+  registerBrowserHeaders(app, { isTls: opts.tls !== undefined });
+
+  // Every socket is counted from its first byte (after the TLS handshake with TLS) to its close; one over a cap
+  // gets its first request answered 429/503 {ret:1205} and closed (a `/ws` upgrade: ws-transport.ts).
+  app.server.on(opts.tls ? 'secureConnection' : 'connection', (socket: Socket) => void opts.caps.hold(socket));
+  app.addHook('onRequest', (req, reply, done) => {
+    const refusal = opts.caps.refusalOf(req.raw.socket);
+    if (!refusal) return done();
+    reply.code(refusal.httpStatus).header('connection', 'close').header('content-type', 'application/json; charset=utf-8').header('cache-control', 'no-store');
+    reply.send(JSON.stringify({ ret: refusal.ret, errMsg: refusal.errMsg }));
   });
 
   // An empty JSON body means `{}` (POST /api/logout with no body is fine); bad JSON is ret 1.
@@ -87,7 +116,13 @@ export function buildHttpTransport(opts: HttpTransportOptions): FastifyInstance 
   app.setErrorHandler((err: any, req, reply) => {
     if (err instanceof SynchatError) return sendError(reply, err);
     const code: string | undefined = err?.code;
-    if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') return sendError(reply, new SynchatError(RET.TOO_LARGE, `body exceeds ${opts.bodyLimitBytes} bytes`));
+    if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      // Fastify marks the answer `Connection: close`, and Node then closes under a client still sending: the RST
+      // that its next bytes draw makes the client's kernel drop our answer unread. Kept open, Node reads the rest
+      // of the body and throws it away (within the request timeout) while the client reads the 413.
+      reply.removeHeader('connection');
+      return sendError(reply, new SynchatError(RET.TOO_LARGE, `body exceeds ${opts.bodyLimitBytes} bytes`));
+    }
     if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return sendError(reply, new SynchatError(RET.BAD_REQUEST, 'Content-Type must be application/json'));
     if (typeof err?.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
       return sendError(reply, new SynchatError(RET.BAD_REQUEST, String(err.message ?? 'bad request')));

@@ -9,6 +9,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import type { Connection, Link } from '../conn/connection.ts';
 import type { Connections } from '../conn/connections.ts';
+import type { ConnectionCaps } from '../conn-caps.ts';
 
 /** A `net.Socket` as a {@link Link}. */
 class TcpLink implements Link {
@@ -43,13 +44,18 @@ function ignore(): void {
   // 'error' is always followed by 'close', where the connection cleans up.
 }
 
-function accept(connections: Connections, socket: Socket): void {
+function accept(connections: Connections, caps: ConnectionCaps, socket: Socket): void {
+  // Counted by the socket's peer (src/transports/conn-caps.ts) until it closes; none left even to refuse: dropped.
+  const admission = caps.hold(socket);
+  if (!admission) return;
   socket.setNoDelay(true);
   const conn: Connection = connections.open(new TcpLink(socket), 'tcp');
   socket.on('data', (chunk: Buffer) => conn.onBytes(chunk));
   socket.on('drain', () => conn.onDrain());
   socket.on('close', () => conn.onLinkClosed());
   socket.on('error', ignore);
+  // Over a cap: ERROR {ret 1205} and close (after LINGER_MS at most, like any failed connection).
+  if (admission.refusal) conn.fail(admission.refusal.ret, admission.refusal.errMsg);
 }
 
 /** Options of {@link startTcpTransport}. */
@@ -57,6 +63,8 @@ export interface TcpTransportOptions {
   host: string;
   /** 0 = ephemeral. */
   port: number;
+  /** The process's connection caps, shared with the HTTP listener. */
+  caps: ConnectionCaps;
   /** Certificate, key and TLS settings (src/server/tls.ts, the handshake timeout included): the port speaks TLS; absent: plain TCP. */
   tls?: TlsOptions;
 }
@@ -64,7 +72,7 @@ export interface TcpTransportOptions {
 /** Starts the TCP listener; resolves with the server once it listens (port 0 = ephemeral). */
 export async function startTcpTransport(connections: Connections, opts: TcpTransportOptions): Promise<Server> {
   // Nagle off (in accept): a HEARTBEAT_ACK or PUSH should leave at once; the connection already batches per turn.
-  const onSocket = (socket: Socket) => accept(connections, socket);
+  const onSocket = (socket: Socket) => accept(connections, opts.caps, socket);
   // A TLS connection becomes a Connection once its handshake is done ('secureConnection'). A failed or timed-out
   // handshake is a 'tlsClientError', after which Node 20 leaves the socket open (measured: a silent peer was still
   // connected seconds after its handshake timeout): close it here, as https.Server does.
