@@ -5,7 +5,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { api } from '../helpers/server.ts';
-import { acceptContact, messages, openApp, openChat, register, requestContact, sendText, webSuite } from './harness.ts';
+import { acceptContact, messages, openApp, openChat, recordVoice, register, requestContact, sendText, webSuite } from './harness.ts';
 
 describe('web client: groups, history, resend, voice', () => {
   const env = webSuite();
@@ -139,12 +139,7 @@ describe('web client: groups, history, resend, voice', () => {
     await acceptContact(quin.page, 'pia');
     await openChat(pia.page, 'quin');
     await openChat(quin.page, 'pia');
-    const mic = pia.page.getByTestId('voice-record');
-    await mic.hover();
-    await pia.page.mouse.down();
-    await pia.page.getByText(/Recording/).waitFor();
-    await pia.page.waitForTimeout(1200);
-    await pia.page.mouse.up();
+    await recordVoice(pia.page, 1200);
     const sent = pia.page.locator('[data-testid="message"][data-from="pia"]').filter({ has: pia.page.getByTestId('message-voice') });
     await sent.and(pia.page.locator('[data-status="sent"], [data-status="read"]')).waitFor({ timeout: 20_000 });
     const got = quin.page.locator('[data-testid="message"][data-from="pia"]').getByTestId('message-voice');

@@ -129,6 +129,15 @@ export async function sendText(page: Page, text: string): Promise<void> {
   await input.press('Enter');
 }
 
+/** Holds the mic button of the open chat for `ms` (the context must have been granted the microphone). */
+export async function recordVoice(page: Page, ms: number): Promise<void> {
+  await page.getByTestId('voice-record').hover();
+  await page.mouse.down();
+  await page.getByText(/Recording/).waitFor();
+  await page.waitForTimeout(ms);
+  await page.mouse.up();
+}
+
 /** The messages of the open chat with the given text. */
 export function messages(page: Page, text?: string) {
   const all = page.getByTestId('message');
