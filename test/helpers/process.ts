@@ -3,7 +3,9 @@
  * `npm start` starts it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { nodeFetch } from '../../src/sdk/node/index.ts';
 import { DEFAULTS } from '../../src/server/config.ts';
 
 /** A free TCP port on 127.0.0.1. */
@@ -28,7 +30,7 @@ export interface ServerChild {
   stop(): Promise<void>;
 }
 
-/** Starts src/server/main.ts with SYNCHAT_* env; resolves once it answers. */
+/** Starts src/server/main.ts with SYNCHAT_* env; resolves once it answers (over HTTPS, trusting its certificate, with SYNCHAT_TLS_CERT). */
 export async function spawnServerProcess(env: Record<string, string>): Promise<ServerChild> {
   const httpPort = env.SYNCHAT_HTTP_PORT ?? String(await freePort());
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/server/main.ts'], {
@@ -36,12 +38,13 @@ export async function spawnServerProcess(env: Record<string, string>): Promise<S
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const url = `http://127.0.0.1:${httpPort}`;
+  const url = `${env.SYNCHAT_TLS_CERT ? 'https' : 'http'}://127.0.0.1:${httpPort}`;
+  const get = env.SYNCHAT_TLS_CERT ? nodeFetch({ ca: readFileSync(env.SYNCHAT_TLS_CERT) }) : fetch;
   const deadline = Date.now() + 30_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`server exited with code ${child.exitCode}`);
     try {
-      if ((await fetch(url + '/api/gateways')).ok) break;
+      if ((await get(url + '/api/gateways')).ok) break;
     } catch {
       // not listening yet
     }
