@@ -230,7 +230,7 @@ export class AccountCalls {
       const me = await this.#c.username(s.uin, tx);
       const peers = (await tx.listContacts(s.uin)).filter((c) => c.state === 'accepted').map((c) => c.peerUin);
       // Contacts who blocked this user are not told (docs/protocol.md "Blocking").
-      const told = unblockedRecipients([s.uin, ...peers], s.uin, await tx.listBlockers(s.uin));
+      const told = unblockedRecipients([s.uin, ...peers], s.uin, await tx.blockersAmong(s.uin, peers));
       await fx.lock(told);
       await tx.setDisplayName(s.uin, displayName);
       await fx.appendEach(told, 'contact', { username: me, displayName });

@@ -39,7 +39,7 @@ export class GroupCalls {
       if (u.uin !== s.uin && !isAcceptedContact(await tx.getContact(s.uin, u.uin))) fail(RET.FORBIDDEN, `not a contact: ${name}`);
       users.push(u);
     }
-    const refusal = users.length > 0 ? groupAddRefusal(users, await tx.listBlockers(s.uin)) : undefined;
+    const refusal = groupAddRefusal(users, await tx.blockersAmong(s.uin, users.map((u) => u.uin)));
     if (refusal) fail(refusal.ret, refusal.errMsg);
     return users;
   }

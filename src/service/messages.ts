@@ -117,7 +117,7 @@ export class MessageCalls {
       if (members) {
         // Group fan-out: every member's entry differs only in seq, so the body is encoded once. Members who
         // blocked the sender get nothing (docs/protocol.md "Blocking").
-        const told = unblockedRecipients(members, s.uin, await tx.listBlockers(s.uin));
+        const told = unblockedRecipients(members, s.uin, await tx.blockersAmong(s.uin, members));
         const seqs = await fx.appendEach(told, 'msg', { ...shared, peer: to });
         senderSeq = seqs[told.indexOf(s.uin)]!;
       } else {
@@ -186,7 +186,7 @@ export class MessageCalls {
       if ((await tx.getMessage(msgId))!.revoked) return;
       await tx.setRevoked(msgId);
       // Those who blocked the sender get no recall, as they got no message.
-      const blockers = await tx.listBlockers(s.uin);
+      const blockers = await tx.blockersAmong(s.uin, m.groupId ? members : [m.toUin]);
       if (m.groupId) {
         const peer = groupAddress(m.groupId);
         await fx.appendEach(unblockedRecipients(members, s.uin, blockers), 'revoke', { msgId: String(msgId), peer });

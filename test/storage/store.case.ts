@@ -229,7 +229,14 @@ export function runStoreContract(f: StoreFactory): void {
         });
         let r = h.store.read;
         assert.deepEqual(await r.listBlocked(1), [3, 2]);
-        assert.deepEqual(await r.listBlockers(3), [1, 4]);
+        assert.deepEqual(await r.blockersAmong(3, [4, 2, 1]), [1, 4]);
+        assert.deepEqual(await r.blockersAmong(3, []), []);
+        // A user blocked by many (past what an adapter may read in full): only the asked ones come back.
+        await h.store.transaction(async (tx) => {
+          for (let u = 100; u < 300; u++) await tx.putBlock(u, 50, u);
+        });
+        assert.deepEqual(await r.blockersAmong(50, [299, 7, 150, 300, 100]), [100, 150, 299]);
+        assert.deepEqual(await r.blockersAmong(50, [7]), []);
         assert.equal(await r.isBlocked(1, 3), true);
         assert.equal(await r.isBlocked(3, 1), false, 'a block is one way');
         await h.store.transaction((tx) => tx.deleteBlock(1, 3));
@@ -237,7 +244,7 @@ export function runStoreContract(f: StoreFactory): void {
         const again = await h.reopen();
         r = again.read;
         assert.deepEqual(await r.listBlocked(1), [2]);
-        assert.deepEqual(await r.listBlockers(3), [4]);
+        assert.deepEqual(await r.blockersAmong(3, [1, 4]), [4]);
         assert.equal(await r.isBlocked(1, 3), false);
         await again.close();
       } finally {

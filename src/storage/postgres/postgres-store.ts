@@ -138,8 +138,10 @@ class PgReader implements StoreReader {
   async listBlocked(uin: number): Promise<number[]> {
     return (await rows(this.q, 'SELECT blocked_uin FROM blocks WHERE uin = $1 ORDER BY create_time, blocked_uin', [uin])).map((r) => r.blocked_uin as number);
   }
-  async listBlockers(blockedUin: number): Promise<number[]> {
-    return (await rows(this.q, 'SELECT uin FROM blocks WHERE blocked_uin = $1 ORDER BY uin', [blockedUin])).map((r) => r.uin as number);
+  async blockersAmong(blockedUin: number, uins: readonly number[]): Promise<number[]> {
+    if (uins.length === 0) return [];
+    const found = await rows(this.q, 'SELECT uin FROM blocks WHERE blocked_uin = $1 AND uin = ANY($2::bigint[]) ORDER BY uin', [blockedUin, uins]);
+    return found.map((r) => r.uin as number);
   }
 
   async getGroup(groupId: number): Promise<GroupRow | undefined> {
