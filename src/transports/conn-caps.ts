@@ -2,8 +2,9 @@
  * Connection caps of one gateway process (`SYNCHAT_MAX_CONNS_PER_IP`, `SYNCHAT_MAX_CONNS`; docs/protocol.md
  * "Connection limits"): every socket a listener accepts — an HTTP socket (keep-alive, and `/ws` after its upgrade:
  * the same socket), a TCP long connection — asks {@link ConnectionCaps.admit} and holds what it gets until it
- * closes. The address is the socket's peer: behind a proxy that is the proxy, which must cap per client itself.
- * Each process counts its own sockets (in cluster mode every gateway has the whole cap).
+ * closes. With TLS that is the raw socket, from its accept: a handshake in progress holds a file too. The address
+ * is the socket's peer: behind a proxy that is the proxy, which must cap per client itself. Each process counts
+ * its own sockets (in cluster mode every gateway has the whole cap).
  */
 import { isIPv6, type Socket } from 'node:net';
 import { RET } from '../protocol/index.ts';
@@ -49,6 +50,11 @@ export function addressKey(address: string): string {
   return groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':') + '::/64';
 }
 
+/** One open socket among those of a process: its peer's address and port and its local port. */
+function peerKey(socket: Socket): string {
+  return `${socket.remoteAddress}|${socket.remotePort}|${socket.localPort}`;
+}
+
 /** The counts of one process. */
 export class ConnectionCaps {
   readonly maxPerAddress: number;
@@ -57,6 +63,8 @@ export class ConnectionCaps {
   #total = 0;
   #refusing = 0;
   readonly #refused = new WeakMap<object, Refusal>();
+  /** Refused raw sockets by {@link peerKey}, for the TLS socket that wraps one (the same peer and local port). */
+  readonly #refusedPeers = new Map<string, Refusal>();
 
   constructor(opts: { maxPerAddress: number; maxTotal: number }) {
     this.maxPerAddress = opts.maxPerAddress;
@@ -116,14 +124,27 @@ export class ConnectionCaps {
       socket.destroy();
       return undefined;
     }
-    socket.once('close', () => admission.release());
-    if (admission.refusal) this.#refused.set(socket, admission.refusal);
+    const { refusal } = admission;
+    if (!refusal) {
+      socket.once('close', () => admission.release());
+      return admission;
+    }
+    this.#refused.set(socket, refusal);
+    const peer = peerKey(socket);
+    this.#refusedPeers.set(peer, refusal);
+    socket.once('close', () => {
+      admission.release();
+      this.#refusedPeers.delete(peer);
+    });
     return admission;
   }
 
-  /** The refusal a socket got from {@link hold}, if it was refused: answer it, then close. */
-  refusalOf(socket: object): Refusal | undefined {
-    return this.#refused.get(socket);
+  /**
+   * The refusal a socket got from {@link hold}, if it was refused: answer it, then close. A TLS socket is looked up
+   * by its raw socket's peer and local port: the raw socket was held at its accept, before the handshake.
+   */
+  refusalOf(socket: Socket): Refusal | undefined {
+    return this.#refused.get(socket) ?? (this.#refusedPeers.size > 0 ? this.#refusedPeers.get(peerKey(socket)) : undefined);
   }
 
   #handle(refusal: Refusal | undefined, undo: () => void): Admission {

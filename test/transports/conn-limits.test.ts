@@ -1,10 +1,15 @@
 // Connection caps per address and per process across HTTP, WS and TCP; slow-header and slow-body HTTP clients;
 // a readable 413; the /ws Origin check (docs/protocol.md "Connection limits"). Real servers, raw sockets.
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as connectTls, type TLSSocket } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
-import { OP } from '../../src/protocol/index.ts';
+import { FrameDecoder, OP, parseBody } from '../../src/protocol/index.ts';
+import { makeDevCert, type DevCert } from '../../scripts/dev-cert.ts';
 import { ConfigError, loadConfig } from '../../src/server/config.ts';
 import { ConnectionCaps, MAX_REFUSING, addressKey } from '../../src/transports/conn-caps.ts';
 import { api, startServer, userDevice, type TestServer } from '../helpers/server.ts';
@@ -172,6 +177,58 @@ describe('connection caps over HTTP, WS and TCP', () => {
     for (const c of held) c.close();
     for (const s of sockets) s.socket.destroy();
     await waitUntil(() => full.caps.total === 0 && full.caps.refusing === 0, 'every slot released');
+  });
+});
+
+describe('connection caps with TLS', () => {
+  let srv: TestServer;
+  let pem: DevCert;
+  let dir: string;
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'synchat-caps-tls-'));
+    pem = await makeDevCert();
+    writeFileSync(join(dir, 'cert.pem'), pem.cert);
+    writeFileSync(join(dir, 'key.pem'), pem.key, { mode: 0o600 });
+    srv = await startServer({ tlsCert: join(dir, 'cert.pem'), tlsKey: join(dir, 'key.pem'), maxConnsPerIp: 2, maxConns: 1000 });
+  });
+  after(async () => {
+    await srv.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A TLS connection to `port` trusting the test certificate, collecting what it reads. */
+  function tlsSocket(port: number): Promise<{ socket: TLSSocket; closed: Promise<Buffer> }> {
+    return new Promise((resolve, reject) => {
+      const socket = connectTls({ host: '127.0.0.1', port, ca: pem.cert }, () => resolve({ socket, closed }));
+      const chunks: Buffer[] = [];
+      socket.on('data', (d: Buffer) => chunks.push(d));
+      const closed = new Promise<Buffer>((r) => socket.once('close', () => r(Buffer.concat(chunks))));
+      socket.once('error', reject);
+    });
+  }
+
+  test('a socket counts from its accept, before its handshake; over the cap a TLS client still reads ERROR or 429', async () => {
+    // Two silent sockets, one on each port, that never start a handshake: they hold this address's two slots.
+    const silent = [srv.tcpPort, srv.httpPort].map((port) => rawSocket(port));
+    await waitUntil(() => srv.caps.countOf('127.0.0.1') === 2, 'the silent sockets counted');
+
+    const tcp = await tlsSocket(srv.tcpPort);
+    const packets = new FrameDecoder(1 << 20).push(await tcp.closed).packets;
+    assert.equal(packets[0]?.op, OP.ERROR);
+    assert.equal((parseBody(packets[0]!.body) as { ret: number }).ret, 1205);
+
+    const https = await tlsSocket(srv.httpPort);
+    https.socket.write('GET /api/gateways HTTP/1.1\r\nHost: x\r\n\r\n');
+    const a = parseAnswer((await https.closed).toString('latin1'));
+    assert.deepEqual([a.status, a.body.ret], [429, 1205]);
+
+    for (const s of silent) s.socket.destroy();
+    await waitUntil(() => srv.caps.total === 0 && srv.caps.refusing === 0, 'every slot released');
+    // Admitted now, and released again when the TLS connection closes.
+    const ok = await tlsSocket(srv.httpPort);
+    ok.socket.write('GET /api/gateways HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    assert.equal(parseAnswer((await ok.closed).toString('latin1')).status, 200);
+    await waitUntil(() => srv.caps.total === 0, 'the TLS socket released its slot');
   });
 });
 

@@ -91,9 +91,9 @@ export function buildHttpTransport(opts: HttpTransportOptions): FastifyInstance 
 
   registerBrowserHeaders(app, { isTls: opts.tls !== undefined });
 
-  // Every socket is counted from its first byte (after the TLS handshake with TLS) to its close; one over a cap
-  // gets its first request answered 429/503 {ret:1205} and closed (a `/ws` upgrade: ws-transport.ts).
-  app.server.on(opts.tls ? 'secureConnection' : 'connection', (socket: Socket) => void opts.caps.hold(socket));
+  // Every socket is counted from its accept (with TLS: the raw socket, before its handshake) to its close; one over
+  // a cap gets its first request answered 429/503 {ret:1205} and closed (a `/ws` upgrade: ws-transport.ts).
+  app.server.on('connection', (socket: Socket) => void opts.caps.hold(socket));
   app.addHook('onRequest', (req, reply, done) => {
     const refusal = opts.caps.refusalOf(req.raw.socket);
     if (!refusal) return done();

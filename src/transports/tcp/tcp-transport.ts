@@ -9,7 +9,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
 import type { Connection, Link } from '../conn/connection.ts';
 import type { Connections } from '../conn/connections.ts';
-import type { ConnectionCaps } from '../conn-caps.ts';
+import type { ConnectionCaps, Refusal } from '../conn-caps.ts';
 
 /** A `net.Socket` as a {@link Link}. */
 class TcpLink implements Link {
@@ -44,10 +44,17 @@ function ignore(): void {
   // 'error' is always followed by 'close', where the connection cleans up.
 }
 
-function accept(connections: Connections, caps: ConnectionCaps, socket: Socket): void {
-  // Counted by the socket's peer (src/transports/conn-caps.ts) until it closes; none left even to refuse: dropped.
-  const admission = caps.hold(socket);
-  if (!admission) return;
+function accept(connections: Connections, caps: ConnectionCaps, socket: Socket, isTls: boolean): void {
+  // Counted by the socket's peer (src/transports/conn-caps.ts) until it closes — a TLS socket already at its raw
+  // accept, before the handshake; none left even to refuse: dropped.
+  let refusal: Refusal | undefined;
+  if (isTls) {
+    refusal = caps.refusalOf(socket);
+  } else {
+    const admission = caps.hold(socket);
+    if (!admission) return;
+    refusal = admission.refusal;
+  }
   socket.setNoDelay(true);
   const conn: Connection = connections.open(new TcpLink(socket), 'tcp');
   socket.on('data', (chunk: Buffer) => conn.onBytes(chunk));
@@ -55,7 +62,7 @@ function accept(connections: Connections, caps: ConnectionCaps, socket: Socket):
   socket.on('close', () => conn.onLinkClosed());
   socket.on('error', ignore);
   // Over a cap: ERROR {ret 1205} and close (after LINGER_MS at most, like any failed connection).
-  if (admission.refusal) conn.fail(admission.refusal.ret, admission.refusal.errMsg);
+  if (refusal) conn.fail(refusal.ret, refusal.errMsg);
 }
 
 /** Options of {@link startTcpTransport}. */
@@ -72,11 +79,12 @@ export interface TcpTransportOptions {
 /** Starts the TCP listener; resolves with the server once it listens (port 0 = ephemeral). */
 export async function startTcpTransport(connections: Connections, opts: TcpTransportOptions): Promise<Server> {
   // Nagle off (in accept): a HEARTBEAT_ACK or PUSH should leave at once; the connection already batches per turn.
-  const onSocket = (socket: Socket) => accept(connections, opts.caps, socket);
+  const onSocket = (socket: Socket) => accept(connections, opts.caps, socket, opts.tls !== undefined);
   // A TLS connection becomes a Connection once its handshake is done ('secureConnection'). A failed or timed-out
   // handshake is a 'tlsClientError', after which Node 20 leaves the socket open (measured: a silent peer was still
   // connected seconds after its handshake timeout): close it here, as https.Server does.
   const server: Server = opts.tls ? createTlsServer(opts.tls, onSocket).on('tlsClientError', (_err, socket) => socket.destroy()) : createServer(onSocket);
+  if (opts.tls) server.on('connection', (raw: Socket) => void opts.caps.hold(raw));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen({ port: opts.port, host: opts.host, backlog: 4096 }, () => {
