@@ -1,8 +1,8 @@
 /**
  * The binary long connection over raw TCP (PROTOCOL.md "Binary long connection", default port 8081): a
  * `node:net` server — or, with `tls`, a `node:tls` server (the same packets inside TLS, docs/deploy.md) — whose
- * sockets become {@link Connection}s through one {@link Link} adapter (a TLSSocket is a net.Socket). Packets may be coalesced in one read or split across
- * reads; the connection's decoder handles both. In cluster mode every gateway listens on the same port and
+ * sockets become {@link Connection}s through one {@link Link} adapter (a TLSSocket is a net.Socket). Packets may
+ * be coalesced in one read or split across reads; the connection's decoder handles both. In cluster mode every gateway listens on the same port and
  * node:cluster spreads the connections. See docs/architecture.md "Long connection".
  */
 import { createServer, type Server, type Socket } from 'node:net';
