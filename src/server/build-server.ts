@@ -193,7 +193,8 @@ export async function buildGateway(config: Config, api: ChatApi, logger: pino.Lo
   const trustProxy = compileTrustProxy(config.trustProxy);
   const hub = new Hub(api);
   // One count for every listener of this process (src/transports/conn-caps.ts).
-  const caps = new ConnectionCaps({ maxPerAddress: config.maxConnsPerIp, maxTotal: config.maxConns });
+  // A trusted proxy's sockets carry many clients: only the total cap applies to them (the proxy caps per client).
+  const caps = new ConnectionCaps({ maxPerAddress: config.maxConnsPerIp, maxTotal: config.maxConns, isExempt: (address) => trustProxy(address, 0) });
   const wheel = new TimerWheel({ tickMs: 250 });
   const synccheck = new SynccheckHandler(api, hub, wheel);
   const app = buildHttpTransport({

@@ -3,8 +3,9 @@
  * "Connection limits"): every socket a listener accepts — an HTTP socket (keep-alive, and `/ws` after its upgrade:
  * the same socket), a TCP long connection — asks {@link ConnectionCaps.admit} and holds what it gets until it
  * closes. With TLS that is the raw socket, from its accept: a handshake in progress holds a file too. The address
- * is the socket's peer: behind a proxy that is the proxy, which must cap per client itself. Each process counts
- * its own sockets (in cluster mode every gateway has the whole cap).
+ * is the socket's peer: behind a proxy that is the proxy, which must cap per client itself — so a trusted proxy's
+ * sockets (`SYNCHAT_TRUST_PROXY`) are not held to the per-address cap, only to the total. Each process counts its
+ * own sockets (in cluster mode every gateway has the whole cap).
  */
 import { isIPv6, type Socket } from 'node:net';
 import { RET } from '../protocol/index.ts';
@@ -66,9 +67,17 @@ export class ConnectionCaps {
   /** Refused raw sockets by {@link peerKey}, for the TLS socket that wraps one (the same peer and local port). */
   readonly #refusedPeers = new Map<string, Refusal>();
 
-  constructor(opts: { maxPerAddress: number; maxTotal: number }) {
+  readonly #isExempt: (address: string) => boolean;
+
+  /**
+   * `isExempt`: peers not held to `maxPerAddress` (still counted, and held to `maxTotal`): trusted proxies, whose
+   * sockets carry many clients; capping them per address would let one client behind the proxy lock out all the
+   * others. @default none
+   */
+  constructor(opts: { maxPerAddress: number; maxTotal: number; isExempt?: (address: string) => boolean }) {
     this.maxPerAddress = opts.maxPerAddress;
     this.maxTotal = opts.maxTotal;
+    this.#isExempt = opts.isExempt ?? (() => false);
   }
 
   /** Admitted sockets open now. */
@@ -94,7 +103,7 @@ export class ConnectionCaps {
     const key = addressKey(address);
     const held = this.#byAddress.get(key) ?? 0;
     let refusal: Refusal | undefined;
-    if (held >= this.maxPerAddress) {
+    if (held >= this.maxPerAddress && !this.#isExempt(address)) {
       refusal = { ret: RET.RATE_LIMITED, httpStatus: 429, errMsg: `too many connections from your address (at most ${this.maxPerAddress}): close some and retry` };
     } else if (this.#total >= this.maxTotal) {
       refusal = { ret: RET.RATE_LIMITED, httpStatus: 503, errMsg: `this server holds its most connections (${this.maxTotal}): retry later, or another gateway` };

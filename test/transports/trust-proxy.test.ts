@@ -5,6 +5,7 @@
 // call goes through to the real ChatService, the wrapper only notes the `ip` it was given).
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -13,6 +14,8 @@ import { FrameDecoder, OP, encodePacket, parseBody } from '../../src/protocol/in
 import type { ChatApi } from '../../src/service/index.ts';
 import { buildCore, buildGateway, gatewayDirectory, makeLogger, type Core, type Gateway } from '../../src/server/build-server.ts';
 import { ConfigError, loadConfig } from '../../src/server/config.ts';
+import { compileTrustProxy } from '../../src/transports/client-address.ts';
+import { ConnectionCaps } from '../../src/transports/conn-caps.ts';
 import { startServer, userDevice } from '../helpers/server.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
@@ -136,6 +139,54 @@ describe('the address each edge hands the service', () => {
 
   it('is the peer, header ignored, on all three when the peer is not trusted', async () => {
     assert.deepEqual(await addressesSeen(untrusted, 'xff_u', CLIENT_A), { call: '127.0.0.1', longPoll: '127.0.0.1', ws: '127.0.0.1' });
+  });
+});
+
+/** Opens a raw TCP long connection from `localAddress`, sends HEARTBEAT; resolves with the op of the first answer. */
+async function firstAnswerOp(port: number, localAddress: string): Promise<{ op: number; close(): void }> {
+  const socket = connect({ host: '127.0.0.1', port, localAddress });
+  const decoder = new FrameDecoder(1024 * 1024);
+  socket.on('error', () => {});
+  socket.on('connect', () => socket.write(encodePacket(OP.HEARTBEAT, 1)));
+  const op = await new Promise<number>((resolve, reject) => {
+    socket.on('data', (d: Buffer) => {
+      const p = decoder.push(d).packets[0];
+      if (p) resolve(p.op);
+    });
+    socket.on('close', () => reject(new Error('closed without an answer')));
+  });
+  return { op, close: () => socket.destroy() };
+}
+
+describe('connection caps and a trusted proxy', () => {
+  it('holds a trusted proxy only to the total cap, and everyone else to the per-address cap too', () => {
+    const caps = new ConnectionCaps({ maxPerAddress: 1, maxTotal: 3, isExempt: (a) => compileTrustProxy('10.0.0.1')(a, 0) });
+    assert.deepEqual([caps.admit('10.0.0.1'), caps.admit('10.0.0.1'), caps.admit('10.0.0.1')].map((a) => a?.refusal), [undefined, undefined, undefined]);
+    assert.equal(caps.admit('10.0.0.1')?.refusal?.httpStatus, 503, 'the total still binds the proxy');
+    const open = new ConnectionCaps({ maxPerAddress: 1, maxTotal: 3, isExempt: (a) => compileTrustProxy('10.0.0.1')(a, 0) });
+    assert.equal(open.admit('10.0.0.2')?.refusal, undefined);
+    assert.equal(open.admit('10.0.0.2')?.refusal?.httpStatus, 429);
+  });
+
+  it('lets the proxy’s address hold more long connections than SYNCHAT_MAX_CONNS_PER_IP, and no other address', async () => {
+    const srv = await startServer({ trustProxy: '127.0.0.1', maxConnsPerIp: 1, maxConns: 1000 });
+    const held: { close(): void }[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const c = await firstAnswerOp(srv.tcpPort, '127.0.0.1');
+        held.push(c);
+        assert.equal(c.op, OP.HEARTBEAT_ACK, `connection ${i + 1} from the trusted proxy is served`);
+      }
+      const first = await firstAnswerOp(srv.tcpPort, '127.0.0.2');
+      held.push(first);
+      assert.equal(first.op, OP.HEARTBEAT_ACK);
+      const second = await firstAnswerOp(srv.tcpPort, '127.0.0.2');
+      held.push(second);
+      assert.equal(second.op, OP.ERROR, 'a second connection from an untrusted address is over its cap');
+    } finally {
+      for (const c of held) c.close();
+      await srv.stop();
+    }
   });
 });
 
