@@ -118,7 +118,7 @@ export const DEFAULTS: Config = {
   allowedOrigins: '', // '' = same origin only (the web app served here)
   // Carrier-grade NAT and office networks put many users behind one IPv4 address, each holding a long connection
   // and a few HTTP sockets (a browser opens up to 6): 1,000 lets a few hundred of them in while one address still
-  // cannot take more than 1/16 of a process. Behind a proxy every client has the proxy's address: raise it there.
+  // cannot take more than 1/16 of a process. A proxy in trustProxy carries many clients: it is held to maxConns only.
   maxConnsPerIp: 1000,
   // One process may hold 20,000 files here (ulimit -n): 16,000 sockets leave 4,000 for the database, media files,
   // Redis and pipes. Raise both together.
