@@ -15,8 +15,9 @@ export interface StaticRoutesOptions {
   rootDir: string;
 }
 
+/** Unstyled on purpose: the Content-Security-Policy (browser-headers.ts) refuses inline styles. */
 const NOT_BUILT_PAGE = `<!doctype html><meta charset="utf-8"><title>Synchat</title>
-<body style="font:16px system-ui;margin:3rem;max-width:40rem">
+<body>
 <h1>Synchat</h1><p>The web client is not built. Run <code>npm run build:web</code> (or <code>npm start</code>, which builds it when missing) and reload.</p></body>`;
 
 /** Registers the web client routes on `app`. */
