@@ -7,6 +7,10 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { api, befriend, startBurst, syncAll, userDevice } from '../helpers/server.ts';
 import { freePort, spawnServerProcess } from '../helpers/process.ts';
+import { waitUntil } from '../helpers/wait.ts';
+
+/** How long 150 sends may take before the test fails instead of hanging (a dead server answers none). */
+const BURST_GUARD_MS = 30_000;
 
 for (const workers of ['0', '2']) {
   test(`every answered send survives kill -9 exactly once (SYNCHAT_WORKERS=${workers})`, async () => {
@@ -21,7 +25,7 @@ for (const workers of ['0', '2']) {
 
       const burst = startBurst(server.url, alice, 'crash_bob', 24, 'burst ');
       const { answered, attempted } = burst;
-      while (answered.size < 150) await new Promise((r) => setTimeout(r, 2));
+      await waitUntil(() => answered.size >= 150, '150 sends are answered', BURST_GUARD_MS, 2);
       const stopped = burst.stop();
       await server.kill9();
       await stopped;

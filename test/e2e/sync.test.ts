@@ -2,6 +2,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { api, befriend, startServer, syncAll, userDevice, type TestServer } from '../helpers/server.ts';
+import { waitUntil } from '../helpers/wait.ts';
+
+/** How long a poll may take to park (or unpark) before the test fails instead of hanging (not a timing assertion). */
+const PARK_GUARD_MS = 10_000;
 
 let srv: TestServer;
 before(async () => {
@@ -70,7 +74,7 @@ describe('synccheck long-poll', () => {
     await befriend(srv.url, a, b);
     const key = (await syncAll(srv.url, b.sid)).syncKey;
     const poll = api(srv.url, `/api/synccheck?syncKey=${key}&timeout=60000`, undefined, b.sid);
-    while (srv.parkedPolls === 0) await new Promise((r) => setTimeout(r, 5));
+    await waitUntil(() => srv.parkedPolls > 0, 'the poll parks', PARK_GUARD_MS);
     await api(srv.url, '/api/sendmsg', { clientMsgId: 'w1', to: 'lp_hugo', type: 1, content: 'wake up' }, a.sid);
     const r = await poll;
     assert.deepEqual([r.body.ret, r.body.selector, r.body.syncKey], [0, 1, key + 1]);
@@ -85,7 +89,7 @@ describe('synccheck long-poll', () => {
   it('a new poll from the same device ends the previous one', async () => {
     const a = await userDevice(srv.url, 'lp_jane');
     const first = api(srv.url, '/api/synccheck?syncKey=0&timeout=60000', undefined, a.sid);
-    while (srv.parkedPolls === 0) await new Promise((r) => setTimeout(r, 5));
+    await waitUntil(() => srv.parkedPolls > 0, 'the poll parks', PARK_GUARD_MS);
     const second = api(srv.url, '/api/synccheck?syncKey=0&timeout=300', undefined, a.sid);
     assert.deepEqual((await first).body, { ret: 0, selector: 0, syncKey: 0, epoch: a.epoch });
     assert.equal((await second).body.ret, 0);
@@ -94,7 +98,7 @@ describe('synccheck long-poll', () => {
   it('ends a parked poll with ret 1100 when its session logs out, and validates its query', async () => {
     const a = await userDevice(srv.url, 'lp_kyle');
     const poll = api(srv.url, '/api/synccheck?syncKey=0&timeout=60000', undefined, a.sid);
-    while (srv.parkedPolls === 0) await new Promise((r) => setTimeout(r, 5));
+    await waitUntil(() => srv.parkedPolls > 0, 'the poll parks', PARK_GUARD_MS);
     await api(srv.url, '/api/logout', {}, a.sid);
     assert.equal((await poll).body.ret, 1100);
     const b = await userDevice(srv.url, 'lp_lena');
@@ -111,9 +115,9 @@ describe('synccheck long-poll', () => {
     const a = await userDevice(srv.url, 'lp_mara');
     const ctrl = new AbortController();
     const p = fetch(`${srv.url}/api/synccheck?syncKey=0&timeout=60000`, { headers: { authorization: `Bearer ${a.sid}` }, signal: ctrl.signal }).catch(() => 'aborted');
-    while (srv.parkedPolls === 0) await new Promise((r) => setTimeout(r, 5));
+    await waitUntil(() => srv.parkedPolls > 0, 'the poll parks', PARK_GUARD_MS);
     ctrl.abort();
     assert.equal(await p, 'aborted');
-    while (srv.parkedPolls !== 0) await new Promise((r) => setTimeout(r, 5));
+    await waitUntil(() => srv.parkedPolls === 0, 'the abandoned poll is unparked', PARK_GUARD_MS);
   });
 });
