@@ -1,6 +1,7 @@
 // The ClientStore contract, run against every store: memory, file (Node) and IndexedDB (fake-indexeddb).
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -97,13 +98,58 @@ for (const c of cases) {
 }
 
 describe('FileStore file', () => {
-  it('writes whole JSON documents (temp file + rename), never a torn file', async () => {
-    const file = join(dir, 'whole.json');
-    const store = new FileStore(file);
-    await Promise.all([store.saveSession(session)]);
-    for (let i = 0; i < 20; i++) await store.saveOutbox(Array.from({ length: i }, (_, k) => item(`m${k}`)));
-    const parsed = JSON.parse(readFileSync(file, 'utf8'));
-    assert.equal(parsed.outbox.length, 19);
-    assert.equal(parsed.session.username, 'alice');
+  it('leaves the old or the new document, never a torn file, when its process is killed in the middle of a save', async () => {
+    const base = 1000;
+    let interrupted = 0;
+    for (let kill = 0; kill < KILLS; kill++) {
+      const file = join(dir, `killed-${kill}.json`);
+      const { lastLine } = await killWriterAfter(file, base, 30 + kill * 40);
+      const inFlight = /^saving (\d+)$/.exec(lastLine);
+      // Killed inside save n: the file holds save n-1 (n = 1: no file yet) or, if the rename was done, save n.
+      const n = Number(inFlight?.[1] ?? /^saved (\d+)$/.exec(lastLine)![1]);
+      const allowed = inFlight ? [n - 1, n] : [n];
+      if (inFlight) interrupted++;
+      const text = existsSync(file) ? readFileSync(file, 'utf8') : undefined;
+      const outbox = text === undefined ? [] : (JSON.parse(text).outbox as unknown[]);
+      const saved = outbox.length === 0 ? 0 : outbox.length - base;
+      assert.ok(allowed.includes(saved), `kill ${kill} after "${lastLine}": the file holds save ${saved}, expected one of ${allowed}`);
+      assert.equal((await new FileStore(file).loadOutbox()).length, outbox.length, 'a new store reads it back');
+    }
+    assert.ok(interrupted >= KILLS / 2, `at least half the kills land inside a save (${interrupted} of ${KILLS})`);
   });
 });
+
+/** Kills per run of the FileStore crash test: each one spawns a writer (about 0.5 s). */
+const KILLS = 6;
+/** How long a writer may take to start saving before the test fails instead of hanging. */
+const WRITER_START_GUARD_MS = 20_000;
+
+/**
+ * Starts test/helpers/file-store-writer.ts on `file`, lets it save for `ms` after its first save began, kills it
+ * with SIGKILL and resolves with the last line it printed once it has exited.
+ */
+function killWriterAfter(file: string, base: number, ms: number): Promise<{ lastLine: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/file-store-writer.ts'], {
+    env: { ...process.env, FILE: file, BASE: String(base) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  return new Promise((resolve, reject) => {
+    const guard = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`the writer printed nothing within ${WRITER_START_GUARD_MS} ms`));
+    }, WRITER_START_GUARD_MS);
+    child.stdout.on('data', (c: Buffer) => {
+      if (out === '') {
+        clearTimeout(guard);
+        setTimeout(() => child.kill('SIGKILL'), ms);
+      }
+      out += c.toString();
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(guard);
+      if (signal !== 'SIGKILL') return reject(new Error(`the writer exited by itself (${code ?? signal}): ${out}`));
+      resolve({ lastLine: out.trimEnd().split('\n').at(-1)! });
+    });
+  });
+}
