@@ -44,6 +44,13 @@ export const RET_INFO: Readonly<Record<Ret, RetInfo>> = {
   1205: { name: 'RATE_LIMITED', httpStatus: 429, errMsg: 'rate limited' },
 };
 
+/**
+ * errMsg of ret 9 for a write refused because the server's disk is full (SQLite's SQLITE_FULL, ENOSPC on a media
+ * file). Nothing was written and nothing committed is harmed; reads keep working, and the same
+ * write succeeds once space is freed, without a restart (docs/architecture.md "A full disk").
+ */
+export const DISK_FULL_ERRMSG = 'the server’s disk is full: writes are refused until space is freed (reads still work)';
+
 /** HTTP status for a code; unknown codes map to 500. */
 export function httpStatusOf(ret: number): number {
   return (RET_INFO as Record<number, RetInfo | undefined>)[ret]?.httpStatus ?? 500;

@@ -10,6 +10,7 @@ import { chmod, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/p
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { BlobStore } from '../../core/ports.ts';
+import { DISK_FULL_ERRMSG, RET, SynchatError } from '../../protocol/index.ts';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../private-files.ts';
 
 const KEY = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
@@ -23,6 +24,12 @@ const TEMP_SUFFIX = '.tmp';
 export const ORPHAN_TEMP_MIN_AGE_MS = 60_000;
 /** Folders {@link LocalBlobStore.recover} works on at once (file system calls run on libuv's 4 threads). */
 const RECOVER_WALKERS = 16;
+
+/** A full disk (or quota) becomes ret 9 with an errMsg that says so; any other failure stays as it is. */
+function refusalOf(err: unknown): unknown {
+  const code = (err as { code?: string }).code;
+  return code === 'ENOSPC' || code === 'EDQUOT' ? new SynchatError(RET.SERVER_ERROR, DISK_FULL_ERRMSG) : err;
+}
 
 /** What {@link LocalBlobStore.recover} did. */
 export interface BlobRecovery {
@@ -104,19 +111,22 @@ export class LocalBlobStore implements BlobStore {
 
   async put(key: string, bytes: Uint8Array): Promise<void> {
     const path = this.#path(key);
-    await mkdir(dirname(path), { recursive: true, mode: PRIVATE_DIR_MODE });
     const tmp = this.#tempFor(path);
-    const fh = await open(tmp, 'w', PRIVATE_FILE_MODE);
     try {
-      await fh.writeFile(bytes);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path).catch(async (err) => {
+      await mkdir(dirname(path), { recursive: true, mode: PRIVATE_DIR_MODE });
+      const fh = await open(tmp, 'w', PRIVATE_FILE_MODE);
+      try {
+        await fh.writeFile(bytes);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, path);
+    } catch (err) {
+      // A failed write (a full disk above all) leaves no partial temporary file behind.
       await unlink(tmp).catch(() => undefined);
-      throw err;
-    });
+      throw refusalOf(err);
+    }
   }
 
   async concat(target: string, sources: readonly string[]): Promise<void> {
@@ -137,7 +147,7 @@ export class LocalBlobStore implements BlobStore {
       await rename(tmp, path);
     } catch (err) {
       await unlink(tmp).catch(() => undefined);
-      throw err;
+      throw refusalOf(err);
     }
   }
 

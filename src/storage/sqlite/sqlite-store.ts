@@ -4,7 +4,7 @@
  * is not yet committed. See docs/architecture.md "storage".
  */
 import Database from 'better-sqlite3';
-import { SELECTOR_OF_KIND, encodeEntry } from '../../protocol/index.ts';
+import { DISK_FULL_ERRMSG, RET, SELECTOR_OF_KIND, SynchatError, encodeEntry } from '../../protocol/index.ts';
 import type {
   ContactRow,
   GroupRow,
@@ -532,7 +532,8 @@ export class SqliteStore implements Store {
       if (this.#writer.inTransaction) this.#writer.exec('ROLLBACK');
       this.#w.resetCaches();
       release();
-      throw err;
+      // Only here, after the rollback: inside the transaction a job must not take it for its own refusal.
+      throw (err as { code?: string }).code === 'SQLITE_FULL' ? new SynchatError(RET.SERVER_ERROR, DISK_FULL_ERRMSG) : err;
     }
     if (!this.#syncer) {
       release();
