@@ -98,13 +98,16 @@ async function openStore(config: Config, seams: CoreSeams, onFailed: (err: Error
     synchronous: config.sqliteSynchronous,
     onSyncFailed: onFailed,
     ...(seams.fsyncModule ? { fsyncModule: seams.fsyncModule } : {}),
+    ...(seams.walCheckpointMs !== undefined ? { walCheckpointMs: seams.walCheckpointMs } : {}),
   });
 }
 
 /** What a test may swap in the core; production passes none. */
 export interface CoreSeams {
-  /** The SQLite store's `fsyncModule` (a disk whose fsync fails). */
+  /** The SQLite store's `fsyncModule` (a disk whose fsync fails, parks, or records what it synced). */
   fsyncModule?: string;
+  /** The SQLite store's `walCheckpointMs` (0: no checkpoints, for a simulated power cut). */
+  walCheckpointMs?: number;
 }
 
 /** What several nodes share through Redis: the bus, the throttles and the directory of live nodes. */

@@ -4,7 +4,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildServer, type RunningServer } from '../../src/server/build-server.ts';
+import { buildServer, type CoreSeams, type RunningServer } from '../../src/server/build-server.ts';
 import { DEFAULTS, loadConfig, type Config } from '../../src/server/config.ts';
 import { createTestDatabase } from './services.ts';
 
@@ -23,9 +23,9 @@ const pgDatabases = new Map<string, { url: string; drop(): Promise<void> }>();
 /**
  * Starts a one-process server on ephemeral ports; cheap password hashing, rate limiting off unless asked. With
  * `STORE_UNDER_TEST=postgres` every such server stores in a fresh PostgreSQL database of its own (dropped at
- * stop), so the whole suite runs on the PostgreSQL store too.
+ * stop), so the whole suite runs on the PostgreSQL store too. `seams` go to buildServer (e.g. a disk for the store).
  */
-export async function startServer(overrides: Partial<Config> = {}): Promise<TestServer> {
+export async function startServer(overrides: Partial<Config> = {}, seams: CoreSeams = {}): Promise<TestServer> {
   const dataDir = overrides.dataDir ?? mkdtempSync(join(tmpdir(), 'synchat-test-'));
   let db = pgDatabases.get(dataDir);
   if (!db && process.env.STORE_UNDER_TEST === 'postgres' && overrides.postgresUrl === undefined) {
@@ -45,7 +45,7 @@ export async function startServer(overrides: Partial<Config> = {}): Promise<Test
     maxConnsPerIp: DEFAULTS.maxConns,
     ...overrides,
   });
-  const server = await buildServer(config);
+  const server = await buildServer(config, seams);
   return Object.assign(server, {
     url: `http://127.0.0.1:${server.httpPort}`,
     dataDir,

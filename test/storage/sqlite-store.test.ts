@@ -1,6 +1,6 @@
-// The Store contract on the embedded SQLite adapter, plus its own durability settings.
+// The Store contract on the embedded SQLite adapter, plus its own durability behaviour.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { it } from 'node:test';
@@ -8,6 +8,7 @@ import Database from 'better-sqlite3';
 import { SqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import { MIGRATIONS } from '../../src/storage/sqlite/migrations.ts';
 import { runStoreContract } from './store.case.ts';
+import { heldFsync } from '../helpers/gated-fsync.ts';
 
 runStoreContract({
   name: 'sqlite',
@@ -22,19 +23,36 @@ runStoreContract({
   },
 });
 
-it('opens in WAL mode with synchronous=FULL and records the schema version', () => {
+it('answers a transaction only once the WAL holding it was fsynced (synchronous=FULL), in WAL mode at the schema version', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'synchat-store-'));
-  try {
-    const file = join(dir, 'db.sqlite');
-    const store = new SqliteStore({ file });
-    const db = new Database(file, { readonly: true });
-    assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
-    assert.equal(db.pragma('user_version', { simple: true }), MIGRATIONS.length);
-    db.close();
-    void store.close();
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(realpathSync(dir), 'db.sqlite');
+  mkdirSync(join(dir, 'disk'));
+  const disk = heldFsync(join(dir, 'disk'));
+  const store = new SqliteStore({ file, fsyncModule: disk.module });
+  t.after(() => store.close());
+  const raw = new Database(file, { readonly: true });
+  t.after(() => raw.close());
+  assert.equal(raw.pragma('journal_mode', { simple: true }), 'wal');
+  assert.equal(raw.pragma('user_version', { simple: true }), MIGRATIONS.length);
+  const uin = await store.transaction((tx) => tx.insertUser({ username: 'ida', displayName: 'I', pwHash: 'x', epoch: 'e', createTime: 1 }));
+  assert.equal(disk.lastSynced(), `${file}-wal`, 'the transaction was answered after an fsync of the WAL');
+
+  disk.hold();
+  let isAnswered = false;
+  const append = store.transaction((tx) => tx.append([{ uin, kind: 'msg', fields: '{}' }])).then((rows) => ((isAnswered = true), rows));
+  await disk.waitParked(0);
+  // Committed (another connection reads the row from the WAL), its fsync parked: not answered, not readable.
+  assert.equal((raw.prepare('SELECT COUNT(*) AS n FROM log WHERE uin = ?').get(uin) as { n: number }).n, 1);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(isAnswered, false);
+  assert.equal((await store.read.heads([uin]))[0]!.head, 0);
+  assert.deepEqual(await store.readLog(uin, 0, 10), []);
+
+  disk.release();
+  assert.equal((await append)[0]!.seq, 1);
+  assert.equal(disk.lastSynced(), `${file}-wal`);
+  assert.equal((await store.read.heads([uin]))[0]!.head, 1);
 });
 
 it('refuses a database newer than the code', () => {

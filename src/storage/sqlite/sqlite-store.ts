@@ -48,6 +48,11 @@ export interface SqliteStoreOptions {
    */
   fsyncModule?: string;
   /**
+   * How often (ms) the helper thread checkpoints the WAL into the database (with `FULL`); 0 never does, for a test
+   * whose simulated disk sees only the syncs made through `fsyncModule` (see wal-syncer.ts). @default 1000
+   */
+  walCheckpointMs?: number;
+  /**
    * Called once, when a WAL sync failed: the store refuses every later write (see {@link SqliteStore.transaction}),
    * so the process should exit and be restarted, which runs the start-up recovery.
    */
@@ -504,7 +509,7 @@ export class SqliteStore implements Store {
     this.#reader.pragma('busy_timeout = 5000');
     this.#w = new SqliteAccess(this.#writer, true);
     this.#r = new SqliteAccess(this.#reader, false, this.#notDurable);
-    this.#syncer = isFull ? new WalSyncer(opts.file, undefined, opts.fsyncModule) : undefined;
+    this.#syncer = isFull ? new WalSyncer(opts.file, opts.walCheckpointMs, opts.fsyncModule) : undefined;
     this.#onSyncFailed = opts.onSyncFailed;
   }
 

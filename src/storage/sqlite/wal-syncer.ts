@@ -84,7 +84,7 @@ class Helper {
 export class WalSyncer {
   readonly #sync: Helper;
   readonly #checkpoint: Helper;
-  readonly #timer: NodeJS.Timeout;
+  readonly #timer: NodeJS.Timeout | undefined;
   #isDirty = false;
   #isCheckpointing = false;
   /** The fsync running now, if any. */
@@ -93,15 +93,15 @@ export class WalSyncer {
   #waiting: { promise: Promise<void>; resolve: () => void; reject: (e: unknown) => void } | undefined;
 
   /**
-   * `checkpointMs`: how often to fold the WAL into the database when something was written. @default 1000
+   * `checkpointMs`: how often to fold the WAL into the database when something was written; 0 never does (only a
+   * test simulating power loss, whose simulated disk cannot see the syncs SQLite makes inside a checkpoint). @default 1000
    * `fsyncModule`: the module whose `fsyncSync(fd)` the sync thread calls (resolved from that thread: a package
    * name or an absolute path). @default 'node:fs'
    */
   constructor(file: string, checkpointMs = 1000, fsyncModule = 'node:fs') {
     this.#sync = new Helper(file, 'sync', fsyncModule);
     this.#checkpoint = new Helper(file, 'checkpoint', fsyncModule);
-    this.#timer = setInterval(() => void this.#runCheckpoint(), checkpointMs);
-    this.#timer.unref();
+    this.#timer = checkpointMs > 0 ? setInterval(() => void this.#runCheckpoint(), checkpointMs).unref() : undefined;
   }
 
   /**
