@@ -78,9 +78,13 @@ export interface TestNodes {
   stop(): Promise<void>;
 }
 
-/** Starts `n` nodes on one fresh PostgreSQL database and `redisUrl`; `workers[i]` gateway processes for node i (default 0). */
+/**
+ * Starts `n` nodes on one fresh PostgreSQL database and `redisUrl`; `workers[i]` gateway processes for node i
+ * (default 0). With `extraEnv.SYNCHAT_POSTGRES_URL` they use that database instead (the caller's: kept at stop).
+ */
 export async function startNodes(n: number, redisUrl: string, workers: number[] = [], extraEnv: Record<string, string> = {}): Promise<TestNodes> {
-  const db = await createTestDatabase('synchat_nodes');
+  const given = extraEnv.SYNCHAT_POSTGRES_URL;
+  const db = given ? { url: given, drop: async () => {} } : await createTestDatabase('synchat_nodes');
   const root = mkdtempSync(join(tmpdir(), 'synchat-nodes-'));
   const nodes: TestNode[] = [];
   try {
