@@ -17,8 +17,8 @@ import { RET, aheadOfLogErrMsg } from '../protocol/index.ts';
 import { fail, type Body, type Handlers, type ServiceContext } from './context.ts';
 
 /** Sends per user per 10 s when rate limiting is on. */
-const SENDS_PER_WINDOW = 300;
-const SEND_WINDOW_MS = 10_000;
+export const SENDS_PER_WINDOW = 300;
+export const SEND_WINDOW_MS = 10_000;
 
 /** Sync, send, read and recall. */
 export class MessageCalls {
