@@ -8,6 +8,8 @@ import { api, befriend, startServer, syncAll, userDevice, type Device, type Test
 import { authedWire, connectWire, type WireClient, type WirePacket, type WireTransport } from '../helpers/wire.ts';
 
 const FUZZ_RUNS = Number(process.env.FUZZ_RUNS ?? 40);
+/** Bytes the server holds for a connection before its AUTH (docs/protocol.md "Timeouts and errors"). */
+const MAX_BYTES_BEFORE_AUTH = 4 * 1024;
 
 function header(len: number, headerLen: number, version: number, op: number, seq: number): Buffer {
   const b = Buffer.alloc(16);
@@ -529,6 +531,10 @@ export function runLongConnectionSuite(transport: WireTransport): void {
             fc.uint8Array({ minLength: 16, maxLength: 300 }),
             // A valid header with a random op and body: exercises dispatch before AUTH.
             fc.tuple(fc.integer({ min: 0, max: 300 }), fc.uint8Array({ maxLength: 200 })).map(([op, body]) => encodePacket(op, 1, body)),
+            // A valid header that declares more than follows: the server must hold the partial packet.
+            fc
+              .tuple(fc.integer({ min: 0, max: 300 }), fc.integer({ min: 16 + 200 + 16 + 1, max: 1024 * 1024 }), fc.uint8Array({ maxLength: 200 }))
+              .map(([op, length, body]) => Buffer.concat([header(length, 16, 1, op, 1), body])),
           ),
           async (bytes) => {
             const c = await connectWire(transport, srv);
@@ -543,6 +549,14 @@ export function runLongConnectionSuite(transport: WireTransport): void {
               assert.equal(c.received.at(-1)?.op, OP.ERROR);
             } else if (mirror.pendingBytes === 0) {
               await c.next((p) => p.seq === 4242);
+            } else {
+              // A packet cut short (our HEARTBEAT is inside it), under the 4 KiB held before AUTH: the server holds
+              // it, answers nothing and keeps the connection, while serving others.
+              assert.ok(mirror.pendingBytes <= MAX_BYTES_BEFORE_AUTH);
+              const other = await connectWire(transport, srv);
+              await settle(other);
+              other.close();
+              assert.deepEqual([c.received, c.isClosed], [[], false], 'a partial packet is held, not answered or closed');
             }
             c.close();
           },
@@ -554,6 +568,37 @@ export function runLongConnectionSuite(transport: WireTransport): void {
       assert.equal((await client.request(OP.SEND, text(b.username, 'still here'))).body.ret, 0);
       client.close();
       assert.equal((await api(srv.url, '/api/users/lookup', { username: b.username }, a.sid)).body.ret, 0);
+    });
+
+    it('holds a packet cut short up to 4 KiB before AUTH and answers it once the rest arrives; past 4 KiB, ERROR 5 and a close', async () => {
+      /** Sends the first `at` bytes of a HEARTBEAT with `bodyBytes` of body, then (if still open) the rest. */
+      const cutShort = async (bodyBytes: number, at: number) => {
+        const packet = encodePacket(OP.HEARTBEAT, 4242, new Uint8Array(bodyBytes).fill(0x61));
+        assert.ok(at >= 1 && at < packet.length, 'cut short');
+        const c = await connectWire(transport, srv);
+        c.sendRaw(packet.subarray(0, at));
+        if (at > MAX_BYTES_BEFORE_AUTH) {
+          await c.waitClosed();
+          assert.deepEqual([c.received.at(-1)?.op, c.received.at(-1)?.body.ret], [OP.ERROR, 5], `${at} bytes held before AUTH`);
+          return;
+        }
+        // Another connection's round trip: the cut packet has reached the server by now, and is held unanswered.
+        const other = await connectWire(transport, srv);
+        await settle(other);
+        other.close();
+        assert.deepEqual([c.received, c.isClosed], [[], false], `${at} of ${packet.length} bytes are held`);
+        c.sendRaw(packet.subarray(at));
+        assert.equal((await c.next((p) => p.seq === 4242)).op, OP.HEARTBEAT_ACK);
+        c.close();
+      };
+      // The edges: inside the header, the header alone, the most held, the first byte too many.
+      for (const [bodyBytes, at] of [[0, 15], [100, 16], [6000, MAX_BYTES_BEFORE_AUTH], [6000, MAX_BYTES_BEFORE_AUTH + 1], [6000, 6015]]) {
+        await cutShort(bodyBytes!, at!);
+      }
+      await fc.assert(
+        fc.asyncProperty(fc.integer({ min: 0, max: 6000 }), fc.integer({ min: 1, max: 6015 }), (bodyBytes, at) => cutShort(bodyBytes, Math.min(at, 16 + bodyBytes - 1))),
+        { numRuns: FUZZ_RUNS },
+      );
     });
   });
 
