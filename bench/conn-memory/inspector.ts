@@ -1,7 +1,7 @@
 /**
  * Reads a Node process's memory from the inside through its inspector (the server runs with `--inspect`): a full
  * GC first, then `process.memoryUsage()`, so per-connection figures are live objects, not garbage waiting for
- * the next collection. Used by bench/scenarios/conn-memory.ts only.
+ * the next collection. Used by bench/scenarios/conn-memory.ts and the soak (bench/soak/soak.ts).
  */
 import WebSocket from 'ws';
 
@@ -64,10 +64,12 @@ export class Inspector {
     });
   }
 
-  /** Full GC, then memoryUsage(). */
-  async memory(): Promise<InspectedMemory> {
-    await this.#send('HeapProfiler.collectGarbage');
-    await this.#send('HeapProfiler.collectGarbage');
+  /** Full GC (unless `gc` is false: the heap as it stands, garbage included), then memoryUsage(). */
+  async memory(options: { gc?: boolean } = {}): Promise<InspectedMemory> {
+    if (options.gc !== false) {
+      await this.#send('HeapProfiler.collectGarbage');
+      await this.#send('HeapProfiler.collectGarbage');
+    }
     const r = await this.#send('Runtime.evaluate', {
       expression: 'JSON.stringify({ pid: process.pid, ...process.memoryUsage() })',
       returnByValue: true,
