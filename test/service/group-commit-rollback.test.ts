@@ -1,17 +1,20 @@
 // GroupCommit's roll-back-and-retry path on the real stores (SQLite, PostgreSQL): one job of a batch of many meets a
-// constraint violation after it appended; the batch rolls back and every job runs again alone. The others commit
-// exactly once, the failing one gets its error, no event carries rolled-back work, and the store forgets what it
-// cached in the rolled-back transaction (heads, counters): every log stays dense and later batches continue it.
+// constraint violation after it appended, or the batch's writes find the disk full (SQLite on a tmpfs); the batch rolls
+// back and every job runs again alone. The others commit exactly once, the failing one gets its error, no event carries
+// rolled-back work, and the store forgets what it cached in the rolled-back transaction (heads, counters): every log
+// stays dense and later batches continue it.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { BusEvent, Store } from '../../src/core/ports.ts';
+import { DISK_FULL_ERRMSG, SynchatError } from '../../src/protocol/index.ts';
 import { GroupCommit } from '../../src/service/group-commit.ts';
 import { PostgresStore } from '../../src/storage/postgres/postgres-store.ts';
 import { SqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
 import { createTestDatabase, requirePostgres } from '../helpers/services.ts';
+import { mountTmpfs } from '../helpers/tmpfs.ts';
 
 const JOBS = 60;
 const BAD = 25;
@@ -125,4 +128,62 @@ runRollbackCases('PostgreSQL', await requirePostgres(), async () => {
       await db.drop();
     },
   };
+});
+
+describe('GroupCommit roll-back-and-retry when the batch’s transaction fails in the store (SQLite on a full tmpfs)', () => {
+  it('a batch whose writes find the disk full: every job runs again alone, the small ones commit once, the one too big for the disk gets ret 9 "disk is full", nothing of the failed batch is published', async (t) => {
+    const fs = mountTmpfs(4 * 1024 * 1024);
+    if (typeof fs === 'string') return t.skip(fs);
+    const store = new SqliteStore({ file: join(fs.dir, 'db.sqlite') });
+    const events: BusEvent[][] = [];
+    const errors: unknown[] = [];
+    const gc = new GroupCommit(store, { isEnabled: true, maxBatch: 2000, publish: (e) => events.push(e), onError: (e) => errors.push(e) });
+    try {
+      const uins = await store.transaction(async (tx) => {
+        const out: number[] = [];
+        for (const name of ['a', 'b', 'c']) out.push(await tx.insertUser({ username: name, displayName: name, pwHash: 'x', epoch: 'e', createTime: 1 }));
+        return out;
+      });
+      // Leave 512 KiB: room for the small jobs one at a time, never for the 2 MiB entry. SQLite writes a transaction's
+      // pages to the WAL at COMMIT (or when its page cache spills), so the whole batch fails in the store, not in a job.
+      const free = statfsSync(fs.dir);
+      writeFileSync(join(fs.dir, 'filler'), Buffer.alloc(Math.max(0, free.bavail * free.bsize - 512 * 1024)));
+      const BIG = 7;
+      const runs = new Array<number>(20).fill(0);
+      const outcomes = await Promise.allSettled(
+        runs.map((_, n) =>
+          gc.run(async (_tx, fx) => {
+            runs[n]!++;
+            const uin = uins[n % uins.length]!;
+            await fx.lock([uin]);
+            return fx.append(uin, 'msg', { n, text: n === BIG ? 'x'.repeat(2 * 1024 * 1024) : 'small' });
+          }),
+        ),
+      );
+      const big = outcomes[BIG] as PromiseRejectedResult;
+      assert.equal(big.status, 'rejected');
+      assert.ok(big.reason instanceof SynchatError && big.reason.ret === 9 && big.reason.errMsg === DISK_FULL_ERRMSG, String(big.reason));
+      outcomes.forEach((o, n) => n === BIG || assert.equal(o.status, 'fulfilled', `job ${n}: ${String((o as PromiseRejectedResult).reason)}`));
+      assert.deepEqual(runs, new Array(20).fill(2), 'every job ran in the failed batch, then alone');
+      assert.ok(errors.some((e) => e instanceof SynchatError && e.errMsg === DISK_FULL_ERRMSG), 'the failed batch was reported');
+      const committed: string[] = [];
+      for (const uin of uins) {
+        const rows = await store.readLog(uin, 0, 100);
+        assert.deepEqual(rows.map((r) => r.seq), rows.map((_, i) => i + 1), `user ${uin}: seqs dense from 1`);
+        for (const r of rows) committed.push(`${uin}:${JSON.parse(r.json).n}`);
+      }
+      const want = runs.flatMap((_, n) => (n === BIG ? [] : [`${uins[n % uins.length]}:${n}`]));
+      assert.deepEqual(committed.sort(), want.sort(), 'every small job once, the big one never');
+      assert.deepEqual(published(events), want.sort(), 'events carry exactly the committed entries');
+      // Space returns: the refused job, run again, commits and continues its user's log.
+      rmSync(join(fs.dir, 'filler'));
+      const uin = uins[BIG % uins.length]!;
+      const head = (await store.read.heads([uin]))[0]!.head;
+      assert.equal(await gc.run(async (_tx, fx) => (await fx.lock([uin]), fx.append(uin, 'msg', { n: BIG, text: 'x'.repeat(2 * 1024 * 1024) }))), head + 1);
+    } finally {
+      await gc.idle();
+      await store.close();
+      fs.unmount();
+    }
+  });
 });
