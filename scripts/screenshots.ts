@@ -1,6 +1,6 @@
 /**
  * Regenerates docs/screenshots/*.png: seeds a throwaway server with a few people, chats, a group, an image, a
- * voice note and a file, then photographs the web client in Debian's Chromium at desktop and phone widths.
+ * voice note and a file, then photographs the web client (chats, contacts, the devices dialog) in Debian's Chromium at desktop and phone widths.
  *
  *   npx tsx scripts/screenshots.ts
  */
@@ -125,6 +125,11 @@ async function main() {
       await shot(page, 'group');
       await page.getByTestId('tab-contacts').click();
       await shot(page, 'contacts');
+      // The devices dialog: last seen per device, log out one or everywhere, change the password (docs/security.md).
+      await page.getByRole('button', { name: 'Menu' }).click();
+      await page.getByRole('menuitem', { name: 'Devices' }).click();
+      await page.getByTestId('password-form').waitFor();
+      await shot(page, 'devices');
       await context.close();
 
       const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, locale: 'en-GB', timezoneId: 'UTC' });

@@ -175,7 +175,7 @@ function ChangePasswordForm(props: { onChanged: () => void }) {
   }
   return (
     <form onSubmit={onSubmit} class="stack" data-testid="password-form">
-      <div class="field-label">Change password</div>
+      <h3 class="dialog-heading">Change password</h3>
       <label>
         Current password
         <input name="oldPassword" type="password" required autocomplete="current-password" data-testid="password-old" />
@@ -245,10 +245,15 @@ export function DevicesDialog(props: { onClose: () => void }) {
             </li>
           ))}
       </ul>
-      <button class="danger small" type="button" data-testid="logout-everywhere" onClick={() => void model.logout({ everywhere: true })}>
-        Log out everywhere
-      </button>
-      <ChangePasswordForm onChanged={() => void load()} />
+      <div class="dialog-section row-between">
+        <span class="muted">Lost a device? End every session, this one included.</span>
+        <button class="danger small" type="button" data-testid="logout-everywhere" onClick={() => void model.logout({ everywhere: true })}>
+          Log out everywhere
+        </button>
+      </div>
+      <div class="dialog-section">
+        <ChangePasswordForm onChanged={() => void load()} />
+      </div>
     </Modal>
   );
 }
