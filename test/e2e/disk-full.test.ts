@@ -7,10 +7,11 @@ import { readdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
-import { DISK_FULL_ERRMSG } from '../../src/protocol/index.ts';
+import { DISK_FULL_ERRMSG, OP } from '../../src/protocol/index.ts';
 import { befriend, userDevice } from '../helpers/server.ts';
 import { freePort, spawnServerProcess, type ServerChild } from '../helpers/process.ts';
 import { mountTmpfs } from '../helpers/tmpfs.ts';
+import { authedWire } from '../helpers/wire.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -76,7 +77,8 @@ test('a full disk: writes answer ret 9 "disk is full" in bounded time, reads kee
     await server?.stop();
     fs.unmount();
   });
-  const env = { SYNCHAT_DATA_DIR: fs.dir, SYNCHAT_WORKERS: '0', SYNCHAT_TCP_PORT: String(await freePort()) };
+  const tcpPort = await freePort();
+  const env = { SYNCHAT_DATA_DIR: fs.dir, SYNCHAT_WORKERS: '0', SYNCHAT_TCP_PORT: String(tcpPort) };
   server = await spawnServerProcess(env);
   const url = server.url;
   const alice = await userDevice(url, 'full_alice');
@@ -110,6 +112,19 @@ test('a full disk: writes answer ret 9 "disk is full" in bounded time, reads kee
   assert.ok(late.some((w) => w.body.ret !== 0), 'a batch of 16 KiB sends on a full disk was refused');
   const group = await call(url, '/api/groups/create', { name: 'on a full disk', members: ['full_bob'] }, alice.sid);
   if (group.body.ret !== 0) assertDiskFull(group, 'a group created on a full disk');
+  // Over the long connection too: SEND_ACK carries the same answer, and the connection stays open for reads.
+  const wire = (await authedWire('tcp', { httpPort: Number(new URL(url).port), tcpPort }, alice.sid)).client;
+  try {
+    const ack = await wire.request(OP.SEND, { clientMsgId: 'wire-full', to: 'full_bob', type: 1, content: 'z'.repeat(16_000) });
+    assert.equal(ack.op, OP.SEND_ACK);
+    if (ack.body.ret === 0) answered.push('wire-full');
+    else assert.deepEqual([ack.body.ret, ack.body.errMsg], [9, DISK_FULL_ERRMSG], JSON.stringify(ack.body));
+    const synced = await wire.request(OP.SYNC, { syncKey: 0 });
+    assert.equal(synced.body.ret, 0, 'the same connection still syncs');
+    t.diagnostic(`over TCP: SEND_ACK ret ${ack.body.ret}; SYNC_RESP ret ${synced.body.ret}`);
+  } finally {
+    wire.close();
+  }
   t.diagnostic(`then: ${late.filter((w) => w.body.ret !== 0).length} of 8 concurrent 16 KiB sends refused in ≤ ${Math.max(...late.map((w) => w.ms)).toFixed(0)} ms, a group create answered ret ${group.body.ret}`);
   const big = randomBytes(3 * CHUNK);
   const upload = await call(url, '/api/media/init', { size: big.length, sha256: sha256(big), mime: 'application/octet-stream', chunkSize: CHUNK }, alice.sid);
