@@ -9,6 +9,32 @@ import { after, before, type TestContext } from 'node:test';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { startServer, type TestServer } from '../helpers/server.ts';
 import type { Config } from '../../src/server/config.ts';
+import { FrameDecoder, parseBody } from '../../src/protocol/index.ts';
+
+/** One packet of the long connection, as a test reads it off a routed WebSocket (`body`: parsed JSON, if it is). */
+export interface SeenPacket {
+  op: number;
+  seq: number;
+  body: any;
+}
+
+/**
+ * Reads the packets of one direction of a WebSocket routed with `routeWebSocket`: feed it every message (a
+ * packet may span messages) and it returns the packets completed so far.
+ */
+export function packetReader(): (message: string | Buffer) => SeenPacket[] {
+  const decoder = new FrameDecoder(64 * 1024 * 1024);
+  return (message) =>
+    decoder.push(typeof message === 'string' ? Buffer.from(message) : message).packets.map((p) => {
+      let body: unknown;
+      try {
+        body = parseBody(p.body);
+      } catch {
+        body = undefined; // a binary body (MEDIA_CHUNK)
+      }
+      return { op: p.op, seq: p.seq, body };
+    });
+}
 
 /** Where Debian installs Chromium (`.ci/run` installs it in CI). */
 export const CHROMIUM = process.env.SYNCHAT_CHROMIUM ?? '/usr/bin/chromium';

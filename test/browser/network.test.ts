@@ -7,24 +7,56 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import sharp from 'sharp';
 import type { BrowserContext } from 'playwright-core';
-import { acceptContact, messages, openApp, openChat, register, requestContact, sendText, webSuite } from './harness.ts';
+import { OP } from '../../src/protocol/index.ts';
+import { waitUntil } from '../helpers/wait.ts';
+import { acceptContact, messages, openApp, openChat, packetReader, register, requestContact, sendText, webSuite } from './harness.ts';
 
 /**
  * Routes the context's WebSockets through Playwright so a test can make them go silent: `down` drops what the
  * server sends (a SEND reaches the server, its SEND_ACK is lost), `both` drops everything, and new sockets are
- * refused while cut — as a dead network does, without the browser noticing anything.
+ * refused while cut — as a dead network does, without the browser noticing anything. Every answer the server gave
+ * to a send (SEND_ACK, or `/api/sendmsg` over HTTP) is kept by the message's content in `answers`, delivered or
+ * not. While `isLogHeld`, the log's entries (PUSH and SYNC_RESP, and `/api/sync` over HTTP) are held back until
+ * `releaseLog()`: the app can then learn that a send went through only from the send's own answer.
  */
 async function cuttableWebSockets(context: BrowserContext) {
-  const link = { cut: 'none' as 'none' | 'down' | 'both' };
+  const held: (() => void)[] = [];
+  const link = {
+    cut: 'none' as 'none' | 'down' | 'both',
+    answers: new Map<string, any[]>(),
+    isLogHeld: false,
+    releaseLog() {
+      link.isLogHeld = false;
+      for (const release of held.splice(0)) release();
+    },
+  };
+  const answered = (content: string, answer: unknown) => link.answers.set(content, [...(link.answers.get(content) ?? []), answer]);
   await context.routeWebSocket(/\/ws$/, (ws) => {
     if (link.cut !== 'none') return void ws.close();
     const server = ws.connectToServer();
+    const [up, down] = [packetReader(), packetReader()];
+    const sent = new Map<number, string>(); // SEND seq → content
     ws.onMessage((m) => {
-      if (link.cut !== 'both') server.send(m);
+      if (link.cut === 'both') return;
+      for (const p of up(m)) if (p.op === OP.SEND) sent.set(p.seq, p.body.content);
+      server.send(m);
     });
     server.onMessage((m) => {
-      if (link.cut === 'none') ws.send(m);
+      const packets = down(m);
+      for (const p of packets) if (p.op === OP.SEND_ACK && sent.has(p.seq)) answered(sent.get(p.seq)!, p.body);
+      if (link.cut !== 'none') return;
+      if (link.isLogHeld && packets.some((p) => p.op === OP.PUSH || p.op === OP.SYNC_RESP)) held.push(() => ws.send(m));
+      else ws.send(m);
     });
+  });
+  await context.route('**/api/sendmsg', async (route) => {
+    const response = await route.fetch();
+    answered(route.request().postDataJSON().content, await response.json());
+    await route.fulfill({ response });
+  });
+  await context.route('**/api/sync', async (route) => {
+    if (link.isLogHeld) held.push(() => void route.continue());
+    else await route.continue();
   });
   return link;
 }
@@ -63,9 +95,16 @@ describe('web client: network', () => {
     assert.equal(await offline.getAttribute('data-status'), 'sending');
     assert.equal(await messages(erin.page, 'sent as the link died').getAttribute('data-status'), 'sending');
 
-    // Back online: both go out under their clientMsgIds; the server recognises the first as a repeat.
+    // Back online: both go out under their clientMsgIds; the server recognises the first as a repeat. The log is
+    // held back until it has answered, so the app resends rather than finding its message in the log first.
+    link.isLogHeld = true;
     link.cut = 'none';
     await erin.context.setOffline(false);
+    await waitUntil(() => (link.answers.get('sent as the link died')?.length ?? 0) >= 2, 'the message cut off is sent again');
+    const [first, again] = link.answers.get('sent as the link died')!;
+    assert.equal(first.duplicate, false);
+    assert.deepEqual([again.ret, again.duplicate, again.msgId, again.seq], [0, true, first.msgId, first.seq], 'the resend is answered as a repeat');
+    link.releaseLog();
     await erin.page.getByTestId('connection-banner').waitFor({ state: 'detached', timeout: 30_000 });
     await offline.and(erin.page.locator('[data-status="sent"], [data-status="read"]')).waitFor();
     await messages(fred.page, 'written offline').waitFor();
