@@ -1,7 +1,7 @@
 /**
  * A one-process server whose SQLite store syncs through test/helpers/failing-fsync.cjs, ended the way `npm start`
  * ends (src/server/lifecycle.ts). Usage: `failing-disk-server.ts <dataDir>` with FAILING_FSYNC_MARKER set;
- * prints `{"httpPort":…}` once it listens.
+ * prints `{"httpPort":…,"tcpPort":…}` once it listens.
  */
 import { fileURLToPath } from 'node:url';
 import { buildServer, makeLogger } from '../../src/server/build-server.ts';
@@ -19,4 +19,4 @@ const config = loadConfig({}, {
 });
 const server = await buildServer(config, { fsyncModule: fileURLToPath(new URL('./failing-fsync.cjs', import.meta.url)) });
 exitWhenDone(server, makeLogger(config, 'synchat'));
-process.stdout.write(`${JSON.stringify({ httpPort: server.httpPort })}\n`);
+process.stdout.write(`${JSON.stringify({ httpPort: server.httpPort, tcpPort: server.tcpPort })}\n`);

@@ -1,5 +1,6 @@
 // After a failed WAL fsync the server answers the writes in flight with ret 9 and exits non-zero instead of
-// running on with every write refused (#11). The disk is the store's real fsync seam (test/helpers/failing-fsync.cjs);
+// running on with every write refused (#11), and announces nothing of the failed batch (no PUSH, NOTIFY or
+// synccheck answer: its entries may not be on disk). The disk is the store's real fsync seam (test/helpers/failing-fsync.cjs);
 // the server runs as a child process, since what is tested is that process's exit.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -8,7 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
-import { api, userDevice } from '../helpers/server.ts';
+import { OP } from '../../src/protocol/index.ts';
+import { api, syncAll, userDevice } from '../helpers/server.ts';
+import { authedWire } from '../helpers/wire.ts';
 
 /** How long the test waits for the exit before failing instead of hanging (not a timing assertion). */
 const HANG_GUARD_MS = 15_000;
@@ -31,12 +34,21 @@ test('answers the in-flight send with ret 9 and exits non-zero when the WAL fsyn
     createInterface({ input: child.stdout! }).once('line', resolve);
     void exited.then((code) => reject(new Error(`the server exited with ${code} before it listened`)));
   });
-  const url = `http://127.0.0.1:${JSON.parse(first).httpPort}`;
+  const ports = JSON.parse(first) as { httpPort: number; tcpPort: number };
+  const url = `http://127.0.0.1:${ports.httpPort}`;
 
   // Writes are durable while the disk works.
   const alice = await userDevice(url, 'alice');
   const ok = await api(url, '/api/sendmsg', { clientMsgId: 'c-1', to: 'alice', type: 1, content: 'on a good disk' }, alice.sid);
   assert.equal(ok.body.ret, 0);
+  // Another device of alice's, caught up on a long connection (a new entry would be PUSHed), and one parked on synccheck.
+  const key = (await syncAll(url, alice.sid)).syncKey;
+  const { client: watcher } = await authedWire('tcp', ports, (await userDevice(url, 'alice', 'watcher')).sid, key);
+  const poller = await userDevice(url, 'alice', 'poller');
+  const poll = api(url, `/api/synccheck?syncKey=${key}&timeout=30000`, undefined, poller.sid).then(
+    (r) => r.body,
+    () => 'no answer: the process exited',
+  );
 
   writeFileSync(marker, '');
   const failed = await api(url, '/api/sendmsg', { clientMsgId: 'c-2', to: 'alice', type: 1, content: 'on a failing disk' }, alice.sid);
@@ -44,4 +56,8 @@ test('answers the in-flight send with ret 9 and exits non-zero when the WAL fsyn
   assert.equal(failed.body.errMsg, 'server error');
   const guard = new Promise<string>((resolve) => setTimeout(() => resolve(`still running after ${HANG_GUARD_MS} ms`), HANG_GUARD_MS).unref());
   assert.equal(await Promise.race([exited, guard]), 1);
+  await watcher.waitClosed();
+  assert.deepEqual(watcher.received.filter((p) => p.op === OP.PUSH || p.op === OP.NOTIFY), [], 'the failed batch was announced');
+  const polled = await poll;
+  assert.ok(typeof polled === 'string' || polled.selector === 0, `the failed batch answered a synccheck: ${JSON.stringify(polled)}`);
 });
