@@ -24,7 +24,7 @@ for (let i = 0; i < runs; i++) {
   const r = await runChaos({ seed, mode, seconds: Number(args.seconds), faults: Number(args.faults), usersPerTransport: Number(args.users) });
   results.push(r);
   console.log(
-    `  ${r.ok ? 'OK' : 'FAILED'} in ${(r.durationMs / 1000).toFixed(1)} s: ${r.sends.total} sends (${r.sends.answered} answered, ${r.sends.answeredDuplicate} of them "duplicate", ${r.sends.refused} refused, ${r.sends.unanswered} unanswered), ` +
+    `  ${r.ok ? 'OK' : 'FAILED'} in ${(r.durationMs / 1000).toFixed(1)} s: ${r.sends.total} sends (${r.sends.answered} answered, ${r.sends.resent} after a resend, ${r.sends.answeredDuplicate} "duplicate", ${r.sends.refused} refused, ${r.sends.unanswered} unanswered), ` +
       `faults ${r.faults.map((f) => `${f.kind}${f.node !== undefined ? '#' + f.node : ''}@${(f.atMs / 1000).toFixed(1)}s/${f.downMs}ms`).join(' ')}, ${r.selfExits} self-exits; ` +
       `lost ${r.lost}, doubled ${r.doubled}, diverged ${r.diverged}, integrity ${r.integrity}, density problems ${r.densityProblems}; ${r.devices} devices, ${r.logEntries} log entries`,
   );
@@ -37,6 +37,7 @@ const totals = {
   failedRuns: failed.length,
   sends: sum((r) => r.sends.total),
   answered: sum((r) => r.sends.answered),
+  resent: sum((r) => r.sends.resent),
   faults: sum((r) => r.faults.length),
   lost: sum((r) => r.lost),
   doubled: sum((r) => r.doubled),

@@ -33,7 +33,7 @@ export interface ChaosResult {
   faults: FaultRecord[];
   /** Nodes that exited on their own (not killed by the runner) and were restarted. */
   selfExits: number;
-  sends: { total: number; answered: number; refused: number; unanswered: number; answeredDuplicate: number; direct: number; group: number; image: number; tcp: number; ws: number; http: number };
+  sends: { total: number; answered: number; refused: number; unanswered: number; answeredDuplicate: number; resent: number; direct: number; group: number; image: number; tcp: number; ws: number; http: number };
   ops: Traffic['ops'];
   devices: number;
   users: number;
@@ -164,6 +164,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         refused,
         unanswered,
         answeredDuplicate: t.sends.filter((s) => s.answer?.duplicate).length,
+        // Sent more than once before an answer came (on the wire when the server died, or refused while it was down).
+        resent: t.sends.filter((s) => (s.answer?.attempts ?? 0) > 1).length,
         direct: by('direct'),
         group: by('group'),
         image: by('image'),

@@ -38,7 +38,7 @@ export interface SendRecord {
   kind: 'direct' | 'group' | 'image';
   transport: TransportName;
   /** Set once answered ret 0 (SEND_ACK, sendmsg, or its own entry in the log). */
-  answer?: { msgId: string; seq: number; duplicate: boolean };
+  answer?: { msgId: string; seq: number; duplicate: boolean; attempts: number };
   /** Set when refused (the outbox turned it `failed`). */
   refused?: { ret: number; errMsg: string };
 }
@@ -139,7 +139,7 @@ async function send(t: Traffic, device: Device, record: Omit<SendRecord, 'client
   const p = device.client
     .sendMessage({ to: rec.to, type, content, clientMsgId: rec.clientMsgId, ...(mediaId ? { mediaId } : {}) })
     .then(
-      (item) => void (rec.answer = { msgId: item.msgId!, seq: item.seq!, duplicate: !!item.duplicate }),
+      (item) => void (rec.answer = { msgId: item.msgId!, seq: item.seq!, duplicate: !!item.duplicate, attempts: item.attempts }),
       (err) => void (rec.refused = { ret: err.ret ?? -1, errMsg: err.message }),
     );
   t.pending.add(p);

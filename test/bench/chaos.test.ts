@@ -18,8 +18,8 @@ test('the chaos verdict counts a lost send, a doubled message and a diverged dev
   const carolLog = [msg(1, 'g1', '11', 'alice', '@@1')];
   const groups = new Map([['@@1', ['alice', 'bob', 'carol']]]);
   const sends: SendRecord[] = [
-    { clientMsgId: 'c1', from: 'alice', to: 'bob', kind: 'direct', transport: 'tcp', answer: { msgId: '10', seq: 1, duplicate: false } },
-    { clientMsgId: 'g1', from: 'alice', to: '@@1', kind: 'group', transport: 'tcp', answer: { msgId: '11', seq: 2, duplicate: false } },
+    { clientMsgId: 'c1', from: 'alice', to: 'bob', kind: 'direct', transport: 'tcp', answer: { msgId: '10', seq: 1, duplicate: false, attempts: 1 } },
+    { clientMsgId: 'g1', from: 'alice', to: '@@1', kind: 'group', transport: 'tcp', answer: { msgId: '11', seq: 2, duplicate: false, attempts: 1 } },
   ];
   const device = (user: string, entries: any[], syncKey = entries.at(-1)?.seq ?? 0): DeviceState => ({ user, deviceId: 'a', transport: 'ws', syncKey, entries });
   const logs = new Map([['alice', aliceLog], ['bob', bobLog], ['carol', carolLog]]);
