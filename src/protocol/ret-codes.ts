@@ -45,8 +45,8 @@ export const RET_INFO: Readonly<Record<Ret, RetInfo>> = {
 };
 
 /**
- * errMsg of ret 9 for a write refused because the server's disk is full (SQLite's SQLITE_FULL, ENOSPC on a media
- * file). Nothing was written and nothing committed is harmed; reads keep working, and the same
+ * errMsg of ret 9 for a write refused because the server's disk is full (SQLite's SQLITE_FULL, PostgreSQL's 53100,
+ * ENOSPC on a media file). Nothing was written and nothing committed is harmed; reads keep working, and the same
  * write succeeds once space is freed, without a restart (docs/architecture.md "A full disk").
  */
 export const DISK_FULL_ERRMSG = 'the server’s disk is full: writes are refused until space is freed (reads still work)';

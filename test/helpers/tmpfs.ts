@@ -16,11 +16,15 @@ export interface Tmpfs {
   unmount(): void;
 }
 
-/** Mounts a tmpfs of `sizeBytes`; returns it, or the reason it cannot be mounted (throws under CI=true). */
-export function mountTmpfs(sizeBytes: number): Tmpfs | string {
+/**
+ * Mounts a tmpfs of `sizeBytes` (its root owned by `owner`, e.g. another local service's user; else by this
+ * process); returns it, or the reason it cannot be mounted (throws under CI=true).
+ */
+export function mountTmpfs(sizeBytes: number, owner?: { uid: number; gid: number }): Tmpfs | string {
   const dir = mkdtempSync(join(tmpdir(), 'synchat-tmpfs-'));
+  const ownedBy = owner ? `,uid=${owner.uid},gid=${owner.gid}` : '';
   try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeBytes},mode=0700`, 'tmpfs', dir], { stdio: 'pipe' });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeBytes},mode=0700${ownedBy}`, 'tmpfs', dir], { stdio: 'pipe' });
   } catch (err) {
     rmdirSync(dir);
     const reason = `cannot mount a tmpfs (needs root or CAP_SYS_ADMIN): ${String((err as { stderr?: Buffer }).stderr ?? err).trim()}`;

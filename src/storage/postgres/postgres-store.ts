@@ -16,7 +16,7 @@
  * - Reads outside a transaction use a small pool and see committed (= durable) state.
  */
 import pg from 'pg';
-import { SELECTOR_OF_KIND, encodeEntry } from '../../protocol/index.ts';
+import { DISK_FULL_ERRMSG, RET, SELECTOR_OF_KIND, SynchatError, encodeEntry } from '../../protocol/index.ts';
 import {
   LockConflict,
   type ContactRow,
@@ -614,7 +614,11 @@ export class PostgresStore implements Store {
           return result;
         } catch (err) {
           await writer.query('ROLLBACK').catch(() => {});
-          if (!RETRYABLE.has((err as { code?: string }).code ?? '') || attempt >= this.#maxAttempts) throw err;
+          const code = (err as { code?: string }).code ?? '';
+          // 53100 disk_full, turned into the refusal only here, after the rollback: inside the transaction a job
+          // would take it for its own refusal (docs/architecture.md "A full disk").
+          if (code === '53100') throw new SynchatError(RET.SERVER_ERROR, DISK_FULL_ERRMSG);
+          if (!RETRYABLE.has(code) || attempt >= this.#maxAttempts) throw err;
           this.stats.retries++;
         }
       }
