@@ -33,6 +33,13 @@ import { WalSyncer } from './wal-syncer.ts';
  */
 const FEW_BLOCKERS = 64;
 
+/**
+ * Users whose log heads the writer keeps in memory (see {@link SqliteStoreOptions.headCacheMax}). A cached head is a
+ * number and a few selector keys, ~200 bytes with its map entry, so at most ~20 MB; without a bound the cache held
+ * every user who ever received an entry. A head evicted costs one indexed read of `heads` when next written.
+ */
+const HEAD_CACHE_MAX = 100_000;
+
 /** Options of the embedded store. */
 export interface SqliteStoreOptions {
   /** Database file; `:memory:` is refused because the reader needs the same file. */
@@ -57,6 +64,11 @@ export interface SqliteStoreOptions {
    * so the process should exit and be restarted, which runs the start-up recovery.
    */
   onSyncFailed?: (err: Error) => void;
+  /**
+   * Users whose log heads the writer caches; past it the longest-cached go after each commit (a transaction's own
+   * users stay until it ends). @default 100000
+   */
+  headCacheMax?: number;
 }
 
 type Row = Record<string, any>;
@@ -82,9 +94,11 @@ class SqliteAccess implements StoreTx {
   #msgId = -1;
   #groupId = -1;
   readonly #s: Record<string, Database.Statement>;
+  readonly #headCacheMax: number;
 
-  constructor(db: Database.Database, isWriter: boolean, clamp?: Map<number, NotDurable>) {
+  constructor(db: Database.Database, isWriter: boolean, clamp?: Map<number, NotDurable>, headCacheMax = HEAD_CACHE_MAX) {
     this.#heads = isWriter ? new Map() : undefined;
+    this.#headCacheMax = headCacheMax;
     this.#clamp = clamp;
     const p = (sql: string): Database.Statement => db.prepare(sql);
     this.#s = {
@@ -285,7 +299,22 @@ class SqliteAccess implements StoreTx {
       changed.set(uin, { before, after: heads.head });
     }
     this.#headsBefore.clear();
+    this.#trimHeads();
     return changed;
+  }
+
+  /** Users whose heads the writer caches now. */
+  get cachedHeads(): number {
+    return this.#heads?.size ?? 0;
+  }
+
+  /** Drops the longest-cached heads past the bound; called once the transaction's moved heads are written. */
+  #trimHeads(): void {
+    if (!this.#heads) return;
+    for (const uin of this.#heads.keys()) {
+      if (this.#heads.size <= this.#headCacheMax) break;
+      this.#heads.delete(uin);
+    }
   }
 
   /** One writer connection: nothing else can write a log, so there is nothing to lock. */
@@ -507,7 +536,7 @@ export class SqliteStore implements Store {
     this.#writer = openDatabase(opts.file, isFull ? 'NORMAL-ASYNC-FULL' : opts.synchronous!);
     this.#reader = new Database(opts.file, { readonly: true });
     this.#reader.pragma('busy_timeout = 5000');
-    this.#w = new SqliteAccess(this.#writer, true);
+    this.#w = new SqliteAccess(this.#writer, true, undefined, opts.headCacheMax);
     this.#r = new SqliteAccess(this.#reader, false, this.#notDurable);
     this.#syncer = isFull ? new WalSyncer(opts.file, opts.walCheckpointMs, opts.fsyncModule) : undefined;
     this.#onSyncFailed = opts.onSyncFailed;
@@ -515,6 +544,11 @@ export class SqliteStore implements Store {
 
   get read(): StoreReader {
     return this.#r;
+  }
+
+  /** Users whose log heads the writer caches now (bounded by {@link SqliteStoreOptions.headCacheMax}). */
+  get cachedHeads(): number {
+    return this.#w.cachedHeads;
   }
 
   async transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
