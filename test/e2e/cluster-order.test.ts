@@ -9,8 +9,11 @@ import { promisify } from 'node:util';
 import { test } from 'node:test';
 import { api, befriend, syncAll, userDevice } from '../helpers/server.ts';
 import { freePort, spawnServerProcess } from '../helpers/process.ts';
+import { waitUntil } from '../helpers/wait.ts';
 
 const run = promisify(execFile);
+/** How long a long-poll may take to attach before the test fails instead of hanging (not a timing assertion). */
+const ATTACH_GUARD_MS = 10_000;
 
 test('one order in a group under concurrent senders from several processes, through several gateways', async () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'synchat-cluster-'));
@@ -56,7 +59,16 @@ test('one order in a group under concurrent senders from several processes, thro
     // Long-polls parked in one gateway wake when a send commits through another (events cross the IPC link).
     for (let i = 0; i < 10; i++) {
       const key = (await syncAll(server.url, devs[1]!.sid)).syncKey;
-      const poll = api(server.url, `/api/synccheck?syncKey=${key}&timeout=60000`, undefined, devs[1]!.sid);
+      // The gateways are other processes, so their parked counts are out of reach; a fresh device's acknowledged
+      // key is: 0 until its poll's attach records `key`, which it does after reading the log's head. Once
+      // /api/sessions shows it, a send can no longer answer the poll at once: only its event over IPC wakes it.
+      const poller = await userDevice(server.url, 'co_a', `poller-${i}`);
+      const poll = api(server.url, `/api/synccheck?syncKey=${key}&timeout=60000`, undefined, poller.sid);
+      await waitUntil(
+        async () => (await api(server.url, '/api/sessions', {}, devs[1]!.sid)).body.sessions.find((s: any) => s.deviceId === `poller-${i}`).ackedKey === key,
+        `poll ${i} is attached at key ${key}`,
+        ATTACH_GUARD_MS,
+      );
       const sent = await api(server.url, '/api/sendmsg', { clientMsgId: `wake-${i}`, to: groupId, type: 1, content: 'wake' }, devs[2]!.sid);
       const r = await poll;
       assert.equal(r.body.ret, 0);
