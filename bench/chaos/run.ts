@@ -22,6 +22,11 @@ export interface ChaosOptions {
   faults: number;
   /** Users per transport (each starts with two devices). */
   usersPerTransport: number;
+  /**
+   * When aborted (Ctrl-C), the target is torn down and the process exits 130, so no server, PostgreSQL or Redis
+   * of the run is left behind (PostgreSQL runs as a daemon: it would not die with the terminal's signal).
+   */
+  signal?: AbortSignal;
 }
 
 /** What one run found. */
@@ -98,6 +103,9 @@ async function readLog(urls: string[], sid: string): Promise<any[]> {
 export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   const random = seededRandom(opts.seed);
   const target: Target = opts.mode === 'cluster' ? await clusterTarget() : await singleTarget();
+  const onAbort = () => void target.dispose().finally(() => process.exit(130));
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  if (opts.signal?.aborted) onAbort(); // interrupted while the target started
   const problems: string[] = [];
   const problem = (p: string) => void (problems.length < 50 && problems.push(p));
   let traffic: Traffic | undefined;
@@ -185,6 +193,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       problems,
     };
   } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
     if (traffic) await closeTraffic(traffic);
     await target.dispose();
   }
