@@ -6,6 +6,7 @@
  */
 import { MSG_TYPE, SynchatClient, type ConnectionState, type DeviceSession, type Entry, type MsgEntry, type OutboxItem } from '../../src/sdk/index.ts';
 import { MediaClient, type UploadProgress } from '../../src/sdk/media.ts';
+import { BoundedCache } from './bounded-cache.ts';
 import { WebCache } from './cache.ts';
 import { compareMsgId, deviceNameOf, isGroupPeer, maxMsgId, previewOf } from './format.ts';
 import type { AppState, Conversation, StoredMessage, ViewMessage } from './types.ts';
@@ -14,6 +15,14 @@ import type { AppState, Conversation, StoredMessage, ViewMessage } from './types
 const PAGE_SIZE = 50;
 /** PROTOCOL.md `/api/revoke`: the sender may recall within 120 s. */
 export const RECALL_WINDOW_MS = 120_000;
+/**
+ * Object URLs of fetched media kept (thumbnails mostly, ~20–50 KB each; an original only once opened): four pages of
+ * a chat full of images. One pushed out is revoked: an image already shown stays painted, and a view mounted again
+ * fetches it again (useMediaUrl asks on mount).
+ */
+const MEDIA_URLS_MAX = 200;
+/** `/api/media/info` answers kept (a few dozen bytes each). */
+const MEDIA_INFOS_MAX = 1000;
 
 interface ChatWindow {
   messages: StoredMessage[];
@@ -72,9 +81,10 @@ export class ChatModel {
   readonly #windows = new Map<string, ChatWindow>();
   readonly #pending = new Map<string, Pending>();
   readonly #listeners = new Set<() => void>();
-  readonly #mediaUrls = new Map<string, Promise<string>>();
+  /** Object URLs of fetched media (each holds its blob): the most recently shown {@link MEDIA_URLS_MAX}, others revoked. */
+  readonly #mediaUrls = new BoundedCache<string>(MEDIA_URLS_MAX, (url) => URL.revokeObjectURL(url));
   readonly #localMediaUrls = new Map<string, string>();
-  readonly #mediaInfos = new Map<string, Promise<{ size?: number; name?: string; mime?: string }>>();
+  readonly #mediaInfos = new BoundedCache<{ size?: number; name?: string; mime?: string }>(MEDIA_INFOS_MAX);
   readonly #lookups = new Set<string>();
   #isNotifyQueued = false;
   #readTimer: ReturnType<typeof setTimeout> | undefined;
@@ -198,6 +208,8 @@ export class ChatModel {
     this.state = freshState('');
     this.#windows.clear();
     this.#pending.clear();
+    this.#mediaUrls.clear();
+    this.#mediaInfos.clear();
     this.activePeer = undefined;
     this.hasBeenOnline = false;
     this.#changed();
@@ -539,30 +551,19 @@ export class ChatModel {
   mediaUrl(mediaId: string, variant: 'thumb' | 'original'): Promise<string> {
     const local = this.#localMediaUrls.get(mediaId);
     if (local) return Promise.resolve(local);
-    const key = `${mediaId}/${variant}`;
-    let p = this.#mediaUrls.get(key);
-    if (!p) {
-      p = fetch(`${this.client.baseUrl}/api/media/${encodeURIComponent(mediaId)}${variant === 'thumb' ? '/thumb' : ''}`, {
+    return this.#mediaUrls.get(`${mediaId}/${variant}`, () =>
+      fetch(`${this.client.baseUrl}/api/media/${encodeURIComponent(mediaId)}${variant === 'thumb' ? '/thumb' : ''}`, {
         headers: { authorization: `Bearer ${this.client.sid ?? ''}` },
       }).then(async (res) => {
         if (!res.ok) throw new Error(`media ${res.status}`);
         return URL.createObjectURL(await res.blob());
-      });
-      p.catch(() => this.#mediaUrls.delete(key));
-      this.#mediaUrls.set(key, p);
-    }
-    return p;
+      }),
+    );
   }
 
   /** Size and name of a stored media object (`/api/media/info`), cached. */
   mediaInfo(mediaId: string): Promise<{ size?: number; name?: string; mime?: string }> {
-    let p = this.#mediaInfos.get(mediaId);
-    if (!p) {
-      p = this.client.call('/api/media/info', { mediaId });
-      p.catch(() => this.#mediaInfos.delete(mediaId));
-      this.#mediaInfos.set(mediaId, p);
-    }
-    return p;
+    return this.#mediaInfos.get(mediaId, () => this.client.call('/api/media/info', { mediaId }));
   }
 
   /** Recall is offered on my own sent messages for two minutes. */
