@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { test } from 'node:test';
-import { api, befriend, syncAll, userDevice } from '../helpers/server.ts';
+import { api, befriend, syncAll, userDevice, type Device } from '../helpers/server.ts';
 import { freePort, spawnServerProcess } from '../helpers/process.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
@@ -25,7 +25,7 @@ test('one order in a group under concurrent senders from several processes, thro
   });
   try {
     const names = ['co_owner', 'co_a', 'co_b', 'co_c'];
-    const devs = [];
+    const devs: Device[] = [];
     for (const n of names) devs.push(await userDevice(server.url, n));
     for (const d of devs.slice(1)) await befriend(server.url, devs[0]!, d);
     const g = await api(server.url, '/api/groups/create', { name: 'order', members: names.slice(1) }, devs[0]!.sid);
