@@ -91,6 +91,11 @@ test('a full disk: writes answer ret 9 "disk is full" in bounded time, reads kee
   const { mediaId } = (await call(url, `/api/media/${init.body.uploadId}/complete`, {}, alice.sid)).body;
   assert.equal((await call(url, '/api/sendmsg', { clientMsgId: 'file', to: 'full_bob', type: 49, content: '', mediaId }, alice.sid)).body.ret, 0);
 
+  // An upload whose chunks are all in before the disk fills; its `complete` will need room for the whole file.
+  const whole = randomBytes(2 * CHUNK);
+  const pending = await call(url, '/api/media/init', { size: whole.length, sha256: sha256(whole), mime: 'application/octet-stream', chunkSize: CHUNK }, alice.sid);
+  for (const i of [0, 1]) assert.equal((await call(url, `/api/media/${pending.body.uploadId}/${i}`, whole.subarray(i * CHUNK, (i + 1) * CHUNK), alice.sid, 'PUT')).body.ret, 0);
+
   // Fill the disk but 256 KiB, then send 16 KiB texts until the store refuses one.
   const filler = join(fs.dir, 'filler');
   writeFileSync(filler, Buffer.alloc(Math.max(0, freeBytes(fs.dir) - 256 * KiB)));
@@ -132,6 +137,7 @@ test('a full disk: writes answer ret 9 "disk is full" in bounded time, reads kee
   const chunks = upload.body.ret === 0 ? await Promise.all([0, 1, 2].map((i) => call(url, `/api/media/${upload.body.uploadId}/${i}`, big.subarray(i * CHUNK, (i + 1) * CHUNK), alice.sid, 'PUT'))) : [];
   for (const c of chunks) if (c.body.ret !== 0) assertDiskFull(c, 'a media chunk on a full disk');
   assert.ok(chunks.length === 0 || chunks.some((c) => c.body.ret !== 0), '768 KiB of chunks were refused on a full disk');
+  assertDiskFull(await call(url, `/api/media/${pending.body.uploadId}/complete`, {}, alice.sid), 'completing a 512 KiB upload on a full disk');
   assert.deepEqual(tempFiles(fs.dir), [], 'no partial media file left behind');
 
   // Reads keep working: bob's log (every answered send once), the stored file, an existing session's calls.
@@ -155,6 +161,9 @@ test('a full disk: writes answer ret 9 "disk is full" in bounded time, reads kee
     for (const [i, c] of chunks.entries()) if (c.body.ret !== 0) assert.equal((await call(url, `/api/media/${upload.body.uploadId}/${i}`, big.subarray(i * CHUNK, (i + 1) * CHUNK), alice.sid, 'PUT')).body.ret, 0);
     assert.equal((await call(url, `/api/media/${upload.body.uploadId}/complete`, {}, alice.sid)).body.ret, 0);
   }
+  const completed = await call(url, `/api/media/${pending.body.uploadId}/complete`, {}, alice.sid);
+  assert.equal(completed.body.ret, 0, 'the upload refused at complete completes now');
+  assert.ok(Buffer.compare((await call(url, `/api/media/${completed.body.mediaId}`, undefined, alice.sid, 'GET')).body, whole) === 0);
 
   // Nothing committed is damaged: a clean stop, an intact database file, and after a restart every answered send
   // exactly once.
