@@ -35,6 +35,8 @@ export class WireClient {
   /** Resolves when the connection closes (either side). */
   readonly closed: Promise<void>;
   isClosed = false;
+  /** The client socket's local port (which server process holds the other end: `ss`, in cluster tests). */
+  localPort = 0;
 
   constructor(transport: WireTransport, io: { write(b: Uint8Array): void; end(): void; pause(): void; resume(): void }, closed: Promise<void>) {
     this.transport = transport;
@@ -155,6 +157,7 @@ export async function connectWire(transport: WireTransport, srv: { httpPort: num
       new Promise((resolve) => socket.once('close', () => resolve())),
     );
     socket.on('data', (chunk) => client.onBytes(chunk));
+    client.localPort = socket.localPort ?? 0;
     return client;
   }
   const ws = new WebSocket(`ws://${host}:${srv.httpPort}/ws`, { perMessageDeflate: false });
@@ -174,6 +177,7 @@ export async function connectWire(transport: WireTransport, srv: { httpPort: num
     new Promise((resolve) => ws.once('close', () => resolve())),
   );
   ws.on('message', (data: Buffer) => client.onBytes(data));
+  client.localPort = (ws as unknown as { _socket: Socket })._socket.localPort ?? 0;
   return client;
 }
 
