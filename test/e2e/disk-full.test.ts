@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import Database from 'better-sqlite3';
 import { DISK_FULL_ERRMSG, OP } from '../../src/protocol/index.ts';
 import { befriend, userDevice } from '../helpers/server.ts';
@@ -69,16 +69,20 @@ function assertDiskFull(a: Answer, what: string): void {
   assert.deepEqual([a.status, a.body.ret, a.body.errMsg], [500, 9, DISK_FULL_ERRMSG], `${what}: ${JSON.stringify(a.body)}`);
 }
 
-test('a full disk: writes answer ret 9 "disk is full" in bounded time, reads keep working, nothing committed is damaged, writes resume when space returns', async (t) => {
+/** The whole scenario on a server with `workers` gateway processes. */
+async function fillAndFree(t: TestContext, workers: string): Promise<void> {
   const fs = mountTmpfs(16 * MiB);
-  if (typeof fs === 'string') return t.skip(fs);
+  if (typeof fs === 'string') {
+    t.skip(fs);
+    return;
+  }
   let server: ServerChild | undefined;
   t.after(async () => {
     await server?.stop();
     fs.unmount();
   });
   const tcpPort = await freePort();
-  const env = { SYNCHAT_DATA_DIR: fs.dir, SYNCHAT_WORKERS: '0', SYNCHAT_TCP_PORT: String(tcpPort) };
+  const env = { SYNCHAT_DATA_DIR: fs.dir, SYNCHAT_WORKERS: workers, SYNCHAT_TCP_PORT: String(tcpPort) };
   server = await spawnServerProcess(env);
   const url = server.url;
   const alice = await userDevice(url, 'full_alice');
@@ -175,4 +179,8 @@ test('a full disk: writes answer ret 9 "disk is full" in bounded time, reads kee
   server = await spawnServerProcess(env);
   const after = await logOf(server.url, bob.sid);
   assert.deepEqual(sentIds(after), [...answered].sort(), 'after a restart: every answered send once, nothing refused');
-});
+}
+
+for (const workers of ['0', '2']) {
+  test(`a full disk (SYNCHAT_WORKERS=${workers}): writes answer ret 9 "disk is full" in bounded time, reads keep working, nothing committed is damaged, writes resume when space returns`, (t) => fillAndFree(t, workers));
+}
