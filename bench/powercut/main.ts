@@ -24,7 +24,8 @@ try {
     runs.push(r);
     console.log(
       `run ${i + 1}/${plan.length} ${synchronous}: cut ${r.cutAfterMs} ms after the first answer, ${r.answered}/${r.attempted} sends answered, ` +
-        `lost ${r.lost.length} (of ${r.answered * 2} answered log entries), doubled ${r.doubled.length}, integrity ${r.integrity}`,
+        `lost ${r.lost.length} (of ${r.answered * 2} answered log entries), doubled ${r.doubled.length}, integrity ${r.integrity}; ` +
+        `messages stored ${r.messages.afterKill9} after kill -9 alone, ${r.messages.afterPowerCut} after the power cut`,
     );
   }
 } finally {
@@ -39,6 +40,9 @@ const totals = (mode: PowerCut['synchronous']) => {
     runsLosing: of.filter((r) => r.lost.length > 0).length,
     doubled: of.reduce((n, r) => n + r.doubled.length, 0),
     integrityNotOk: of.filter((r) => r.integrity !== 'ok').length,
+    /** Committed messages that a kill -9 alone would have kept and the power cut took (none answered, with FULL). */
+    takenByPowerCut: of.reduce((n, r) => n + r.messages.afterKill9 - r.messages.afterPowerCut, 0),
+    runsWherePowerCutTookMore: of.filter((r) => r.messages.afterPowerCut < r.messages.afterKill9).length,
   };
 };
 const summary = { FULL: totals('FULL'), OFF: totals('OFF') };

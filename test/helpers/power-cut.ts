@@ -43,6 +43,18 @@ export interface PowerCut {
   doubled: string[];
   /** `PRAGMA integrity_check` of the rebuilt database. */
   integrity: string;
+  /** Messages stored after a kill -9 alone (the live folder, page cache included) and after the power cut. */
+  messages: { afterKill9: number; afterPowerCut: number };
+}
+
+/** Messages in the database of `dir` (opening it recovers its WAL). */
+function countMessages(dir: string): number {
+  const db = new Database(join(dir, 'synchat.db'));
+  try {
+    return (db.prepare('SELECT COUNT(*) AS n FROM messages').get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
 }
 
 /** A data folder as a cleanly stopped server leaves it: the state on disk before every run. */
@@ -113,6 +125,7 @@ export async function cutPower(baseDir: string, synchronous: PowerCut['synchrono
     const db = new Database(join(disk, 'synchat.db'));
     const integrity = (db.pragma('integrity_check') as { integrity_check: string }[]).map((r) => r.integrity_check).join('; ');
     db.close();
+    const messages = { afterKill9: countMessages(live), afterPowerCut: countMessages(disk) };
 
     const restarted = await spawnServerProcess({ SYNCHAT_DATA_DIR: disk, SYNCHAT_WORKERS: '0', SYNCHAT_TCP_PORT: String(await freePort()) });
     const lost: string[] = [];
@@ -127,7 +140,7 @@ export async function cutPower(baseDir: string, synchronous: PowerCut['synchrono
     } finally {
       await restarted.stop();
     }
-    return { synchronous, cutAfterMs, attempted: burst.attempted.length, answered: burst.answered.size, lost, doubled, integrity };
+    return { synchronous, cutAfterMs, attempted: burst.attempted.length, answered: burst.answered.size, lost, doubled, integrity, messages };
   } finally {
     rmSync(runDir, { recursive: true, force: true });
   }
