@@ -24,7 +24,7 @@ import {
   type DetectedType,
 } from '../core/media-rules.ts';
 import type { BlobStore, Clock, MediaBlobRow, MediaRow, MediaUploadRow, SessionRow, Store, StoreReader, StoreTx } from '../core/ports.ts';
-import { RET, SynchatError } from '../protocol/index.ts';
+import { DISK_FULL_ERRMSG, RET, SynchatError } from '../protocol/index.ts';
 import type { Job } from './group-commit.ts';
 import { Semaphore } from './semaphore.ts';
 import type { Logger } from './service.ts';
@@ -102,6 +102,9 @@ const OPTIMISED_JPEG_MAX_PIXELS = 12_000_000;
 // libvips keeps recent decodes in a cache (50 MB, 20 files by default): every image here is decoded once or
 // twice and then never again, so the cache would only hold memory.
 sharp.cache(false);
+
+/** strerror's text for ENOSPC and EDQUOT, as libvips reports a write that failed on a full disk. */
+const DISK_FULL_STRERROR = /No space left on device|Disk quota exceeded/;
 
 /**
  * Makes what is served of an image, reading the upload from `inputPath` (never whole into memory: libvips
@@ -329,6 +332,9 @@ export class MediaService {
         try {
           image = await this.#decodes.run(() => processImage(blobs.filePath(input), detected.mime, blobs.filePath(reencoded)));
         } catch (err) {
+          // libvips tells a failed write only in its text ("system error: No space left on device", strerror's
+          // words): a full disk is the server's failure, never the image's, so the upload is kept for a retry.
+          if (DISK_FULL_STRERROR.test((err as Error).message)) throw new SynchatError(RET.SERVER_ERROR, DISK_FULL_ERRMSG);
           if (up.mime.toLowerCase().startsWith('image/')) {
             await this.#discard(up, `the image could not be decoded: ${(err as Error).message.split('\n')[0]}`);
           }

@@ -3,10 +3,11 @@
 // once space returns, without a restart (docs/architecture.md "A full disk").
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import Database from 'better-sqlite3';
+import sharp from 'sharp';
 import { DISK_FULL_ERRMSG, OP } from '../../src/protocol/index.ts';
 import { befriend, userDevice } from '../helpers/server.ts';
 import { freePort, spawnServerProcess, type ServerChild } from '../helpers/process.ts';
@@ -100,9 +101,21 @@ async function fillAndFree(t: TestContext, workers: string): Promise<void> {
   const pending = await call(url, '/api/media/init', { size: whole.length, sha256: sha256(whole), mime: 'application/octet-stream', chunkSize: CHUNK }, alice.sid);
   for (const i of [0, 1]) assert.equal((await call(url, `/api/media/${pending.body.uploadId}/${i}`, whole.subarray(i * CHUNK, (i + 1) * CHUNK), alice.sid, 'PUT')).body.ret, 0);
 
-  // Fill the disk but 256 KiB, then send 16 KiB texts until the store refuses one.
+  // A photo with EXIF (re-encoded at complete), all chunks in; then room for the assembled upload but not for its
+  // re-encoded copy: libvips's failed write is the disk's failure (ret 9, the upload kept), not an undecodable image.
+  const noise = { type: 'gaussian' as const, mean: 128, sigma: 30 };
+  const photo = await sharp({ create: { width: 1200, height: 1200, channels: 3, background: '#808080', noise } }).jpeg({ quality: 95 }).withMetadata({ orientation: 6 }).toBuffer();
+  const photoUp = await call(url, '/api/media/init', { size: photo.length, sha256: sha256(photo), mime: 'image/jpeg', chunkSize: CHUNK }, alice.sid);
+  for (let i = 0; i * CHUNK < photo.length; i++) {
+    assert.equal((await call(url, `/api/media/${photoUp.body.uploadId}/${i}`, photo.subarray(i * CHUNK, (i + 1) * CHUNK), alice.sid, 'PUT')).body.ret, 0);
+  }
   const filler = join(fs.dir, 'filler');
-  writeFileSync(filler, Buffer.alloc(Math.max(0, freeBytes(fs.dir) - 256 * KiB)));
+  writeFileSync(filler, Buffer.alloc(Math.max(0, freeBytes(fs.dir) - photo.length - 256 * KiB)));
+  assertDiskFull(await call(url, `/api/media/${photoUp.body.uploadId}/complete`, {}, alice.sid), `re-encoding a ${photo.length}-byte photo with room for the upload only`);
+  assert.deepEqual(tempFiles(fs.dir), [], 'no partial file of the photo left behind');
+
+  // Fill the disk but 256 KiB, then send 16 KiB texts until the store refuses one.
+  appendFileSync(filler, Buffer.alloc(Math.max(0, freeBytes(fs.dir) - 256 * KiB)));
   const answered = ['file'];
   let refused: Answer | undefined;
   let sends = 0;
@@ -165,6 +178,8 @@ async function fillAndFree(t: TestContext, workers: string): Promise<void> {
     for (const [i, c] of chunks.entries()) if (c.body.ret !== 0) assert.equal((await call(url, `/api/media/${upload.body.uploadId}/${i}`, big.subarray(i * CHUNK, (i + 1) * CHUNK), alice.sid, 'PUT')).body.ret, 0);
     assert.equal((await call(url, `/api/media/${upload.body.uploadId}/complete`, {}, alice.sid)).body.ret, 0);
   }
+  const photoDone = await call(url, `/api/media/${photoUp.body.uploadId}/complete`, {}, alice.sid);
+  assert.deepEqual([photoDone.body.ret, photoDone.body.kind], [0, 'image'], 'the photo refused at complete completes now');
   const completed = await call(url, `/api/media/${pending.body.uploadId}/complete`, {}, alice.sid);
   assert.equal(completed.body.ret, 0, 'the upload refused at complete completes now');
   assert.ok(Buffer.compare((await call(url, `/api/media/${completed.body.mediaId}`, undefined, alice.sid, 'GET')).body, whole) === 0);
