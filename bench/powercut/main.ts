@@ -25,7 +25,8 @@ try {
     console.log(
       `run ${i + 1}/${plan.length} ${synchronous}: cut ${r.cutAfterMs} ms after the first answer, ${r.answered}/${r.attempted} sends answered, ` +
         `lost ${r.lost.length} (of ${r.answered * 2} answered log entries), doubled ${r.doubled.length}, integrity ${r.integrity}; ` +
-        `messages stored ${r.messages.afterKill9} after kill -9 alone, ${r.messages.afterPowerCut} after the power cut`,
+        `messages stored ${r.messages.afterKill9} after kill -9 alone, ${r.messages.afterPowerCut} after the power cut; ` +
+        `${r.checkpoints.checkpoints} checkpoints, ${r.checkpoints.walRestarts} WAL restarts before the cut`,
     );
   }
 } finally {
@@ -43,6 +44,8 @@ const totals = (mode: PowerCut['synchronous']) => {
     /** Committed messages that a kill -9 alone would have kept and the power cut took (none answered, with FULL). */
     takenByPowerCut: of.reduce((n, r) => n + r.messages.afterKill9 - r.messages.afterPowerCut, 0),
     runsWherePowerCutTookMore: of.filter((r) => r.messages.afterPowerCut < r.messages.afterKill9).length,
+    checkpoints: of.reduce((n, r) => n + r.checkpoints.checkpoints, 0),
+    walRestarts: of.reduce((n, r) => n + r.checkpoints.walRestarts, 0),
   };
 };
 const summary = { FULL: totals('FULL'), OFF: totals('OFF') };

@@ -34,18 +34,39 @@ exports.held = (dir) => {
 };
 
 /**
- * A disk that remembers only what was synced: each fsync first copies the file, as it is when the fsync is called,
- * to `dir/<its name>` (atomically, by rename), then syncs. After a kill -9 those copies are what a disk would
- * hold after a power cut at that moment: every byte written before the file's last fsync began, nothing newer
- * (the page cache, which a kill -9 leaves intact, is what a power cut takes). A write racing the fsync may be
- * copied torn, as a real disk may hold it.
+ * Records `file` as synced: copies it, as it is now, to `dir/<its name>`. Copies are taken one at a time across
+ * threads (a lock folder), so the last copy of a file is the newest; each lands by rename, whole or not at all.
  */
-exports.shadow = (dir) => ({
-  fsyncSync(fd) {
-    const file = fs.readlinkSync(`/proc/self/fd/${fd}`);
+function copyToShadow(dir, file) {
+  const lock = join(dir, 'lock');
+  for (;;) {
+    try {
+      fs.mkdirSync(lock);
+      break;
+    } catch {
+      Atomics.wait(nap, 0, 0, 1);
+    }
+  }
+  try {
     const copy = join(dir, file.slice(file.lastIndexOf('/') + 1));
     fs.copyFileSync(file, `${copy}.tmp`);
     fs.renameSync(`${copy}.tmp`, copy);
+  } finally {
+    fs.rmdirSync(lock);
+  }
+}
+exports.copyToShadow = copyToShadow;
+
+/**
+ * A disk that remembers only what was synced: each fsync first copies the file, as it is when the fsync is called,
+ * into `dir` ({@link copyToShadow}), then syncs. After a kill -9 those copies are what a disk would hold after a
+ * power cut at that moment: every byte written before the file's last fsync began, nothing newer (the page
+ * cache, which a kill -9 leaves intact, is what a power cut takes). A write racing the fsync may be copied torn,
+ * as a real disk may hold it.
+ */
+exports.shadow = (dir) => ({
+  fsyncSync(fd) {
+    copyToShadow(dir, fs.readlinkSync(`/proc/self/fd/${fd}`));
     fs.fsyncSync(fd);
   },
 });

@@ -10,18 +10,19 @@
  * normal server then starts on the rebuilt folder (SQLite recovers the WAL), and every send answered ret 0 must be
  * in the sender's and the recipient's log exactly once, and `PRAGMA integrity_check` must be ok.
  *
- * What is simulated: the WAL, the only file the server writes between start and cut, losing every byte not
- * written before its last fsync began (a write racing an fsync may be copied torn, as a disk may hold it; SQLite
- * must recover from that). With `SYNCHAT_SQLITE_SYNCHRONOUS=OFF` or `NORMAL` nothing calls the seam, so the disk
- * keeps nothing newer than the start: the worst that losing power may do to writes never synced.
- * What is not: checkpoints. SQLite syncs the database file inside a checkpoint, in the C library, where the seam
- * cannot see it, so the server runs none (`walCheckpointMs: 0`; production checkpoints on its helper thread,
- * wal-syncer.ts, and never in COMMIT): the database file stays as it was at start and the WAL holds every write.
- * Nor the -shm index (rebuilt by SQLite from the WAL on open), directory entries (the files exist before the run),
- * or a disk that reorders or tears writes it acknowledged as synced.
+ * What is simulated: the WAL and the database file losing every byte not written before their last sync began (a
+ * write racing a sync may be copied torn, as a disk may hold it; SQLite must recover from that). The WAL is
+ * synced through the seam; the database file only by checkpoints, whose syncs SQLite makes inside the C library,
+ * out of the seam's sight, so the power-cut server runs the checkpoints itself, as the store's helper thread
+ * does, copying at the moments SQLite syncs (power-cut-server.ts), every 50 ms, so that cuts also fall after WAL
+ * restarts. With `SYNCHAT_SQLITE_SYNCHRONOUS=OFF` nothing syncs, so the disk keeps nothing newer than the start:
+ * the worst that losing power may do to writes never synced.
+ * What is not: the -shm index (rebuilt by SQLite from the WAL on open), directory entries (the files exist before
+ * the run), a disk that reorders or tears writes it acknowledged as synced, and the store's own checkpoint thread
+ * (off in that server; its checkpoints are the same PASSIVE pragma on its own connection).
  */
 import { spawn } from 'node:child_process';
-import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -45,7 +46,12 @@ export interface PowerCut {
   integrity: string;
   /** Messages stored after a kill -9 alone (the live folder, page cache included) and after the power cut. */
   messages: { afterKill9: number; afterPowerCut: number };
+  /** Simulated checkpoints before the cut, and the WAL restarts among them (FULL only). */
+  checkpoints: { checkpoints: number; walRestarts: number };
 }
+
+/** Files in the shadow folder that are not copies of synced files. */
+const NOT_ON_DISK = new Set(['fsync.cjs', 'checkpoints.json', 'lock']);
 
 /** Messages in the database of `dir` (opening it recovers its WAL). */
 function countMessages(dir: string): number {
@@ -120,7 +126,13 @@ export async function cutPower(baseDir: string, synchronous: PowerCut['synchrono
     // The disk after the power cut: the synced state before the run, then each file's last synced copy.
     cpSync(baseDir, disk, { recursive: true });
     for (const name of readdirSync(shadow)) {
-      if (name !== 'fsync.cjs' && !name.endsWith('.tmp')) copyFileSync(join(shadow, name), join(disk, name));
+      if (!NOT_ON_DISK.has(name) && !name.endsWith('.tmp')) copyFileSync(join(shadow, name), join(disk, name));
+    }
+    let checkpoints = { checkpoints: 0, walRestarts: 0 };
+    try {
+      checkpoints = JSON.parse(readFileSync(join(shadow, 'checkpoints.json'), 'utf8'));
+    } catch {
+      // none yet, or cut while being written: the counts are for the report only
     }
     const db = new Database(join(disk, 'synchat.db'));
     const integrity = (db.pragma('integrity_check') as { integrity_check: string }[]).map((r) => r.integrity_check).join('; ');
@@ -140,7 +152,7 @@ export async function cutPower(baseDir: string, synchronous: PowerCut['synchrono
     } finally {
       await restarted.stop();
     }
-    return { synchronous, cutAfterMs, attempted: burst.attempted.length, answered: burst.answered.size, lost, doubled, integrity, messages };
+    return { synchronous, cutAfterMs, attempted: burst.attempted.length, answered: burst.answered.size, lost, doubled, integrity, messages, checkpoints };
   } finally {
     rmSync(runDir, { recursive: true, force: true });
   }
