@@ -328,8 +328,30 @@ export class ChatService implements ChatApi {
         if (updates.length === TOUCH_BATCH_MAX) break;
       }
       for (const t of updates) touches.delete(t.sessionId);
-      await this.#c.gc.run((tx) => tx.touchSessions(updates)).catch((err) => this.#c.logger.warn({ err }, 'ack flush failed'));
-      if (!isAll) return;
+      const isWritten = await this.#c.gc.run((tx) => tx.touchSessions(updates)).then(
+        () => true,
+        (err) => {
+          this.#c.logger.warn({ err }, 'ack flush failed: kept for the next one');
+          this.#requeueTouches(updates);
+          return false;
+        },
+      );
+      if (!isAll || !isWritten) return;
+    }
+  }
+
+  /**
+   * Puts back the updates of a flush that failed (a full disk, say), merged into any newer ones, so a later flush
+   * writes them (they were dropped: a device's acknowledged key and last-seen time went back after a restart).
+   */
+  #requeueTouches(updates: readonly { sessionId: string; ackedKey: number; lastSeenTime: number }[]): void {
+    const touches = this.#c.touches;
+    for (const u of updates) {
+      const newer = touches.get(u.sessionId);
+      if (newer) {
+        newer.ackedKey = Math.max(newer.ackedKey, u.ackedKey);
+        newer.lastSeenTime = Math.max(newer.lastSeenTime, u.lastSeenTime);
+      } else if (touches.size < this.#c.options.cacheLimits.touches) touches.set(u.sessionId, u);
     }
   }
 

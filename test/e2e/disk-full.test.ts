@@ -9,7 +9,7 @@ import { test, type TestContext } from 'node:test';
 import Database from 'better-sqlite3';
 import sharp from 'sharp';
 import { DISK_FULL_ERRMSG, OP } from '../../src/protocol/index.ts';
-import { befriend, userDevice } from '../helpers/server.ts';
+import { befriend, startServer, syncAll, userDevice } from '../helpers/server.ts';
 import { freePort, spawnServerProcess, type ServerChild } from '../helpers/process.ts';
 import { mountTmpfs } from '../helpers/tmpfs.ts';
 import { authedWire } from '../helpers/wire.ts';
@@ -199,3 +199,36 @@ async function fillAndFree(t: TestContext, workers: string): Promise<void> {
 for (const workers of ['0', '2']) {
   test(`a full disk (SYNCHAT_WORKERS=${workers}): writes answer ret 9 "disk is full" in bounded time, reads keep working, nothing committed is damaged, writes resume when space returns`, (t) => fillAndFree(t, workers));
 }
+
+test('acknowledged keys recorded while the disk is full are written once space returns, not dropped', async (t) => {
+  const fs = mountTmpfs(8 * MiB);
+  if (typeof fs === 'string') {
+    t.skip(fs);
+    return;
+  }
+  // No checkpoints: the WAL only grows, so on the full disk every commit needs new space (after a checkpoint a small
+  // write may fit in WAL pages it freed).
+  let srv = await startServer({ dataDir: fs.dir }, { walCheckpointMs: 0 });
+  try {
+    const alice = await userDevice(srv.url, 'ack_alice');
+    const bob = await userDevice(srv.url, 'ack_bob');
+    await befriend(srv.url, alice, bob);
+    for (let i = 0; i < 3; i++) assert.equal((await call(srv.url, '/api/sendmsg', { clientMsgId: `a-${i}`, to: 'ack_bob', type: 1, content: 'hi' }, alice.sid)).body.ret, 0);
+    const { syncKey } = await syncAll(srv.url, bob.sid);
+    const filler = join(fs.dir, 'filler');
+    writeFileSync(filler, Buffer.alloc(freeBytes(fs.dir)));
+    assertDiskFull(await call(srv.url, '/api/sendmsg', { clientMsgId: 'a-full', to: 'ack_bob', type: 1, content: 'hi' }, alice.sid), 'a send on the full disk');
+    // Bob acknowledges his key by presenting it; the flushes of the next seconds fail on the full disk.
+    assert.equal((await call(srv.url, '/api/sync', { syncKey }, bob.sid)).body.ret, 0);
+    await new Promise((r) => setTimeout(r, 2500));
+    const ackedOf = async (url: string) => (await call(url, '/api/sessions', {}, bob.sid)).body.sessions.find((s: any) => s.isCurrent).ackedKey;
+    assert.equal(await ackedOf(srv.url), syncKey);
+    rmSync(filler);
+    await srv.stop();
+    srv = await startServer({ dataDir: fs.dir });
+    assert.equal(await ackedOf(srv.url), syncKey, 'the acknowledged key reached the database');
+  } finally {
+    await srv.stop();
+    fs.unmount();
+  }
+});
