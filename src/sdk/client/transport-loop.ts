@@ -324,8 +324,12 @@ export class TransportLoop implements WireHandler {
       } finally {
         this.#isConnecting = false;
       }
+      if (run !== this.#run || this.#wire) return;
       // Still no long connection: stay on long-poll and try again later.
-      if (run === this.#run && !this.#wire && this.#state.state === 'online' && this.#state.transport === 'http') this.#scheduleLongRetry(run);
+      if (this.#state.state === 'online' && this.#state.transport === 'http') this.#scheduleLongRetry(run);
+      // Long-poll failed meanwhile and its reconnect, finding this attempt under way, gave way (#connect runs one
+      // at a time): connect now, or the client stays offline for good (found by npm run chaos).
+      else if (!this.#reconnectTimer) void this.#connect(run);
     }, delay);
   }
 
