@@ -14,6 +14,8 @@ export interface DeviceState {
   transport: string;
   syncKey: number;
   entries: readonly any[];
+  /** Its connection state and outbox at the end, for the report of a device that diverged. */
+  status?: string;
 }
 
 /** The verdict. */
@@ -63,7 +65,7 @@ export function checkRun(logs: ReadonlyMap<string, readonly any[]>, devices: rea
     if (d.syncKey !== head || got.length !== want.length || firstDiff >= 0) {
       v.diverged++;
       const diff = firstDiff >= 0 ? `, first difference at #${firstDiff}: ${got[firstDiff] ?? 'none'} vs ${want[firstDiff]}` : '';
-      problem(`${d.user}/${d.deviceId} (${d.transport}): key ${d.syncKey} vs head ${head}, ${got.length} entries vs ${want.length}${diff}`);
+      problem(`${d.user}/${d.deviceId} (${d.transport}${d.status ? `, ${d.status}` : ''}): key ${d.syncKey} vs head ${head}, ${got.length} entries vs ${want.length}${diff}`);
     }
   }
   for (const s of sends) {

@@ -8,6 +8,7 @@
  * the server should accept); then the storage: `PRAGMA integrity_check` (SQLite) and log density (both stores).
  */
 import { api } from '../../test/helpers/server.ts';
+import type { SynchatClient } from '../../src/sdk/index.ts';
 import { checkRun } from './check.ts';
 import { clusterTarget, singleTarget, type FaultRecord, type Target } from './targets.ts';
 import { closeTraffic, runTraffic, setupTraffic, type Traffic } from './traffic.ts';
@@ -145,7 +146,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     if (!(await within(30_000, caughtUp))) await readAll(); // a late write (a contact op's retry): read once more
 
     await within(15_000, caughtUp);
-    const devices = t.users.flatMap((u) => u.devices.map((d) => ({ user: u.name, deviceId: d.deviceId, transport: u.transport, syncKey: d.client.syncKey, entries: d.entries })));
+    const status = (c: SynchatClient) => {
+      const s = c.connection;
+      return `${s.state}${s.transport ? ` on ${s.transport}` : ''}${s.reason ? ` (${s.reason})` : ''}, ${c.outbox.length} in the outbox`;
+    };
+    const devices = t.users.flatMap((u) => u.devices.map((d) => ({ user: u.name, deviceId: d.deviceId, transport: u.transport, syncKey: d.client.syncKey, entries: d.entries, status: status(d.client) })));
     const { lost, doubled, diverged, problems: found } = checkRun(logs, devices, t.sends, t.groups);
     for (const p of found) problem(p);
     const logEntries = [...logs.values()].reduce((n, l) => n + l.length, 0);
