@@ -96,10 +96,11 @@ for (const transport of TRANSPORTS as readonly WireTransport[]) {
       const started = Date.now();
       const { maxSeen, syncs } = await pileUp(srv, client, reader.uin, () => false);
       // Gone long before the stall time could have ended it, and never held much past the bound: the check runs
-      // after each flush, and one flush adds at most one answer (≤ maxPacketBytes) to a buffer under the bound.
+      // after each flush, and one flush adds at most one answer (≤ maxPacketBytes) to a buffer under the bound
+      // (a poll may also see one answer queued for the next flush).
       assert.equal(connOf(srv, reader.uin), undefined, 'the reader was dropped');
       assert.ok(Date.now() - started < srv.config.outboundStallMs);
-      assert.ok(maxSeen <= srv.config.outboundHardBytes, `seen ${maxSeen} buffered before the drop`);
+      assert.ok(maxSeen <= srv.config.outboundHardBytes + srv.config.maxPacketBytes, `seen ${maxSeen} buffered before the drop`);
       assert.ok(syncs > 1, 'it took more than one answer');
       await assertBystanderWorks(srv, bystander, friend, reader);
       // The reader reads again: what the kernel held, then the end of the connection.
@@ -126,12 +127,14 @@ for (const transport of TRANSPORTS as readonly WireTransport[]) {
       const { maxSeen } = await pileUp(srv, client, reader.uin, (row) => row.bufferedBytes > SOFT);
       const overAt = Date.now();
       assert.ok(maxSeen > SOFT && maxSeen < srv.config.outboundHardBytes, `seen ${maxSeen}`);
-      // Half the stall time later it is still there (above the soft bound is allowed for a while).
+      // Half the stall time later it is still there (above the soft bound is allowed for a while). The deadline
+      // was set by the flush that went over, at most one poll (40 ms) before it was seen; a late timer here is
+      // allowed for.
       await new Promise((r) => setTimeout(r, STALL_MS / 2));
-      assert.ok(connOf(srv, reader.uin), 'still open before the stall time');
+      const isOpen = connOf(srv, reader.uin) !== undefined;
+      const elapsed = Date.now() - overAt;
+      assert.ok(isOpen || elapsed >= STALL_MS - 100, `dropped ${elapsed} ms after going over, before the stall time`);
       await waitUntil(() => connOf(srv, reader.uin) === undefined, 'the stalled reader is dropped');
-      // The deadline was set by the flush that went over, at most one poll (40 ms) before it was seen.
-      assert.ok(Date.now() - overAt >= STALL_MS - 100, `dropped after ${Date.now() - overAt} ms`);
       await assertBystanderWorks(srv, bystander, friend, reader);
       client.resume();
       await client.waitClosed();
