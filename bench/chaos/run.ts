@@ -148,7 +148,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     await within(15_000, caughtUp);
     const status = (c: SynchatClient) => {
       const s = c.connection;
-      return `${s.state}${s.transport ? ` on ${s.transport}` : ''}${s.reason ? ` (${s.reason})` : ''}, ${c.outbox.length} in the outbox`;
+      return `${s.state}${s.url ? ` on ${s.url}` : ''}${s.reason ? ` (${s.reason})` : ''}, ${c.outbox.length} in the outbox`;
     };
     const devices = t.users.flatMap((u) => u.devices.map((d) => ({ user: u.name, deviceId: d.deviceId, transport: u.transport, syncKey: d.client.syncKey, entries: d.entries, status: status(d.client) })));
     const { lost, doubled, diverged, problems: found } = checkRun(logs, devices, t.sends, t.groups);
