@@ -246,6 +246,12 @@ export interface StoreTx extends StoreReader {
   setDisplayName(uin: number, displayName: string): Promise<void>;
   /** Replaces a user's password hash (a password change, or a rehash at a higher cost). */
   setPasswordHash(uin: number, pwHash: string): Promise<void>;
+  /**
+   * Gives logs a new epoch (docs/protocol.md "Epoch"): every user's when `only` is omitted (after a backup is
+   * restored), else `only.uin`'s if its epoch is still `only.was` (two proofs of the same loss renew once).
+   * Returns how many users got it.
+   */
+  renewEpochs(epoch: string, only?: { uin: number; was: string }): Promise<number>;
 
   insertSession(session: SessionRow): Promise<void>;
   endSession(sessionId: string, ret: number): Promise<void>;

@@ -184,6 +184,35 @@ export function runStoreContract(f: StoreFactory): void {
       }
     });
 
+    it("renews one user's epoch only while it is still the one seen, and every user's, durably", async () => {
+      const h = await f.open();
+      try {
+        const [a, b] = await h.store.transaction(async (tx) => [await tx.insertUser(user('rosa')), await tx.insertUser(user('sam'))]);
+        const epochs = async (s: Store) => (await s.read.getUsers([a!, b!])).map((u) => u.epoch);
+        // One user's: the other keeps its epoch; a second renewal from the same old epoch changes nothing.
+        assert.equal(await h.store.transaction((tx) => tx.renewEpochs('one-1', { uin: a!, was: 'e-rosa' })), 1);
+        assert.equal(await h.store.transaction((tx) => tx.renewEpochs('one-2', { uin: a!, was: 'e-rosa' })), 0);
+        assert.deepEqual(await epochs(h.store), ['one-1', 'e-sam']);
+        // Rolled back: kept nowhere.
+        await assert.rejects(
+          h.store.transaction(async (tx) => {
+            await tx.renewEpochs('lost');
+            throw new Error('boom');
+          }),
+          /boom/,
+        );
+        assert.deepEqual(await epochs(h.store), ['one-1', 'e-sam']);
+        // Every user's (after a restore): counted, and kept across a reopen.
+        assert.equal(await h.store.transaction((tx) => tx.renewEpochs('all-1')), 2);
+        await h.store.close();
+        const again = await h.reopen();
+        assert.deepEqual(await epochs(again), ['all-1', 'all-1']);
+        await again.close();
+      } finally {
+        await h.cleanup();
+      }
+    });
+
     it('keeps contacts, group members in join order, sessions and read markers', async () => {
       const h = await f.open();
       try {

@@ -347,6 +347,13 @@ class PgTx extends PgReader implements StoreTx {
     await this.q.query('UPDATE users SET pw_hash = $1 WHERE uin = $2', [pwHash, uin]);
   }
 
+  async renewEpochs(epoch: string, only?: { uin: number; was: string }): Promise<number> {
+    const r = only
+      ? await this.q.query('UPDATE users SET epoch = $1 WHERE uin = $2 AND epoch = $3', [epoch, only.uin, only.was])
+      : await this.q.query('UPDATE users SET epoch = $1', [epoch]);
+    return r.rowCount ?? 0;
+  }
+
   async insertSession(s: SessionRow): Promise<void> {
     await this.q.query(
       `INSERT INTO sessions (session_id, token_hash, uin, device_id, device_name, create_time, last_seen_time, acked_key, ended_ret)

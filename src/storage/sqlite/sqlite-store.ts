@@ -109,6 +109,8 @@ class SqliteAccess implements StoreTx {
       ),
       setDisplayName: p('UPDATE users SET display_name = ? WHERE uin = ?'),
       setPasswordHash: p('UPDATE users SET pw_hash = ? WHERE uin = ?'),
+      renewEpoch: p('UPDATE users SET epoch = ? WHERE uin = ? AND epoch = ?'),
+      renewEpochs: p('UPDATE users SET epoch = ?'),
       heads: p('SELECT head, by_selector FROM heads WHERE uin = ?'),
       setHeads: p(
         `INSERT INTO heads (uin, head, by_selector) VALUES (?, ?, ?)
@@ -232,6 +234,10 @@ class SqliteAccess implements StoreTx {
 
   async setPasswordHash(uin: number, pwHash: string): Promise<void> {
     this.#s.setPasswordHash!.run(pwHash, uin);
+  }
+
+  async renewEpochs(epoch: string, only?: { uin: number; was: string }): Promise<number> {
+    return (only ? this.#s.renewEpoch!.run(epoch, only.uin, only.was) : this.#s.renewEpochs!.run(epoch)).changes;
   }
 
   async getSessionByToken(tokenHash: string): Promise<SessionRow | undefined> {
