@@ -64,6 +64,11 @@ export interface ServiceOptions {
  * event, which can be lost, so another node's logout or revoke takes effect here within this time at worst.
  */
 const SHARED_SESSION_RECHECK_MS = 30_000;
+/**
+ * Session ends remembered for the authentications in flight (see ChatService.#endedSince): one is a store read
+ * or two; more ends than this during one means a mass logout, and then the session is read again.
+ */
+const RECENT_ENDS = 4096;
 /** How often acknowledged keys and last-seen times are written. */
 const TOUCH_FLUSH_MS = 1000;
 /**
@@ -73,6 +78,12 @@ const TOUCH_FLUSH_MS = 1000;
  * 5,000 a second bounds a flush to tens of ms; a session's key is kept in memory until written.
  */
 const TOUCH_BATCH_MAX = 5000;
+
+/** Refuses an ended session with the ret it ended with. */
+function failIfEnded(session: SessionRow): void {
+  if (session.endedRet === RET.SESSION_REPLACED) fail(RET.SESSION_REPLACED, 'session replaced or revoked');
+  if (session.endedRet !== 0) fail(RET.NOT_LOGGED_IN, 'session ended');
+}
 
 function okBody(fields: Record<string, unknown>): string {
   return JSON.stringify({ ret: RET.OK, ...fields });
@@ -98,6 +109,9 @@ export class ChatService implements ChatApi {
   readonly #sessions = new Map<string, { session: SessionRow; readAt: number }>();
   /** sessionId → bearer token of a cached session, to apply a `sessionEnded` event. */
   readonly #sids = new Map<string, string>();
+  /** The last {@link RECENT_ENDS} session ends received (sessionId, ret), counted by `#ended`. */
+  readonly #recentEnds: ({ sessionId: string; ret: number } | undefined)[] = new Array(RECENT_ENDS);
+  #ended = 0;
   readonly #touchTimer: NodeJS.Timeout;
   /** This node's event listeners (transports here, the IPC hosts of gateway processes). */
   readonly #listeners = new Set<(events: readonly BusEvent[]) => void>();
@@ -142,6 +156,8 @@ export class ChatService implements ChatApi {
         // Whatever ended or moved while the link was down: sessions are read again, heads are checked.
         this.#sessions.clear();
         this.#sids.clear();
+        // Ends may have been lost too: an authentication in flight reads its session again (#endedSince).
+        this.#ended += RECENT_ENDS + 1;
         void this.#catchUp!.sweep();
       });
     }
@@ -190,6 +206,7 @@ export class ChatService implements ChatApi {
   async attach(sid: string, syncKey: number | undefined, _ip: string, registry?: SubscriptionRegistry): Promise<AttachReply> {
     let subscription: Subscription | undefined;
     try {
+      const ends = this.#ended;
       const session = await this.#authenticate(sid);
       // The bus brings this user's news from other nodes while held; in one process every event reaches the hub,
       // which routes by its own listeners, so only the IPC host counts a registry.
@@ -197,6 +214,11 @@ export class ChatService implements ChatApi {
       const forGateway = registry?.add(session.uin);
       let heads;
       try {
+        // The session may have ended while it was authenticated (a cached session, a store read in flight). An
+        // end received from now on reaches the attach's listener (docs/architecture.md "Attach"): the gateway's
+        // registry now holds the user, and the hub that registers the listener looks back to its mark, taken
+        // before this call. So an end received before this line is refused here.
+        await this.#refuseIfEnded(session, ends);
         await this.#o.bus.whenHeld();
         heads = (await this.#c.store.read.heads([session.uin]))[0]!;
       } catch (err) {
@@ -290,12 +312,10 @@ export class ChatService implements ChatApi {
     let session = cached?.session;
     const now = this.#c.clock.now();
     if (!session || (this.#o.bus.isShared && now - cached!.readAt > SHARED_SESSION_RECHECK_MS)) {
-      session = await this.#c.store.read.getSessionByToken(tokenHashOf(sid));
-      if (!session) fail(RET.NOT_LOGGED_IN, 'not logged in or session ended');
+      session = await this.#readSession(sid);
       this.#cacheSession(sid, session, now);
     }
-    if (session.endedRet === RET.SESSION_REPLACED) fail(RET.SESSION_REPLACED, 'session replaced or revoked');
-    if (session.endedRet !== 0) fail(RET.NOT_LOGGED_IN, 'session ended');
+    failIfEnded(session);
     if (isIdleExpired(this.#c.lastSeenOf(session), now, this.#o.sessionIdleMs)) await this.#endIdle(session, now);
     // "Seen" is any authenticated call, attach or ack (ack records it itself).
     this.#c.seen(session, now);
@@ -355,6 +375,44 @@ export class ChatService implements ChatApi {
     }
   }
 
+  /**
+   * The session of `sid` from the store. An end published while the read was in flight may not be in what it
+   * read (the read began before the commit): it is applied from the ends received meanwhile, so the cache never
+   * holds an ended session as live (a later end marks the cached row through `#sids`).
+   */
+  async #readSession(sid: string): Promise<SessionRow> {
+    for (;;) {
+      const ends = this.#ended;
+      const session = await this.#c.store.read.getSessionByToken(tokenHashOf(sid));
+      if (!session) fail(RET.NOT_LOGGED_IN, 'not logged in or session ended');
+      const ret = this.#endedSince(ends, session.sessionId);
+      if (ret === 'unknown') continue;
+      if (ret !== 0 && session.endedRet === 0) session.endedRet = ret;
+      return session;
+    }
+  }
+
+  /** Fails if `session` ended: marked on the row, or an end received since `ends` (read again if too many). */
+  async #refuseIfEnded(session: SessionRow, ends: number): Promise<void> {
+    const ret = this.#endedSince(ends, session.sessionId);
+    if (ret === 'unknown') {
+      const stored = await this.#c.store.read.getSession(session.sessionId);
+      if (!stored) fail(RET.NOT_LOGGED_IN, 'not logged in or session ended');
+      failIfEnded(stored);
+    } else if (ret !== 0) session.endedRet = ret;
+    failIfEnded(session);
+  }
+
+  /** The ret of an end of `sessionId` received since `ends` (a `#ended` count), 0 if none, `unknown` if too many. */
+  #endedSince(ends: number, sessionId: string): number | 'unknown' {
+    if (this.#ended - ends > RECENT_ENDS) return 'unknown';
+    for (let i = ends; i < this.#ended; i++) {
+      const e = this.#recentEnds[i % RECENT_ENDS]!;
+      if (e.sessionId === sessionId) return e.ret;
+    }
+    return 0;
+  }
+
   #cacheSession(sid: string, session: SessionRow, readAt: number): void {
     this.#sessions.delete(sid);
     if (this.#sessions.size >= this.#c.options.cacheLimits.sessions) {
@@ -370,6 +428,7 @@ export class ChatService implements ChatApi {
   #onCommitted(events: readonly BusEvent[]): void {
     for (const ev of events) {
       if (ev.type !== 'sessionEnded') continue;
+      this.#recentEnds[this.#ended++ % RECENT_ENDS] = { sessionId: ev.ended.sessionId, ret: ev.ended.ret };
       const sid = this.#sids.get(ev.ended.sessionId);
       const cached = sid === undefined ? undefined : this.#sessions.get(sid);
       if (cached) cached.session.endedRet = ev.ended.ret;

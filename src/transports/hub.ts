@@ -2,20 +2,41 @@
  * Routes post-commit events to the listeners of this process (parked synccheck requests, long connections),
  * by user and by session. One listener per uin is stored without an array (most users have one device online).
  */
-import { encodeEntry } from '../protocol/index.ts';
+import { RET, encodeEntry } from '../protocol/index.ts';
 import type { BusEvent, ChatApi, FanoutEvent, NewsEvent, Subscription } from '../service/index.ts';
+
+/** The errMsg of a session end told to a listener (ERROR on a long connection, a poll's answer). */
+export function sessionEndedErrMsg(ret: number): string {
+  return ret === RET.SESSION_REPLACED ? 'session replaced or revoked' : 'session ended';
+}
+
 
 /** A parked request or a connection waiting for news of one user. */
 export interface HubListener {
   readonly uin: number;
   readonly sessionId: string;
-  /** Set by {@link Hub.add} (the attach's hold on this user's news), released by {@link Hub.remove}. */
+  /** Set by {@link Hub.listen} (the attach's hold on this user's news), released by {@link Hub.remove}. */
   subscription: Subscription | undefined;
   onNews(news: NewsEvent): void;
   onSessionEnded(ret: number): void;
 }
 
 const RECENT_NEWS = 4096;
+/**
+ * Session ends kept for attaches in flight (see {@link Hub.listen}): an attach is one service round trip (an IPC
+ * hop and a store read, well under the 10 s AUTH deadline); 4096 ends within one would be a mass logout, and
+ * then the listener is told to sync (overflow), whose call finds the end in the service.
+ */
+const RECENT_ENDS = 4096;
+
+/** Taken by {@link Hub.mark} before an attach, passed to {@link Hub.listen} after it. */
+export interface HubMark {
+  readonly news: number;
+  readonly ends: number;
+}
+
+/** What {@link Hub.listen} found: news to replay, `overflow` (too much to tell: sync everything), or the end. */
+export type Missed = { news: NewsEvent[] } | 'overflow' | { endedRet: number };
 
 /** The per-process event router. */
 export class Hub {
@@ -25,6 +46,9 @@ export class Hub {
   /** Recent news, so a listener that attached while events were in flight misses none (see {@link Hub.newsSince}). */
   readonly #recent: (NewsEvent | FanoutEvent | undefined)[] = new Array(RECENT_NEWS);
   #received = 0;
+  /** Recent session ends (sessionId, ret), so an attach in flight when its session ended is refused. */
+  readonly #recentEnds: ({ sessionId: string; ret: number } | undefined)[] = new Array(RECENT_ENDS);
+  #ended = 0;
 
   constructor(api: ChatApi) {
     this.#off = api.onEvents((events) => this.#dispatch(events));
@@ -35,14 +59,40 @@ export class Hub {
     return this.#count;
   }
 
-  /** Adds a listener whose attach succeeded; `subscription` (the attach's) is released when it leaves. */
-  add(l: HubListener, subscription: Subscription): void {
+  /**
+   * The race-free end of an attach, for every transport: take {@link Hub.mark} before calling attach, then call
+   * this with the attach's subscription. Registers `l` and returns the news of its user beyond `key` that
+   * reached this process since the mark (committed while the attach was in flight, before `l` listened), or
+   * `overflow`. If its session ended since the mark, `l` is not registered, the subscription is released and
+   * `{ endedRet }` says how the session ended: the caller answers as if the attach had been refused.
+   *
+   * Why no end is missed (docs/architecture.md "Attach"): an end is published after its commit. The service
+   * refuses an attach whose session ended before the attach took its hold on the user (ChatService.attach checks
+   * the ends it received since the attach began, after taking the hold). An end that reaches the service after
+   * the hold is delivered to this process: in one process directly; from the core to a gateway process because
+   * the hold registered the user for that gateway, in order before the attach's answer on the same channel;
+   * from another node over the bus's session-end channel, which every node subscribes to. It reaches this hub
+   * either before `l` is registered (after the mark: found here) or after (routed to `l` by sessionId).
+   */
+  listen(l: HubListener, subscription: Subscription, mark: HubMark, key: number): Missed {
+    if (this.#ended - mark.ends > RECENT_ENDS) return this.#register(l, subscription, 'overflow');
+    for (let i = mark.ends; i < this.#ended; i++) {
+      const e = this.#recentEnds[i % RECENT_ENDS]!;
+      if (e.sessionId !== l.sessionId) continue;
+      subscription.release();
+      return { endedRet: e.ret };
+    }
+    return this.#register(l, subscription, this.#newsSince(mark.news, l.uin, key));
+  }
+
+  #register(l: HubListener, subscription: Subscription, missed: NewsEvent[] | 'overflow'): Missed {
     l.subscription = subscription;
     const cur = this.#byUin.get(l.uin);
     if (!cur) this.#byUin.set(l.uin, l);
     else if (Array.isArray(cur)) cur.push(l);
     else this.#byUin.set(l.uin, [cur, l]);
     this.#count++;
+    return missed === 'overflow' ? missed : { news: missed };
   }
 
   /** Removes a listener and releases its subscription. Safe to call twice. */
@@ -66,18 +116,18 @@ export class Hub {
     return !cur ? [] : Array.isArray(cur) ? [...cur] : [cur];
   }
 
-  /** A mark to pass to {@link Hub.newsSince}: take it before calling attach. */
-  mark(): number {
-    return this.#received;
+  /** A mark to pass to {@link Hub.listen}: take it before calling attach. */
+  mark(): HubMark {
+    return { news: this.#received, ends: this.#ended };
   }
 
   /**
    * News of `uin` beyond `key` that arrived since `mark` (the race between an attach's head read and the
-   * listener's registration). `overflow` when too much arrived to tell: the caller must attach again.
+   * listener's registration). `overflow` when too much arrived to tell: the caller must sync everything.
    */
-  newsSince(mark: number, uin: number, key: number): { selector: number; head: number; entries: string[]; prevSeq: number }[] | 'overflow' {
+  #newsSince(mark: number, uin: number, key: number): NewsEvent[] | 'overflow' {
     if (this.#received - mark > RECENT_NEWS) return 'overflow';
-    const out = [];
+    const out: NewsEvent[] = [];
     for (let i = mark; i < this.#received; i++) {
       const n = this.#recent[i % RECENT_NEWS]!;
       if ('uins' in n) {
@@ -107,6 +157,7 @@ export class Hub {
         continue;
       }
       if (ev.type === 'news') this.#recent[this.#received++ % RECENT_NEWS] = ev.news;
+      else this.#recentEnds[this.#ended++ % RECENT_ENDS] = { sessionId: ev.ended.sessionId, ret: ev.ended.ret };
       const uin = ev.type === 'news' ? ev.news.uin : ev.ended.uin;
       const cur = this.#byUin.get(uin);
       if (!cur) continue;

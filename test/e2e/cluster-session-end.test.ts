@@ -6,13 +6,10 @@
 // than some of them.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { OP } from '../../src/protocol/index.ts';
 import { api, befriend, userDevice, type Device } from '../helpers/server.ts';
-import { freePort, spawnServerProcess, type ServerChild } from '../helpers/process.ts';
+import { spawnGatewayServer, type GatewayServer } from '../helpers/process.ts';
 import { waitUntil } from '../helpers/wait.ts';
 import { TRANSPORTS, authedWire, type WireClient } from '../helpers/wire.ts';
 
@@ -27,27 +24,19 @@ function serverPid(serverPort: number, clientPort: number): number | undefined {
 }
 
 describe('several gateway processes: ending a session over HTTP closes its connections on every process', () => {
-  let server: ServerChild;
-  let dataDir: string;
+  let server: GatewayServer;
   let ports: { httpPort: number; tcpPort: number };
   let friend: Device;
   const open: WireClient[] = [];
 
   before(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), 'synchat-cluster-end-'));
-    ports = { httpPort: await freePort(), tcpPort: await freePort() };
-    server = await spawnServerProcess({
-      SYNCHAT_DATA_DIR: dataDir,
-      SYNCHAT_WORKERS: '2',
-      SYNCHAT_HTTP_PORT: String(ports.httpPort),
-      SYNCHAT_TCP_PORT: String(ports.tcpPort),
-    });
+    server = await spawnGatewayServer('synchat-cluster-end-');
+    ports = server.ports;
     friend = await userDevice(server.url, 'cse_friend');
   });
   after(async () => {
     for (const c of open) c.close();
-    await server.stop();
-    rmSync(dataDir, { recursive: true, force: true });
+    await server.stopAndClean();
   });
 
   /**

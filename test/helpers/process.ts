@@ -3,7 +3,9 @@
  * `npm start` starts it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { nodeFetch } from '../../src/sdk/node/index.ts';
 import { DEFAULTS } from '../../src/server/config.ts';
@@ -66,4 +68,30 @@ export async function spawnServerProcess(env: Record<string, string>): Promise<S
       await exited;
     },
   };
+}
+
+/** A several-process server (`SYNCHAT_WORKERS=2`) on fresh ports with a data folder of its own. */
+export interface GatewayServer extends ServerChild {
+  ports: { httpPort: number; tcpPort: number };
+  /** Stops the server and removes its data folder. */
+  stopAndClean(): Promise<void>;
+}
+
+/** Starts a server with two gateway processes on free ports, its data in a new temp folder named `prefix…`. */
+export async function spawnGatewayServer(prefix: string): Promise<GatewayServer> {
+  const dataDir = mkdtempSync(join(tmpdir(), prefix));
+  const ports = { httpPort: await freePort(), tcpPort: await freePort() };
+  const server = await spawnServerProcess({
+    SYNCHAT_DATA_DIR: dataDir,
+    SYNCHAT_WORKERS: '2',
+    SYNCHAT_HTTP_PORT: String(ports.httpPort),
+    SYNCHAT_TCP_PORT: String(ports.tcpPort),
+  });
+  return Object.assign(server, {
+    ports,
+    async stopAndClean() {
+      await server.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  });
 }

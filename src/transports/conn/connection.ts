@@ -8,7 +8,7 @@
  */
 import { HEADER_BYTES, OP, RET, SELECTOR_ALL, aheadOfLogAnswer, aheadOfLogErrMsg, decodeMediaChunk, parseBody, synccheckAnswer, writeHeader, type FrameDecoder } from '../../protocol/index.ts';
 import { validateCall, type AttachReply, type ChatApi, type Logger, type NewsEvent, type Subscription } from '../../service/index.ts';
-import type { Hub, HubListener } from '../hub.ts';
+import { sessionEndedErrMsg, type Hub, type HubListener } from '../hub.ts';
 import type { TimerWheel, WheelItem } from '../timer-wheel.ts';
 
 /**
@@ -279,7 +279,7 @@ export class Connection implements HubListener, WheelItem {
 
   /** The session ended (logout, replaced, revoked): ERROR with its code, then close. */
   onSessionEnded(ret: number): void {
-    this.fail(ret, ret === RET.SESSION_REPLACED ? 'session replaced or revoked' : 'session ended');
+    this.fail(ret, sessionEndedErrMsg(ret));
   }
 
   // ---- from the wheel ----------------------------------------------------------------------------------------
@@ -426,7 +426,7 @@ export class Connection implements HubListener, WheelItem {
     const sid = body.sid;
     const syncKey = body.syncKey as number | undefined;
     this.#state = State.AUTHENTICATING;
-    // The race-free attach of longpoll/synccheck.ts: mark, attach, listen, then replay what arrived in between.
+    // The race-free attach (Hub.listen): mark, attach, listen, then replay what arrived in between.
     const hub = this.#ctx.hub;
     const mark = hub.mark();
     let r: AttachReply;
@@ -459,18 +459,21 @@ export class Connection implements HubListener, WheelItem {
     this.deadline = idleDeadline;
     // The wheel re-checks pushed-back deadlines by itself; an earlier one needs its own slot.
     if (isEarlier) this.#ctx.wheel.add(this);
-    hub.add(this, r.subscription!);
+    const missed = hub.listen(this, r.subscription!, mark, this.#head);
+    if (missed !== 'overflow' && 'endedRet' in missed) {
+      this.fail(missed.endedRet, sessionEndedErrMsg(missed.endedRet), seq);
+      return;
+    }
     this.#send(
       OP.AUTH_OK,
       seq,
       `{"ret":0,"uin":${this.uin},"syncKey":${this.#head},"epoch":${JSON.stringify(r.epoch ?? '')},"heartbeatMs":${this.#ctx.limits.heartbeatMs}}`,
     );
-    const missed = hub.newsSince(mark, this.uin, this.#head);
     if (missed === 'overflow') {
       this.#selector = SELECTOR_ALL;
       this.#isNotified = false;
       this.#notify();
-    } else for (const n of missed) this.onNews(n as NewsEvent);
+    } else for (const n of missed.news) this.onNews(n);
     const waiting = this.#waiting;
     this.#waiting = undefined;
     if (waiting) {

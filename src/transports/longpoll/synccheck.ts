@@ -5,7 +5,7 @@
  */
 import { LIMITS, RET, SELECTOR_ALL, aheadOfLogAnswer, synccheckAnswer } from '../../protocol/index.ts';
 import type { ChatApi, NewsEvent, Subscription } from '../../service/index.ts';
-import type { Hub, HubListener } from '../hub.ts';
+import { sessionEndedErrMsg, type Hub, type HubListener } from '../hub.ts';
 import type { TimerWheel, WheelItem } from '../timer-wheel.ts';
 
 /** Writes the answer: JSON body text; the transport picks the HTTP status from `ret`. */
@@ -54,7 +54,7 @@ class ParkedPoll implements HubListener, WheelItem {
   }
 
   onSessionEnded(ret: number): void {
-    this.finish(ret, JSON.stringify({ ret, errMsg: ret === RET.SESSION_REPLACED ? 'session replaced or revoked' : 'session ended' }));
+    this.finish(ret, JSON.stringify({ ret, errMsg: sessionEndedErrMsg(ret) }));
   }
 
   onDeadline(): void {
@@ -106,13 +106,17 @@ export class SynccheckHandler {
       respond(RET.OK, synccheckAnswer(selector, head, epoch));
       return () => {};
     }
+    // News that committed while the attach was in flight reached the hub before this poll was listening; an end
+    // of the session in that time refuses the poll.
+    const missed = this.#hub.listen(poll, attached.subscription!, mark, syncKey);
+    if (missed !== 'overflow' && 'endedRet' in missed) {
+      poll.onSessionEnded(missed.endedRet);
+      return () => {};
+    }
     this.#bySession.set(sessionId, poll);
-    this.#hub.add(poll, attached.subscription!);
     this.#wheel.add(poll);
-    // News that committed while the attach was in flight reached the hub before this poll was listening.
-    const missed = this.#hub.newsSince(mark, uin, syncKey);
     if (missed === 'overflow') poll.answer(SELECTOR_ALL, head);
-    else for (const n of missed) poll.onNews(n as NewsEvent);
+    else for (const n of missed.news) poll.onNews(n);
     return () => {
       if (poll.isOpen) {
         poll.deadline = Infinity;
