@@ -130,6 +130,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         selfExits += await target.reviveExited();
       }
     })();
+    // Awaited after the traffic; until then a failure (a node that does not come back) must not go unhandled.
+    faulting.catch(() => undefined);
     await runTraffic(traffic, target.urls, random, stopAt);
     await faulting;
 
