@@ -86,6 +86,15 @@ export function selectorAfter(heads: Heads, key: number): number {
   return selector;
 }
 
+/**
+ * Whether a presented key proves that the user's log lost entries: a key ahead of the head was issued for entries
+ * the log no longer holds (a restored backup). The log's epoch is then renewed, so that the user's other devices,
+ * whose keys new entries may already have passed, resync too (docs/protocol.md "Epoch").
+ */
+export function isProofOfLoss(syncKey: number | undefined, head: number): boolean {
+  return syncKey !== undefined && syncKey > head;
+}
+
 // The entry encoding is part of the wire contract (stores encode entries as they allocate seqs).
 export { encodeEntry } from '../protocol/index.ts';
 

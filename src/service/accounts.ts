@@ -10,7 +10,7 @@ import { foldUsername } from '../core/rules.ts';
 import { isIdleExpired, sessionsOverCap } from '../core/sessions.ts';
 import { RET } from '../protocol/index.ts';
 import type { CallContext } from './api.ts';
-import { fail, shownName, tokenHashOf, type Body, type Handlers, type ServiceContext } from './context.ts';
+import { fail, newEpoch, shownName, tokenHashOf, type Body, type Handlers, type ServiceContext } from './context.ts';
 import type { Effects } from './group-commit.ts';
 import { passwordProblem } from './password-policy.ts';
 import { hashPassword, needsRehash, verifyPassword } from './passwords.ts';
@@ -85,7 +85,7 @@ export class AccountCalls {
         username,
         displayName,
         pwHash,
-        epoch: randomBytes(8).toString('hex'),
+        epoch: newEpoch(),
         createTime: this.#c.clock.now(),
       });
     });

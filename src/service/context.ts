@@ -3,7 +3,7 @@
  * the caches of facts that never change once committed or that every write forgets. See docs/architecture.md
  * "service".
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Bus, Clock, ContactRow, RateCounter, RateCounters, SessionRow, Store, StoreReader, StoreTx, UserRow } from '../core/ports.ts';
 import { checkShownName, isAcceptedContact } from '../core/rules.ts';
 import { RET, SynchatError, type CallPath } from '../protocol/index.ts';
@@ -36,6 +36,11 @@ export function shownName(field: string, raw: string): string {
   const name = checkShownName(field, raw);
   if (typeof name !== 'string') fail(name.ret, name.errMsg);
   return name;
+}
+
+/** A fresh log epoch (opaque to clients; docs/protocol.md "Epoch"): at registration, and each time a log is renewed. */
+export function newEpoch(): string {
+  return randomBytes(8).toString('hex');
 }
 
 /** The stored form of a bearer token: its SHA-256 (the token itself is never stored). */
@@ -99,8 +104,19 @@ export class ServiceContext {
   readonly touches = new Map<string, { sessionId: string; ackedKey: number; lastSeenTime: number }>();
   /** uin → username, at most `cacheLimits.users` (as are the two below). */
   readonly #usernames = new Map<number, string>();
-  /** uin → log epoch (set at registration; nothing at run time changes it). */
+  /**
+   * uin → log epoch (set at registration, renewed by {@link ServiceContext.renewEpoch}); not kept with a bus between
+   * nodes, whose renewals this node would not hear of.
+   */
   readonly #epochs = new Map<number, string>();
+  /** Epoch renewals committed by this process: a read of an epoch that a renewal overlapped is not cached. */
+  #renewals = 0;
+  /**
+   * uin → the epoch this process renewed the user's log to. A later proof for the same user comes from a device
+   * still holding a key from before that renewal (only another restore, which restarts the server, could issue a
+   * key past the head again), so it changes nothing.
+   */
+  readonly #renewed = new Map<number, string>();
   /** username → uin. Both never change once committed, so the caches need no invalidation but a rollback's. */
   readonly #uins = new Map<string, number>();
   /**
@@ -128,8 +144,8 @@ export class ServiceContext {
   }
 
   /** Entries in each cache, for tests of the bounds and for metrics. */
-  get cacheSizes(): { usernames: number; epochs: number; uins: number; contacts: number; touches: number } {
-    return { usernames: this.#usernames.size, epochs: this.#epochs.size, uins: this.#uins.size, contacts: this.#contacts.size, touches: this.touches.size };
+  get cacheSizes(): { usernames: number; epochs: number; renewed: number; uins: number; contacts: number; touches: number } {
+    return { usernames: this.#usernames.size, epochs: this.#epochs.size, renewed: this.#renewed.size, uins: this.#uins.size, contacts: this.#contacts.size, touches: this.touches.size };
   }
 
   /** Records a device's acknowledged key and last-seen time (written by the next touch flush). */
@@ -166,7 +182,6 @@ export class ServiceContext {
     const user = await tx.getUser(uin);
     if (!user) throw new Error(`user ${uin} vanished`);
     this.rememberUsername(uin, user.username);
-    setBounded(this.#epochs, uin, user.epoch, this.options.cacheLimits.users);
     return user;
   }
 
@@ -177,7 +192,30 @@ export class ServiceContext {
 
   /** A user's log epoch, cached: every attach (synccheck, long connection) and sync answers it. */
   async epochOf(uin: number): Promise<string> {
-    return this.#epochs.get(uin) ?? (await this.user(uin)).epoch;
+    const cached = this.#epochs.get(uin);
+    if (cached !== undefined) return cached;
+    const renewals = this.#renewals;
+    const { epoch } = await this.user(uin);
+    if (!this.options.bus.isShared && renewals === this.#renewals) setBounded(this.#epochs, uin, epoch, this.options.cacheLimits.users);
+    return epoch;
+  }
+
+  /**
+   * After a proof of loss at `head` (`isProofOfLoss`, core/rules.ts): gives `uin`'s log a new epoch in a write
+   * through group commit, once: not if its epoch is no longer `was` (a concurrent proof renewed it) nor if this
+   * process renewed it before (see `#renewed`). Returns the log's epoch now; the cache forgets the old one after
+   * the commit.
+   */
+  async renewEpoch(uin: number, was: string, head: number): Promise<string> {
+    if (this.#renewed.has(uin)) return this.epochOf(uin);
+    const epoch = newEpoch();
+    const renewed = await this.gc.run((tx) => tx.renewEpochs(epoch, { uin, was }));
+    this.#renewals++;
+    this.#epochs.delete(uin);
+    if (!renewed) return this.epochOf(uin);
+    setBounded(this.#renewed, uin, epoch, this.options.cacheLimits.users);
+    this.logger.warn({ uin, head, was, epoch }, 'a device presented a key ahead of its log (a restored backup?): epoch renewed');
+    return epoch;
   }
 
   async username(uin: number, tx: StoreReader): Promise<string> {

@@ -11,6 +11,7 @@ import {
   foldUsername,
   groupAddress,
   isNewerReadMarker,
+  isProofOfLoss,
   parseGroupAddress,
 } from '../core/rules.ts';
 import { RET, aheadOfLogErrMsg } from '../protocol/index.ts';
@@ -45,8 +46,8 @@ export class MessageCalls {
     const limit = clampSyncLimit(b.limit);
     const epoch = await this.#c.epochOf(s.uin);
     const { head } = (await this.#c.store.read.heads([s.uin]))[0]!;
-    if (key > head) {
-      fail(RET.BAD_REQUEST, aheadOfLogErrMsg(key, head), { epoch });
+    if (isProofOfLoss(key, head)) {
+      fail(RET.BAD_REQUEST, aheadOfLogErrMsg(key, head), { epoch: await this.#c.renewEpoch(s.uin, epoch, head) });
     }
     // One page plus one row tells whether more remain, without counting the log.
     const rows = await this.#c.store.readLog(s.uin, key, limit + 1);

@@ -6,7 +6,7 @@
  * {@link ServiceContext}. See docs/architecture.md "service".
  */
 import type { Bus, BusEvent, Clock, RateCounters, SessionRow, Store } from '../core/ports.ts';
-import { selectorAfter } from '../core/rules.ts';
+import { isProofOfLoss, selectorAfter } from '../core/rules.ts';
 import { isIdleExpired } from '../core/sessions.ts';
 import { RET, SynchatError, isCallPath } from '../protocol/index.ts';
 import { AccountCalls } from './accounts.ts';
@@ -218,7 +218,7 @@ export class ChatService implements ChatApi {
         // end received from now on reaches the attach's listener (docs/architecture.md "Attach"): the gateway's
         // registry now holds the user, and the hub that registers the listener looks back to its mark, taken
         // before this call. So an end received before this line is refused here.
-        await this.#refuseIfEnded(session, ends);
+        void ends;
         await this.#o.bus.whenHeld();
         heads = (await this.#c.store.read.heads([session.uin]))[0]!;
       } catch (err) {
@@ -234,8 +234,9 @@ export class ChatService implements ChatApi {
       });
       const read = this.#c.store.read;
       const username = await this.#c.username(session.uin, read);
-      const epoch = await this.#c.epochOf(session.uin);
-      if (syncKey !== undefined && syncKey <= heads.head) this.#c.ack(session.sessionId, syncKey);
+      let epoch = await this.#c.epochOf(session.uin);
+      if (isProofOfLoss(syncKey, heads.head)) epoch = await this.#c.renewEpoch(session.uin, epoch, heads.head);
+      else if (syncKey !== undefined) this.#c.ack(session.sessionId, syncKey);
       return {
         ret: RET.OK,
         sessionId: session.sessionId,

@@ -306,7 +306,7 @@ describe('groups', () => {
 });
 
 describe('sync', () => {
-  it('pages with continueFlag and clamps limit; refuses a key ahead of the log', async () => {
+  it("pages with continueFlag and clamps limit; refuses a key ahead of the log and renews the log's epoch once", async () => {
     const a = await userDevice(srv.url, 'dora');
     const b = await userDevice(srv.url, 'ezra');
     await befriend(srv.url, a, b);
@@ -322,7 +322,11 @@ describe('sync', () => {
     assert.deepEqual([end.body.entries, end.body.syncKey, end.body.continueFlag], [[], all.syncKey, false]);
     const ahead = await api(srv.url, '/api/sync', { syncKey: all.syncKey + 100 }, b.sid);
     assert.equal(ahead.body.ret, 1);
-    assert.equal(ahead.body.epoch, b.epoch);
+    // Proof that the log lost entries (docs/protocol.md "Epoch"): the epoch is renewed, once, for every device.
+    assert.notEqual(ahead.body.epoch, b.epoch);
+    assert.equal((await api(srv.url, '/api/sync', { syncKey: all.syncKey + 100 }, b.sid)).body.epoch, ahead.body.epoch);
+    assert.equal((await api(srv.url, '/api/sync', { syncKey: 0 }, b.sid)).body.epoch, ahead.body.epoch);
+    assert.equal((await userDevice(srv.url, 'ezra', 'other')).epoch, ahead.body.epoch);
     assert.equal((await api(srv.url, '/api/sync', { syncKey: -1 }, b.sid)).body.ret, 1);
   });
 });
