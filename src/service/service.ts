@@ -218,7 +218,7 @@ export class ChatService implements ChatApi {
         // end received from now on reaches the attach's listener (docs/architecture.md "Attach"): the gateway's
         // registry now holds the user, and the hub that registers the listener looks back to its mark, taken
         // before this call. So an end received before this line is refused here.
-        void ends;
+        await this.#refuseIfEnded(session, ends);
         await this.#o.bus.whenHeld();
         heads = (await this.#c.store.read.heads([session.uin]))[0]!;
       } catch (err) {
