@@ -32,7 +32,8 @@ async function main(): Promise<void> {
   });
   const loadAfter = loadavg().map((x) => +x.toFixed(2));
   const slopes = secondHalfSlopes(result);
-  const full = result.latency.filter((b) => b.sends > 0);
+  // Whole minutes only: the run's last bucket may hold just its final second.
+  const full = result.latency.filter((b) => b.sends > 0 && b.t + 60 <= minutes * 60);
   const first = full[0];
   const last = full.at(-1);
   const file = o.json || `bench/results/issue12-soak-${minutes}min.json`;

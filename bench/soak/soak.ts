@@ -52,6 +52,8 @@ export interface ProcSample {
   rssMiB: number;
   /** Heap used as it stands (garbage not yet collected included). */
   heapUsedMiB: number;
+  /** Memory outside the V8 heap that JavaScript objects hold (Buffers, ArrayBuffers), from process.memoryUsage(). */
+  externalMiB: number;
   /** Heap used right after a full GC (live objects only), on every {@link LIVE_HEAP_EVERY_S} seconds' sample. */
   heapLiveMiB?: number;
   fds: number;
@@ -216,12 +218,12 @@ export async function runSoak(opt: SoakOptions): Promise<SoakResult> {
     // node:cluster gives gateway k the inspector port inspectBase + k.
     await sleep(opt.workers > 0 ? 1500 : 100);
     for (let k = 0; k <= opt.workers; k++) inspectors.push(await Inspector.open(inspectBase + k));
-    const heapByPid = async (gc: boolean): Promise<Map<number, number>> => {
-      const out = new Map<number, number>();
+    const heapByPid = async (gc: boolean): Promise<Map<number, { heapUsed: number; external: number }>> => {
+      const out = new Map<number, { heapUsed: number; external: number }>();
       await Promise.all(
         inspectors.map(async (i) => {
           const m = await i.memory({ gc });
-          out.set(m.pid, m.heapUsed);
+          out.set(m.pid, m);
         }),
       );
       return out;
@@ -250,7 +252,7 @@ export async function runSoak(opt: SoakOptions): Promise<SoakResult> {
         } catch {
           // exited
         }
-        p.samples.push({ t, rssMiB: +(rss / 2 ** 20).toFixed(2), heapUsedMiB: mib(heap.get(p.pid)), ...(live ? { heapLiveMiB: mib(live.get(p.pid)) } : {}), fds: fdCount(p.pid) });
+        p.samples.push({ t, rssMiB: +(rss / 2 ** 20).toFixed(2), heapUsedMiB: mib(heap.get(p.pid)?.heapUsed), externalMiB: mib(heap.get(p.pid)?.external), ...(live ? { heapLiveMiB: mib(live.get(p.pid)?.heapUsed) } : {}), fds: fdCount(p.pid) });
       }
     };
     const fdsNow = () => Object.fromEntries(processes.map((p) => [p.role, fdCount(p.pid)]));

@@ -45,7 +45,7 @@ test('a short soak loses and doubles nothing, reaps vanished devices and gives e
   // Every process was sampled, its heap read through the inspector.
   assert.equal(r.processes.filter((p) => p.role === 'core' || p.role.startsWith('gateway-')).length, 3);
   for (const p of r.processes.filter((x) => x.role === 'core' || x.role.startsWith('gateway-'))) {
-    assert.ok(p.samples.length >= 5 && p.samples.every((s) => s.rssMiB > 0 && s.heapUsedMiB > 0), p.role);
+    assert.ok(p.samples.length >= 5 && p.samples.every((s) => s.rssMiB > 0 && s.heapUsedMiB > 0 && s.externalMiB > 0), p.role);
     assert.ok(p.samples.filter((s) => s.heapLiveMiB !== undefined).length >= 2, p.role);
   }
   assert.equal(secondHalfSlopes(r).length, r.processes.length);
