@@ -4,8 +4,10 @@
 // while it is in flight, sends AUTHs (or polls) of the same session one per event-loop turn, so some attaches
 // are in flight when the logout commits. Every one must end with the session's end (1100): an AUTH_OK is
 // followed by ERROR 1100 and the close, a poll answers 1100. Without the fix some AUTH_OKs stayed open and some
-// polls answered 0 at their timeout. Run in one process and with two gateway processes (SYNCHAT_WORKERS=2).
-// Without the fix, the gateway case failed on every transport (on TCP 35 of 240 AUTH_OKs stayed open, on
+// polls answered 0 at their timeout. Run in one process, with two gateway processes (SYNCHAT_WORKERS=2), and on
+// two nodes (PostgreSQL, Redis) with the logout served by the other node.
+// Without the fix, the two-node case failed on every transport (140 of 228 TCP and 159 of 233 WebSocket AUTH_OKs
+// stayed open, 5 of 106 polls answered 0 at their timeout); the gateway case failed on every transport (on TCP 35 of 240 AUTH_OKs stayed open, on
 // WebSocket 23, 3 of 100 polls answered 0 at their timeout); the one-process case failed on TCP and WebSocket
 // with STORE_UNDER_TEST=postgres, whose reads are a network round trip. On SQLite, whose reads are synchronous,
 // a one-process attach runs within one event-loop turn and cannot race a commit: that case guards the fix.
@@ -13,8 +15,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { OP } from '../../src/protocol/index.ts';
 import { api, startServer, userDevice, type Device, type TestServer } from '../helpers/server.ts';
+import { nodesForSuite } from '../helpers/nodes.ts';
 import { spawnGatewayServer, type GatewayServer } from '../helpers/process.ts';
+import { requirePostgres, requireRedis } from '../helpers/services.ts';
 import { TRANSPORTS, connectWire, type WireClient, type WireTransport } from '../helpers/wire.ts';
+
+const nodesSkip = (await requirePostgres()) ?? (await requireRedis());
 
 /** Rounds per case: each is one logout raced by a burst of attaches. */
 const ROUNDS = 6;
@@ -27,9 +33,11 @@ const END_WITHIN_MS = 3000;
 /** A poll's timeout: a poll that missed the end answers 0 after it. */
 const POLL_TIMEOUT_MS = END_WITHIN_MS + 1000;
 
+/** Where the attaches go, and the node the logout goes to (another node in the two-node case). */
 interface Target {
   url: string;
   ports: { httpPort: number; tcpPort: number };
+  logoutUrl: string;
 }
 
 const turn = () => new Promise<void>((r) => setImmediate(r));
@@ -41,7 +49,7 @@ const turn = () => new Promise<void>((r) => setImmediate(r));
 async function raceLogout(t: Target, dev: Device, attach: (i: number) => void, everywhere = false, max = PER_ROUND): Promise<number> {
   let isAnswered = false;
   attach(0);
-  const logout = api(t.url, '/api/logout', { everywhere }, dev.sid).then((r) => {
+  const logout = api(t.logoutUrl, '/api/logout', { everywhere }, dev.sid).then((r) => {
     isAnswered = true;
     return r.body.ret;
   });
@@ -118,7 +126,7 @@ function pollCase(target: () => Target, prefix: string) {
 
 describe('a session ended while an attach is in flight: one process', () => {
   let server: TestServer;
-  const target = (): Target => ({ url: server.url, ports: server });
+  const target = (): Target => ({ url: server.url, ports: server, logoutUrl: server.url });
   before(async () => {
     server = await startServer();
   });
@@ -131,7 +139,7 @@ describe('a session ended while an attach is in flight: one process', () => {
 
 describe('a session ended while an attach is in flight: two gateway processes', () => {
   let server: GatewayServer;
-  const target = (): Target => ({ url: server.url, ports: server.ports });
+  const target = (): Target => ({ url: server.url, ports: server.ports, logoutUrl: server.url });
   before(async () => {
     server = await spawnGatewayServer('synchat-attach-end-');
   });
@@ -140,4 +148,16 @@ describe('a session ended while an attach is in flight: two gateway processes', 
   });
   for (const transport of TRANSPORTS) longConnectionCase(target, transport, 'ase2');
   pollCase(target, 'ase2');
+});
+
+// Over the bus: the logout is served by node 0 and the attaches by node 1, which learns of the end from Redis's
+// session-end channel. Skipped without PostgreSQL and Redis.
+describe('a session ended while an attach is in flight: the logout on another node', { skip: nodesSkip }, () => {
+  const cluster = nodesForSuite(2);
+  const target = (): Target => {
+    const [here, there] = cluster().nodes;
+    return { url: there!.url, ports: there!, logoutUrl: here!.url };
+  };
+  for (const transport of TRANSPORTS) longConnectionCase(target, transport, 'ase3');
+  pollCase(target, 'ase3');
 });

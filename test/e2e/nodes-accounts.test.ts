@@ -4,9 +4,9 @@
 // Skipped without PostgreSQL and Redis, failing under CI=true.
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { OP } from '../../src/protocol/index.ts';
-import { startNodes, startOwnRedis, type OwnRedis, type TestNodes } from '../helpers/nodes.ts';
+import { nodesForSuite } from '../helpers/nodes.ts';
 import { api, userDevice } from '../helpers/server.ts';
 import { requirePostgres, requireRedis } from '../helpers/services.ts';
 import { authedWire } from '../helpers/wire.ts';
@@ -28,17 +28,8 @@ function loginFrom(port: number, localAddress: string, body: object): Promise<an
 }
 
 describe('accounts over several nodes', { skip }, () => {
-  let redis: OwnRedis;
-  let cluster: TestNodes;
-  before(async () => {
-    redis = await startOwnRedis();
-    cluster = await startNodes(2, redis.url);
-  });
-  after(async () => {
-    await cluster?.stop();
-    await redis?.kill();
-  });
-  const node = (i: number) => cluster.nodes[i]!;
+  const cluster = nodesForSuite(2);
+  const node = (i: number) => cluster().nodes[i]!;
 
   it('a password change through one node ends the other sessions held on another node with 1101', async () => {
     const here = await userDevice(node(0).url, 'na_pat', 'here');

@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import { freePort, spawnServerProcess, type ServerChild } from './process.ts';
 import { createTestDatabase } from './services.ts';
 
@@ -129,4 +130,22 @@ export async function startNodes(n: number, redisUrl: string, workers: number[] 
       rmSync(root, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * For a suite: registers `before` and `after` hooks that start a Redis of the suite's own and `n` nodes on it
+ * (as {@link startNodes}) and stop them; returns a getter for the running cluster.
+ */
+export function nodesForSuite(n: number, workers: number[] = [], extraEnv: Record<string, string> = {}): () => TestNodes {
+  let redis: OwnRedis | undefined;
+  let cluster: TestNodes | undefined;
+  before(async () => {
+    redis = await startOwnRedis();
+    cluster = await startNodes(n, redis.url, workers, extraEnv);
+  });
+  after(async () => {
+    await cluster?.stop();
+    await redis?.kill();
+  });
+  return () => cluster!;
 }
