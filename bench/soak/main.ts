@@ -19,6 +19,15 @@ async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2), DEFAULTS);
   const minutes = Number(o.minutes);
   const loadBefore = loadavg().map((x) => +x.toFixed(2));
+  // The code measured is the tree when the server starts (it runs the working tree through tsx; others may commit
+  // during a long run): the commit and the files under src/ that differ from it.
+  const git = (...args: string[]) => execFileSync('git', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  let code = { commit: '', uncommittedSrc: [] as string[] };
+  try {
+    code = { commit: git('rev-parse', 'HEAD'), uncommittedSrc: git('status', '--porcelain', '--', 'src').split('\n').filter(Boolean) };
+  } catch {
+    // not a checkout
+  }
   const date = new Date().toISOString();
   const result = await runSoak({
     seconds: minutes * 60,
@@ -37,19 +46,13 @@ async function main(): Promise<void> {
   const first = full[0];
   const last = full.at(-1);
   const file = o.json || `bench/results/issue12-soak-${minutes}min.json`;
-  let commit = '';
-  try {
-    commit = execFileSync('git', ['rev-parse', 'HEAD'], { encoding: 'utf8' }).trim();
-  } catch {
-    // not a checkout
-  }
   const record = {
     scenario: 'soak',
     date,
     command: `npm run soak -- ${process.argv.slice(2).join(' ')}`.trim(),
     machine: machine(),
     loadAvg: { before: loadBefore, after: loadAfter },
-    commit,
+    code,
     slopes,
     latencyFirstMinute: first,
     latencyLastMinute: last,
