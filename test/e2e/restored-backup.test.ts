@@ -123,6 +123,14 @@ async function syncFromZero(client: WireClient, epoch: string): Promise<{ ids: s
   return { ids, syncKey: at };
 }
 
+/** The operator's `npm run renew-epochs -- --data-dir DIR`, run as a process. */
+function renewEpochs(dataDir: string): { status: number | null; stdout: string; stderr: string } {
+  return spawnSync(process.execPath, ['--import', 'tsx', 'scripts/renew-epochs.ts', '--data-dir', dataDir], {
+    encoding: 'utf8',
+    env: { ...process.env, SYNCHAT_POSTGRES_URL: '' },
+  });
+}
+
 async function cleanup(s: Partial<Scenario>): Promise<void> {
   for (const c of s.clients ?? []) await c.close();
   await s.srv?.stop();
@@ -222,10 +230,11 @@ describe('a restored backup, then npm run renew-epochs (no device ahead of the l
           wireKey = (await syncAll(srv2.url, wire!.sid)).syncKey;
         },
         afterRestore: (dataDir) => {
-          const run = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/renew-epochs.ts', '--data-dir', dataDir], {
-            encoding: 'utf8',
-            env: { ...process.env, SYNCHAT_POSTGRES_URL: '' },
-          });
+          // A mistyped folder is refused, not given a fresh empty database.
+          const typo = renewEpochs(join(dataDir, 'nothing-here'));
+          assert.equal(typo.status, 1);
+          assert.match(typo.stderr, /no database at/);
+          const run = renewEpochs(dataDir);
           assert.equal(run.status, 0, run.stderr);
           renewal = run.stdout;
         },
