@@ -87,7 +87,7 @@ async function pollOutcome(t: Target, dev: Device): Promise<string> {
 }
 
 function longConnectionCase(target: () => Target, transport: WireTransport, prefix: string) {
-  it(`${transport}: every AUTH raced by its session's logout is refused or ended with 1100`, async () => {
+  it(`${transport}: every AUTH raced by its session's logout is refused or ended with 1100`, async (ctx) => {
     const t = target();
     const outcomes = new Map<string, number>();
     for (let round = 0; round < ROUNDS; round++) {
@@ -99,6 +99,7 @@ function longConnectionCase(target: () => Target, transport: WireTransport, pref
       const results = await Promise.all(conns.slice(0, sent).map((c, i) => authOutcome(c, seqs[i]!)));
       for (const r of results) outcomes.set(r, (outcomes.get(r) ?? 0) + 1);
     }
+    ctx.diagnostic(`outcomes: ${JSON.stringify([...outcomes])}`);
     const bad = [...outcomes].filter(([r]) => r !== 'refused 1100' && r !== 'ended 1100');
     assert.deepEqual(bad, [], `outcomes: ${JSON.stringify([...outcomes])}`);
   });
@@ -107,7 +108,7 @@ function longConnectionCase(target: () => Target, transport: WireTransport, pref
 function pollCase(target: () => Target, prefix: string) {
   // A newer poll of a session answers the one before it at once, so each poll is of a session of its own, all of
   // one user, ended together by a logout everywhere.
-  it('long-poll: every synccheck raced by a logout everywhere answers 1101 (or news it found first)', async () => {
+  it('long-poll: every synccheck raced by a logout everywhere answers 1101 (or news it found first)', async (ctx) => {
     const t = target();
     const outcomes = new Map<string, number>();
     for (let round = 0; round < ROUNDS; round++) {
@@ -119,6 +120,7 @@ function pollCase(target: () => Target, prefix: string) {
       await raceLogout(t, loggingOut, (i) => polls.push(pollOutcome(t, devs[i]!)), true, POLL_SESSIONS);
       for (const r of await Promise.all(polls)) outcomes.set(r, (outcomes.get(r) ?? 0) + 1);
     }
+    ctx.diagnostic(`outcomes: ${JSON.stringify([...outcomes])}`);
     const bad = [...outcomes].filter(([r]) => r !== 'ended 1101' && r !== 'news');
     assert.deepEqual(bad, [], `outcomes: ${JSON.stringify([...outcomes])}`);
   });
