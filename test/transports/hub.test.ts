@@ -115,3 +115,14 @@ test('a listener whose session ended after the mark is refused with the end’s 
   assert.equal(hub.listenersOf(5).includes(late), false);
   hub.close();
 });
+
+test('more session ends since the mark than the hub keeps: the listener is registered and told to sync everything', () => {
+  const api = new EventSource();
+  const hub = new Hub(api);
+  const mark = hub.mark();
+  api.emit(Array.from({ length: 4097 }, (_, i): BusEvent => ({ type: 'sessionEnded', ended: { sessionId: `x${i}`, uin: 1, ret: 1100 } })));
+  const l = listener(5, []);
+  assert.equal(hub.listen(l, new SubscriptionRegistry().add(5), mark, 0), 'overflow');
+  assert.deepEqual(hub.listenersOf(5), [l], 'registered: its sync, a call, finds an end the hub could not see');
+  hub.close();
+});
