@@ -43,7 +43,7 @@ export class Hub {
   readonly #byUin = new Map<number, HubListener | HubListener[]>();
   readonly #off: () => void;
   #count = 0;
-  /** Recent news, so a listener that attached while events were in flight misses none (see {@link Hub.newsSince}). */
+  /** Recent news, so a listener that attached while events were in flight misses none (see {@link Hub.listen}). */
   readonly #recent: (NewsEvent | FanoutEvent | undefined)[] = new Array(RECENT_NEWS);
   #received = 0;
   /** Recent session ends (sessionId, ret), so an attach in flight when its session ended is refused. */
