@@ -8,10 +8,9 @@
  * the server should accept); then the storage: `PRAGMA integrity_check` (SQLite) and log density (both stores).
  */
 import { api } from '../../test/helpers/server.ts';
-import type { SynchatClient } from '../../src/sdk/index.ts';
 import { checkRun } from './check.ts';
 import { clusterTarget, singleTarget, type FaultRecord, type Target } from './targets.ts';
-import { closeTraffic, runTraffic, setupTraffic, type Traffic } from './traffic.ts';
+import { closeTraffic, runTraffic, setupTraffic, type Device, type Traffic } from './traffic.ts';
 
 /** Options of one run. */
 export interface ChaosOptions {
@@ -148,11 +147,12 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     if (!(await within(30_000, caughtUp))) await readAll(); // a late write (a contact op's retry): read once more
 
     await within(15_000, caughtUp);
-    const status = (c: SynchatClient) => {
-      const s = c.connection;
-      return `${s.state}${s.url ? ` on ${s.url}` : ''}${s.reason ? ` (${s.reason})` : ''}, ${c.outbox.length} in the outbox`;
+    const status = (d: Device) => {
+      const s = d.client.connection;
+      const wire = d.user.transport === 'http' ? '' : `; ${d.wire.describe()}`;
+      return `${s.state}${s.url ? ` on ${s.url}` : ''}${s.reason ? ` (${s.reason})` : ''}, ${d.client.outbox.length} in the outbox${wire}`;
     };
-    const devices = t.users.flatMap((u) => u.devices.map((d) => ({ user: u.name, deviceId: d.deviceId, transport: u.transport, syncKey: d.client.syncKey, entries: d.entries, status: status(d.client) })));
+    const devices = t.users.flatMap((u) => u.devices.map((d) => ({ user: u.name, deviceId: d.deviceId, transport: u.transport, syncKey: d.client.syncKey, entries: d.entries, status: status(d) })));
     const { lost, doubled, diverged, problems: found } = checkRun(logs, devices, t.sends, t.groups);
     for (const p of found) problem(p);
     const logEntries = [...logs.values()].reduce((n, l) => n + l.length, 0);

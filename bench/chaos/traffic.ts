@@ -10,6 +10,7 @@ import { MSG_TYPE, type Entry } from '../../src/protocol/index.ts';
 import { SynchatClient, type ClientOptions, type TransportName } from '../../src/sdk/index.ts';
 import { nodeWebSocketConnector, tcpConnector } from '../../src/sdk/node/index.ts';
 import { newClientMsgId } from '../../src/sdk/client/outbox.ts';
+import { WireLog } from './wire-log.ts';
 
 /** A device of a user and what its client applied, in order. */
 export interface Device {
@@ -18,6 +19,8 @@ export interface Device {
   client: SynchatClient;
   /** Entries applied by the client (cleared on an epoch reset). */
   entries: Entry[];
+  /** Its long connections' sync-related packets (the report of a device that diverged). */
+  wire: WireLog;
 }
 
 /** A user of the run; its devices all use the user's transport. */
@@ -69,11 +72,12 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-function clientOptions(transport: TransportName, urls: string[], index: number): ClientOptions {
+function clientOptions(transport: TransportName, urls: string[], index: number, wire?: WireLog): ClientOptions {
+  const connectors = transport === 'tcp' ? [tcpConnector()] : transport === 'ws' ? [nodeWebSocketConnector()] : [];
   return {
     baseUrl: urls[index % urls.length]!,
     bootstrapUrls: urls,
-    connectors: transport === 'tcp' ? [tcpConnector()] : transport === 'ws' ? [nodeWebSocketConnector()] : [],
+    connectors: wire ? connectors.map((c) => wire.wrap(c)) : connectors,
     // Short backoffs and gateway penalties: a restarted node is back within seconds, and the run is short.
     backoff: { baseMs: 50, maxMs: 500 },
     failedGatewayMs: 2_000,
@@ -85,9 +89,10 @@ function clientOptions(transport: TransportName, urls: string[], index: number):
 }
 
 async function openDevice(user: User, deviceId: string, urls: string[], index: number): Promise<Device> {
-  const client = new SynchatClient(clientOptions(user.transport, urls, index));
+  const wire = new WireLog();
+  const client = new SynchatClient(clientOptions(user.transport, urls, index, wire));
   await client.login(user.name, `password-${user.name}`, { deviceId });
-  const device: Device = { user, deviceId, client, entries: [] };
+  const device: Device = { user, deviceId, client, entries: [], wire };
   client.on('entry', (e) => device.entries.push(e));
   client.on('reset', () => (device.entries = []));
   await client.start();
