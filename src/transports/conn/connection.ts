@@ -588,7 +588,14 @@ export class Connection implements HubListener, WheelItem {
     if (key <= this.#key) return;
     this.#key = key;
     this.#isNotified = false;
-    if (key >= this.#head) this.#selector = 0;
+    if (key >= this.#head) {
+      this.#selector = 0;
+      // A sync (or synccheck) read the store past the news heard here (news from another node comes late, or
+      // only through the catch-up sweep while Redis is down): the key is a head that exists. Without this, that
+      // news arriving later found a gap that was not there, sent a NOTIFY the device ignores (it holds that key)
+      // and stayed "notified" with no sync to clear it, swallowing every later catch-up (chaos finding 2).
+      this.#head = key;
+    }
   }
 
   /** NOTIFY if news lies beyond the device's key and no sync is in flight to fetch it. */
