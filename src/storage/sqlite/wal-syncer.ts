@@ -56,6 +56,7 @@ class Helper {
     this.#worker.on('message', (m: { id: number; ok: boolean; error?: string }) => {
       const p = this.#pending.get(m.id);
       this.#pending.delete(m.id);
+      if (this.#pending.size === 0) this.#worker.unref();
       if (!p) return;
       if (m.ok) p.resolve(m);
       else p.reject(new Error(`WAL ${role} failed: ${m.error}`));
@@ -63,12 +64,16 @@ class Helper {
     this.#worker.on('error', (err) => {
       for (const p of this.#pending.values()) p.reject(err);
       this.#pending.clear();
+      this.#worker.unref();
     });
   }
 
   request(t: string): Promise<any> {
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
+      // Idle, the thread must not keep the process alive (unref above); with an answer owed it must: else a process
+      // with nothing else to wait for (a script, a test) exits with the commit still waiting for its fsync.
+      if (this.#pending.size === 0) this.#worker.ref();
       this.#pending.set(id, { resolve, reject });
       this.#worker.postMessage({ id, t });
     });
