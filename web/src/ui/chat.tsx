@@ -163,10 +163,12 @@ function MessageList(props: { peer: string; onOpenImage: (mediaId: string | unde
     }
   }
 
-  // Fill the view: when the first page does not overflow, load more.
+  // Fill the view: when the first page does not overflow, load more. And when a page arrived while the view sat at
+  // the top (a render between the scroll and the page's arrival used up the scroll anchoring), load the next one:
+  // at scrollTop 0 no further scroll event comes, so the history would stop loading.
   useEffect(() => {
     const el = ref.current;
-    if (el && el.scrollHeight <= el.clientHeight && model.hasMore(peer) && !model.isLoading(peer)) void onScroll();
+    if (el && (el.scrollHeight <= el.clientHeight || el.scrollTop < 200) && model.hasMore(peer) && !model.isLoading(peer)) void onScroll();
   });
 
   let lastDay = '';
