@@ -4,6 +4,7 @@ export { ChatService, type GatewayInfo, type Logger, type ServiceOptions } from 
 export { validateCall } from './validate.ts';
 export { LocalRateCounters } from './rate-limit.ts';
 export { SubscriptionRegistry, subscriptionOf, type Subscription } from './subscriptions.ts';
+export { RecentSessionEnds } from './session-ends.ts';
 export { MediaService, mediaBlobKey, type MediaOptions } from './media.ts';
 export { contentDisposition } from '../core/media-rules.ts';
 export type { BlobStore } from '../core/ports.ts';

@@ -21,6 +21,7 @@ import { MessageCalls } from './messages.ts';
 import { LocalRateCounters } from './rate-limit.ts';
 import { subscriptionOf, type Subscription, type SubscriptionRegistry } from './subscriptions.ts';
 import { validateCall } from './validate.ts';
+import { RecentSessionEnds } from './session-ends.ts';
 
 export type { Logger } from './context.ts';
 
@@ -65,7 +66,7 @@ export interface ServiceOptions {
  */
 const SHARED_SESSION_RECHECK_MS = 30_000;
 /**
- * Session ends remembered for the authentications in flight (see ChatService.#endedSince): one is a store read
+ * Session ends remembered for the authentications in flight (see RecentSessionEnds): one is a store read
  * or two; more ends than this during one means a mass logout, and then the session is read again.
  */
 const RECENT_ENDS = 4096;
@@ -109,9 +110,8 @@ export class ChatService implements ChatApi {
   readonly #sessions = new Map<string, { session: SessionRow; readAt: number }>();
   /** sessionId → bearer token of a cached session, to apply a `sessionEnded` event. */
   readonly #sids = new Map<string, string>();
-  /** The last {@link RECENT_ENDS} session ends received (sessionId, ret), counted by `#ended`. */
-  readonly #recentEnds: ({ sessionId: string; ret: number } | undefined)[] = new Array(RECENT_ENDS);
-  #ended = 0;
+  /** The last {@link RECENT_ENDS} session ends received. */
+  readonly #ends = new RecentSessionEnds(RECENT_ENDS);
   readonly #touchTimer: NodeJS.Timeout;
   /** This node's event listeners (transports here, the IPC hosts of gateway processes). */
   readonly #listeners = new Set<(events: readonly BusEvent[]) => void>();
@@ -156,8 +156,8 @@ export class ChatService implements ChatApi {
         // Whatever ended or moved while the link was down: sessions are read again, heads are checked.
         this.#sessions.clear();
         this.#sids.clear();
-        // Ends may have been lost too: an authentication in flight reads its session again (#endedSince).
-        this.#ended += RECENT_ENDS + 1;
+        // Ends may have been lost too: an authentication in flight reads its session again (RecentSessionEnds.since).
+        this.#ends.forgetAll();
         void this.#catchUp!.sweep();
       });
     }
@@ -206,7 +206,7 @@ export class ChatService implements ChatApi {
   async attach(sid: string, syncKey: number | undefined, _ip: string, registry?: SubscriptionRegistry): Promise<AttachReply> {
     let subscription: Subscription | undefined;
     try {
-      const ends = this.#ended;
+      const ends = this.#ends.count;
       const session = await this.#authenticate(sid);
       // The bus brings this user's news from other nodes while held; in one process every event reaches the hub,
       // which routes by its own listeners, so only the IPC host counts a registry.
@@ -383,10 +383,10 @@ export class ChatService implements ChatApi {
    */
   async #readSession(sid: string): Promise<SessionRow> {
     for (;;) {
-      const ends = this.#ended;
+      const ends = this.#ends.count;
       const session = await this.#c.store.read.getSessionByToken(tokenHashOf(sid));
       if (!session) fail(RET.NOT_LOGGED_IN, 'not logged in or session ended');
-      const ret = this.#endedSince(ends, session.sessionId);
+      const ret = this.#ends.since(ends, session.sessionId);
       if (ret === 'unknown') continue;
       if (ret !== 0 && session.endedRet === 0) session.endedRet = ret;
       return session;
@@ -395,23 +395,13 @@ export class ChatService implements ChatApi {
 
   /** Fails if `session` ended: marked on the row, or an end received since `ends` (read again if too many). */
   async #refuseIfEnded(session: SessionRow, ends: number): Promise<void> {
-    const ret = this.#endedSince(ends, session.sessionId);
+    const ret = this.#ends.since(ends, session.sessionId);
     if (ret === 'unknown') {
       const stored = await this.#c.store.read.getSession(session.sessionId);
       if (!stored) fail(RET.NOT_LOGGED_IN, 'not logged in or session ended');
       failIfEnded(stored);
     } else if (ret !== 0) session.endedRet = ret;
     failIfEnded(session);
-  }
-
-  /** The ret of an end of `sessionId` received since `ends` (a `#ended` count), 0 if none, `unknown` if too many. */
-  #endedSince(ends: number, sessionId: string): number | 'unknown' {
-    if (this.#ended - ends > RECENT_ENDS) return 'unknown';
-    for (let i = ends; i < this.#ended; i++) {
-      const e = this.#recentEnds[i % RECENT_ENDS]!;
-      if (e.sessionId === sessionId) return e.ret;
-    }
-    return 0;
   }
 
   #cacheSession(sid: string, session: SessionRow, readAt: number): void {
@@ -429,7 +419,7 @@ export class ChatService implements ChatApi {
   #onCommitted(events: readonly BusEvent[]): void {
     for (const ev of events) {
       if (ev.type !== 'sessionEnded') continue;
-      this.#recentEnds[this.#ended++ % RECENT_ENDS] = { sessionId: ev.ended.sessionId, ret: ev.ended.ret };
+      this.#ends.add(ev.ended.sessionId, ev.ended.ret);
       const sid = this.#sids.get(ev.ended.sessionId);
       const cached = sid === undefined ? undefined : this.#sessions.get(sid);
       if (cached) cached.session.endedRet = ev.ended.ret;

@@ -3,7 +3,7 @@
  * by user and by session. One listener per uin is stored without an array (most users have one device online).
  */
 import { RET, encodeEntry } from '../protocol/index.ts';
-import type { BusEvent, ChatApi, FanoutEvent, NewsEvent, Subscription } from '../service/index.ts';
+import { RecentSessionEnds, type BusEvent, type ChatApi, type FanoutEvent, type NewsEvent, type Subscription } from '../service/index.ts';
 
 /** The errMsg of a session end told to a listener (ERROR on a long connection, a poll's answer). */
 export function sessionEndedErrMsg(ret: number): string {
@@ -46,9 +46,8 @@ export class Hub {
   /** Recent news, so a listener that attached while events were in flight misses none (see {@link Hub.listen}). */
   readonly #recent: (NewsEvent | FanoutEvent | undefined)[] = new Array(RECENT_NEWS);
   #received = 0;
-  /** Recent session ends (sessionId, ret), so an attach in flight when its session ended is refused. */
-  readonly #recentEnds: ({ sessionId: string; ret: number } | undefined)[] = new Array(RECENT_ENDS);
-  #ended = 0;
+  /** Recent session ends, so an attach in flight when its session ended is refused. */
+  readonly #ends = new RecentSessionEnds(RECENT_ENDS);
 
   constructor(api: ChatApi) {
     this.#off = api.onEvents((events) => this.#dispatch(events));
@@ -75,12 +74,11 @@ export class Hub {
    * either before `l` is registered (after the mark: found here) or after (routed to `l` by sessionId).
    */
   listen(l: HubListener, subscription: Subscription, mark: HubMark, key: number): Missed {
-    if (this.#ended - mark.ends > RECENT_ENDS) return this.#register(l, subscription, 'overflow');
-    for (let i = mark.ends; i < this.#ended; i++) {
-      const e = this.#recentEnds[i % RECENT_ENDS]!;
-      if (e.sessionId !== l.sessionId) continue;
+    const endedRet = this.#ends.since(mark.ends, l.sessionId);
+    if (endedRet === 'unknown') return this.#register(l, subscription, 'overflow');
+    if (endedRet !== 0) {
       subscription.release();
-      return { endedRet: e.ret };
+      return { endedRet };
     }
     return this.#register(l, subscription, this.#newsSince(mark.news, l.uin, key));
   }
@@ -118,7 +116,7 @@ export class Hub {
 
   /** A mark to pass to {@link Hub.listen}: take it before calling attach. */
   mark(): HubMark {
-    return { news: this.#received, ends: this.#ended };
+    return { news: this.#received, ends: this.#ends.count };
   }
 
   /**
@@ -157,7 +155,7 @@ export class Hub {
         continue;
       }
       if (ev.type === 'news') this.#recent[this.#received++ % RECENT_NEWS] = ev.news;
-      else this.#recentEnds[this.#ended++ % RECENT_ENDS] = { sessionId: ev.ended.sessionId, ret: ev.ended.ret };
+      else this.#ends.add(ev.ended.sessionId, ev.ended.ret);
       const uin = ev.type === 'news' ? ev.news.uin : ev.ended.uin;
       const cur = this.#byUin.get(uin);
       if (!cur) continue;
