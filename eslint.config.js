@@ -4,6 +4,9 @@ import tseslint from 'typescript-eslint';
 import globals from 'globals';
 
 const ADAPTERS = ['**/storage/**', '**/bus/**'];
+// Metrics live in src/ops, wired by the composition root: the layers it measures only offer seams (observer hooks,
+// stats objects) and never see Prometheus (docs/operations.md "Metrics").
+const OPS = ['prom-client'];
 const UPPER = ['**/service/**', '**/transports/**', '**/server/**'];
 const SERVER_SIDE = ['**/server/**', '**/service/**', '**/core/**', '**/storage/**', '**/bus/**', '**/transports/**'];
 
@@ -34,23 +37,27 @@ export default tseslint.config(
   },
   {
     files: ['src/core/**'],
-    rules: restrict(['node:*', ...ADAPTERS, ...UPPER, '**/sdk/**'], 'src/core is pure: it imports only src/protocol'),
+    rules: restrict(['node:*', ...ADAPTERS, ...UPPER, ...OPS, '**/sdk/**'], 'src/core is pure: it imports only src/protocol'),
   },
   {
     files: ['src/service/**'],
-    rules: restrict([...ADAPTERS, '**/transports/**', '**/server/**', '**/sdk/**'], 'src/service may import core and protocol only'),
+    rules: restrict([...ADAPTERS, '**/transports/**', '**/server/**', ...OPS, '**/sdk/**'], 'src/service may import core and protocol only'),
   },
   {
     files: ['src/storage/**'],
-    rules: restrict(['**/service/**', '**/transports/**', '**/server/**', '**/bus/**', '**/sdk/**'], 'storage adapters import core types and protocol only'),
+    rules: restrict(['**/service/**', '**/transports/**', '**/server/**', '**/bus/**', ...OPS, '**/sdk/**'], 'storage adapters import core types and protocol only'),
   },
   {
     files: ['src/bus/**'],
-    rules: restrict(['**/service/**', '**/transports/**', '**/server/**', '**/storage/**', '**/sdk/**'], 'bus adapters import core types and protocol only'),
+    rules: restrict(['**/service/**', '**/transports/**', '**/server/**', '**/storage/**', ...OPS, '**/sdk/**'], 'bus adapters import core types and protocol only'),
   },
   {
     files: ['src/transports/**'],
-    rules: restrict([...ADAPTERS, '**/server/**', '**/core/**', '**/sdk/**'], 'transports talk to the service API and protocol only'),
+    rules: restrict([...ADAPTERS, '**/server/**', '**/core/**', ...OPS, '**/sdk/**'], 'transports talk to the service API and protocol only'),
+  },
+  {
+    files: ['src/ops/**'],
+    rules: restrict([...ADAPTERS, '**/transports/**', '**/server/**', '**/sdk/**'], 'src/ops reads the service\'s and the edges\' figures through seams the composition root hands it'),
   },
   {
     files: ['src/sdk/**', 'web/**', 'bench/**'],

@@ -342,6 +342,8 @@ export interface NewsEvent {
   selector: number;
   /** The new entries, JSON, ascending. */
   entries: string[];
+  /** When the commit became durable, ms since the epoch (metrics time commit → delivery); absent on catch-up news. */
+  committedAt?: number;
 }
 
 /**
@@ -360,6 +362,8 @@ export interface FanoutEvent {
   uins: number[];
   /** `seqs[i]` is the seq the entry got in `uins[i]`'s log. */
   seqs: number[];
+  /** When the commit became durable, ms since the epoch (metrics time commit → delivery). */
+  committedAt?: number;
 }
 
 /** A session that ended (logout, replaced, revoked): its connections close with `ret`. */

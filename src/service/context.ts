@@ -10,6 +10,7 @@ import { RET, SynchatError, type CallPath } from '../protocol/index.ts';
 import type { CallContext } from './api.ts';
 import type { Effects, GroupCommit } from './group-commit.ts';
 import type { MediaService } from './media.ts';
+import type { ServiceObserver } from './observer.ts';
 import { setBounded } from './bounded.ts';
 
 /** The logging surface the service needs (pino's). */
@@ -90,6 +91,8 @@ export interface ContextOptions {
   cacheLimits: CacheLimits;
   /** A session unused for longer than this, in ms, ends (1100) at its next use and leaves the device list. */
   sessionIdleMs: number;
+  /** Told of sends and sync pages (metrics); absent: nothing is timed. */
+  observer?: ServiceObserver;
 }
 
 /** Shared state of one ChatService. */
@@ -102,6 +105,8 @@ export class ServiceContext {
   readonly media: MediaService | undefined;
   /** Acknowledged keys and last-seen times not yet written, by sessionId (written once a second). */
   readonly touches = new Map<string, { sessionId: string; ackedKey: number; lastSeenTime: number }>();
+  /** Totals since start for metrics ({@link ChatService.opsStats}): accepted sends, entries answered in sync pages. */
+  readonly opsCounts = { sends: 0, syncEntries: 0 };
   /** uin → username, at most `cacheLimits.users` (as are the two below). */
   readonly #usernames = new Map<number, string>();
   /**

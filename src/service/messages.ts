@@ -55,15 +55,26 @@ export class MessageCalls {
     if (continueFlag) rows.pop();
     const newKey = rows.length ? rows[rows.length - 1]!.seq : key;
     this.#c.ack(s.sessionId, key);
+    this.#c.opsCounts.syncEntries += rows.length;
+    this.#c.options.observer?.syncPage(rows.length);
     let entries = '';
     for (let i = 0; i < rows.length; i++) entries += (i ? ',' : '') + rows[i]!.json;
     return `{"ret":0,"entries":[${entries}],"syncKey":${newKey},"continueFlag":${continueFlag},"epoch":${JSON.stringify(epoch)}}`;
   }
 
   async #sendmsg(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
+    const startMs = performance.now();
     const refusal = checkSendContent(b.type, b.content, b.mediaId);
     if (refusal) fail(refusal.ret, refusal.errMsg);
     await this.#c.throttle(this.#sends, s.uin, 'sending');
+    const answer = await this.#send(s, b);
+    this.#c.opsCounts.sends++;
+    this.#c.options.observer?.sendCommitted(performance.now() - startMs);
+    return answer;
+  }
+
+  /** The send's job, run by group commit; resolves once durable. */
+  #send(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
     return this.#c.gc.run(async (tx, fx) => {
       const groupId = parseGroupAddress(b.to);
       let to: string;

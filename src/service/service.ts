@@ -22,6 +22,7 @@ import { LocalRateCounters } from './rate-limit.ts';
 import { subscriptionOf, type Subscription, type SubscriptionRegistry } from './subscriptions.ts';
 import { validateCall } from './validate.ts';
 import { RecentSessionEnds } from './session-ends.ts';
+import type { ServiceObserver } from './observer.ts';
 
 export type { Logger } from './context.ts';
 
@@ -53,6 +54,8 @@ export interface ServiceOptions {
   gateways: () => GatewayInfo[];
   /** Media uploads and reads; without it the media calls answer ret 1. */
   media?: MediaOptions;
+  /** Told of sends, batches and sync pages as they happen (metrics: src/ops); absent: nothing is timed. */
+  observer?: ServiceObserver;
   /**
    * With a bus between nodes: how often the held users' heads are checked against the store, in ms, so news the
    * bus lost still reaches them (see catch-up.ts). @default 5000
@@ -117,6 +120,8 @@ export class ChatService implements ChatApi {
   readonly #listeners = new Set<(events: readonly BusEvent[]) => void>();
   /** With a bus between nodes: news the bus lost, found in the store. */
   readonly #catchUp: CatchUp | undefined;
+  /** Users with an attach held now → how many (a user counts once in `usersOnline` however many devices). */
+  readonly #online = new Map<number, number>();
 
   constructor(options: ServiceOptions) {
     this.#o = options;
@@ -124,7 +129,16 @@ export class ChatService implements ChatApi {
     const gc = new GroupCommit(options.store, {
       isEnabled: options.isGroupCommit,
       maxBatch: 2000,
-      publish: (events) => options.bus.publish(events),
+      publish: (events) => {
+        // Listeners time commit → delivery from it (docs/operations.md "Metrics"), on other nodes too.
+        const committedAt = options.clock.now();
+        for (const ev of events) {
+          if (ev.type === 'news') ev.news.committedAt = committedAt;
+          else if (ev.type === 'fanout') ev.fanout.committedAt = committedAt;
+        }
+        options.bus.publish(events);
+      },
+      ...(options.observer ? { onDurable: options.observer.batchDurable.bind(options.observer) } : {}),
       onError: (err) => {
         options.logger.error({ err }, 'batch rolled back');
         context?.forgetCaches();
@@ -227,7 +241,12 @@ export class ChatService implements ChatApi {
         throw err;
       }
       const releaseCatchUp = this.#catchUp?.hold(session.uin, heads.head);
+      const uin = session.uin;
+      this.#online.set(uin, (this.#online.get(uin) ?? 0) + 1);
       subscription = subscriptionOf(() => {
+        const held = this.#online.get(uin)!;
+        if (held > 1) this.#online.set(uin, held - 1);
+        else this.#online.delete(uin);
         releaseBus();
         forGateway?.release();
         releaseCatchUp?.();
@@ -278,6 +297,15 @@ export class ChatService implements ChatApi {
   /** Entries in each in-memory cache (bounded by `cacheLimits`), for tests and metrics. */
   get cacheSizes(): Readonly<Record<string, number>> {
     return { sessions: this.#sessions.size, sids: this.#sids.size, ...this.#c.cacheSizes };
+  }
+
+  /**
+   * Counts for metrics (src/ops reads them at scrape time): users with an attached device on this node now, and
+   * totals since start of accepted sends, log entries appended and group-commit batches.
+   */
+  get opsStats(): { usersOnline: number; sends: number; appends: number; batches: number; syncEntries: number } {
+    const gc = this.#c.gc.stats;
+    return { usersOnline: this.#online.size, sends: this.#c.opsCounts.sends, appends: gc.appends, batches: gc.batches, syncEntries: this.#c.opsCounts.syncEntries };
   }
 
   /** Figures of the catch-up sweeps (with a bus between nodes). */

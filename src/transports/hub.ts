@@ -184,5 +184,7 @@ function indexOfUin(uins: readonly number[], uin: number): number {
 /** The news of member `i` of a fan-out: exactly the entry its log stored. */
 function expand(f: FanoutEvent, i: number): NewsEvent {
   const seq = f.seqs[i]!;
-  return { uin: f.uins[i]!, prevSeq: seq - 1, head: seq, selector: f.selector, entries: [encodeEntry(seq, f.kind, f.fields)] };
+  const news: NewsEvent = { uin: f.uins[i]!, prevSeq: seq - 1, head: seq, selector: f.selector, entries: [encodeEntry(seq, f.kind, f.fields)] };
+  if (f.committedAt !== undefined) news.committedAt = f.committedAt;
+  return news;
 }

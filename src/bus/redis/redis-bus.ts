@@ -27,6 +27,11 @@ export interface RedisBusOptions {
   pingMs?: number;
   /** Longest delay between reconnect attempts, ms. @default 2000 */
   reconnectMaxMs?: number;
+  /**
+   * Told, for each message from another node, the ms from its publish (the publisher's clock) to its receipt here:
+   * the bus lag metric. Nodes' clocks must agree for it to mean anything (NTP; exact on one machine).
+   */
+  onReceived?: (lagMs: number) => void;
 }
 
 /** Channels per SUBSCRIBE/UNSUBSCRIBE command when many change at once (a re-subscribe after a reconnect). */
@@ -76,8 +81,10 @@ class Outgoing {
  *
  * Channels: `<prefix>u:<uin>` carries the news of one user (a `news` event, or a `fanout` cut down to that one
  * member: `uins: [uin], seqs: [seq]`); `<prefix>sessions` carries every `sessionEnded` and is subscribed by
- * every node. A message is `<nodeId>\n<JSON array of BusEvent>` (JSON: the entries inside are JSON text
- * already, and the receiver's listeners want objects), so a node recognizes its own echo without parsing it.
+ * every node. A message is `<nodeId>\t<publishedAt>\n<JSON array of BusEvent>` (JSON: the entries inside are JSON
+ * text already, and the receiver's listeners want objects), so a node recognizes its own echo without parsing it;
+ * `publishedAt` (ms since the epoch) times the bus lag. A receiver reads the body after the first newline, so a
+ * node that still sends `<nodeId>\n…` is understood (and untimed).
  *
  * Order: one publisher connection whose commands Redis runs, and delivers, in the order sent; consecutive events
  * of one channel share a message. Another node sees each user's events, and the session ends, in the order this
@@ -90,7 +97,9 @@ export class RedisBus implements Bus {
   /** Figures for tests and metrics: events sent to and received from other nodes, dropped, gaps reported. */
   readonly stats = { sent: 0, received: 0, dropped: 0, gaps: 0 };
 
-  readonly #header: string;
+  /** `<nodeId>\t`: each message's first line is this and the publish time. */
+  readonly #idTab: string;
+  readonly #onReceived: ((lagMs: number) => void) | undefined;
   readonly #prefix: string;
   readonly #sessionsChannel: string;
   readonly #logger: RedisLogger;
@@ -117,8 +126,9 @@ export class RedisBus implements Bus {
   #isClosed = false;
 
   constructor(options: RedisBusOptions) {
-    if (/[\r\n]/.test(options.nodeId) || options.nodeId === '') throw new Error('RedisBus: nodeId must be non-empty, without newlines');
-    this.#header = options.nodeId + '\n';
+    if (/[\r\n\t]/.test(options.nodeId) || options.nodeId === '') throw new Error('RedisBus: nodeId must be non-empty, without newlines or tabs');
+    this.#idTab = options.nodeId + '\t';
+    this.#onReceived = options.onReceived;
     this.#prefix = options.prefix ?? 'synchat:';
     this.#sessionsChannel = this.#prefix + 'sessions';
     this.#logger = options.logger;
@@ -212,17 +222,18 @@ export class RedisBus implements Bus {
     }
     const out = new Outgoing(this.#pub);
     if (this.#dropped > 0) this.#announceGap(out);
+    const header = this.#header();
     // News and session ends are grouped per channel (one PUBLISH each) up to the next fanout, which goes after
     // them: each user's events stay in publish order, a fanout between that user's news where it was published.
     const byChannel = new Map<string, string[]>();
     const flushChannels = () => {
-      for (const [channel, parts] of byChannel) out.publish(channel, `${this.#header}[${parts.join(',')}]`, parts.length);
+      for (const [channel, parts] of byChannel) out.publish(channel, `${header}[${parts.join(',')}]`, parts.length);
       byChannel.clear();
     };
     for (const ev of events) {
       if (ev.type === 'fanout') {
         flushChannels();
-        this.#fan(out, ev.fanout);
+        this.#fan(out, ev.fanout, header);
         continue;
       }
       const channel = ev.type === 'news' ? this.#userChannel(ev.news.uin) : this.#sessionsChannel;
@@ -244,8 +255,9 @@ export class RedisBus implements Bus {
    * script costs 0.58 ms of node CPU and 0.95 ms of Redis CPU, 4× less in total. Grouping members per node
    * instead would need a user → node registry in Redis kept current on every attach and detach.
    */
-  #fan(out: Outgoing, f: FanoutEvent): void {
-    const head = `${this.#header}[{"type":"fanout","fanout":{"kind":${JSON.stringify(f.kind)},"selector":${f.selector},"fields":${JSON.stringify(f.fields)},"uins":[`;
+  #fan(out: Outgoing, f: FanoutEvent, header: string): void {
+    const at = f.committedAt === undefined ? '' : `"committedAt":${f.committedAt},`;
+    const head = `${header}[{"type":"fanout","fanout":{"kind":${JSON.stringify(f.kind)},"selector":${f.selector},"fields":${JSON.stringify(f.fields)},${at}"uins":[`;
     for (let at = 0; at < f.uins.length; at += FAN_CHUNK) {
       const args: (string | number)[] = [this.#prefix + 'u:', head, '],"seqs":[', ']}}]'];
       for (let i = at; i < Math.min(at + FAN_CHUNK, f.uins.length); i++) args.push(f.uins[i]!, f.seqs[i]!);
@@ -291,7 +303,7 @@ export class RedisBus implements Bus {
   #announceGap(out: Outgoing): void {
     this.#logger.info({ dropped: this.#dropped }, 'redis bus: Redis is back; asking every node to catch up');
     this.#dropped = 0;
-    out.publish(this.#sessionsChannel, this.#header + GAP_BODY, 1);
+    out.publish(this.#sessionsChannel, this.#header() + GAP_BODY, 1);
   }
 
   #onPublisherReady(): void {
@@ -301,6 +313,11 @@ export class RedisBus implements Bus {
     this.#exec(out);
   }
 
+  /** A message's first line: this node's id and the publish time (see the class comment). */
+  #header(): string {
+    return `${this.#idTab}${Date.now()}\n`;
+  }
+
   #userChannel(uin: number): string {
     return `${this.#prefix}u:${uin}`;
   }
@@ -308,8 +325,14 @@ export class RedisBus implements Bus {
   // ---- receiving -------------------------------------------------------------------------------------------
 
   #onMessage(message: string): void {
-    if (this.#isClosed || message.startsWith(this.#header)) return;
-    const body = message.slice(message.indexOf('\n') + 1);
+    if (this.#isClosed || message.startsWith(this.#idTab)) return;
+    const newline = message.indexOf('\n');
+    const body = message.slice(newline + 1);
+    if (this.#onReceived) {
+      const tab = message.lastIndexOf('\t', newline);
+      const publishedAt = tab < 0 ? NaN : Number(message.slice(tab + 1, newline));
+      if (Number.isFinite(publishedAt)) this.#onReceived(Math.max(0, Date.now() - publishedAt));
+    }
     if (body === GAP_BODY) {
       this.#fireGap();
       return;

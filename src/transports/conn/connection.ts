@@ -10,6 +10,7 @@ import { HEADER_BYTES, OP, RET, SELECTOR_ALL, aheadOfLogAnswer, aheadOfLogErrMsg
 import { validateCall, type AttachReply, type ChatApi, type Logger, type NewsEvent, type Subscription } from '../../service/index.ts';
 import { sessionEndedErrMsg, type Hub, type HubListener } from '../hub.ts';
 import type { TimerWheel, WheelItem } from '../timer-wheel.ts';
+import type { EdgeStats, EdgeTransport } from '../edge-stats.ts';
 
 /**
  * The transport under a connection: what it takes to move bytes. TCP wraps a `net.Socket`, WS a `ws` WebSocket.
@@ -59,7 +60,12 @@ export interface ConnectionContext {
   queueFlush(conn: Connection): void;
   /** The connection's link closed. */
   forget(conn: Connection): void;
+  /** This process's answer and delivery counts (metrics). */
+  readonly edgeStats: EdgeStats;
 }
+
+/** Ops whose body is an answer `{ret, …}`: counted by ret in {@link EdgeStats}. */
+const ANSWER_OPS = new Set<number>([OP.AUTH_OK, OP.SEND_ACK, OP.SYNC_RESP, OP.CALL_RESP, OP.MEDIA_CHUNK_ACK, OP.ERROR]);
 
 /** Lifecycle, in order. */
 const State = {
@@ -270,6 +276,7 @@ export class Connection implements HubListener, WheelItem {
       // device fetches the delta at its own pace.
       if (this.bufferedBytes + HEADER_BYTES + Buffer.byteLength(body) <= this.#ctx.limits.outboundBufferBytes && this.#fits(body)) {
         this.#send(OP.PUSH, 0, body);
+        this.#ctx.edgeStats.delivered(news.entries.length, news.committedAt);
         this.#moveKey(news.head);
         return;
       }
@@ -631,6 +638,8 @@ export class Connection implements HubListener, WheelItem {
     const bytes = HEADER_BYTES + (body.length === 0 ? 0 : Buffer.byteLength(body));
     (this.#out ??= []).push(op, seq, body, bytes);
     this.#outBytes += bytes;
+    // One place counts every answer, whichever rule produced it (docs/operations.md "Metrics").
+    if (ANSWER_OPS.has(op)) this.#ctx.edgeStats.answeredBody(this.transport as EdgeTransport, body);
     this.#queueFlush();
   }
 

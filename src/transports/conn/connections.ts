@@ -7,6 +7,7 @@ import { FrameDecoder } from '../../protocol/index.ts';
 import type { ChatApi, Logger } from '../../service/index.ts';
 import type { Hub } from '../hub.ts';
 import type { TimerWheel } from '../timer-wheel.ts';
+import { EdgeStats } from '../edge-stats.ts';
 import { Connection, type ConnectionContext, type ConnectionLimits, type Link } from './connection.ts';
 
 /** Totals over the open connections. */
@@ -21,6 +22,8 @@ export interface ConnectionStats {
   maxBufferedBytes: number;
   /** The largest outbound buffer of one connection seen after any flush since start. */
   peakBufferedBytes: number;
+  /** Open connections by transport (`tcp`, `ws`). */
+  byTransport: Record<string, number>;
 }
 
 /** The registry and shared context of this process's long connections. */
@@ -30,18 +33,21 @@ export class Connections implements ConnectionContext {
   readonly wheel: TimerWheel;
   readonly limits: ConnectionLimits;
   readonly logger: Logger;
+  readonly edgeStats: EdgeStats;
   #sharedDecoder: FrameDecoder;
   readonly #all = new Set<Connection>();
   #flushQueue: Connection[] = [];
   #peakBufferedBytes = 0;
   readonly #flushAll = (): void => this.#flush();
 
-  constructor(opts: { api: ChatApi; hub: Hub; wheel: TimerWheel; limits: ConnectionLimits; logger: Logger }) {
+  /** `edgeStats`: this process's answer and delivery counts, shared with the HTTP edge. @default a fresh one */
+  constructor(opts: { api: ChatApi; hub: Hub; wheel: TimerWheel; limits: ConnectionLimits; logger: Logger; edgeStats?: EdgeStats }) {
     this.api = opts.api;
     this.hub = opts.hub;
     this.wheel = opts.wheel;
     this.limits = opts.limits;
     this.logger = opts.logger;
+    this.edgeStats = opts.edgeStats ?? new EdgeStats();
     this.#sharedDecoder = new FrameDecoder(opts.limits.maxPacketBytes);
   }
 
@@ -78,10 +84,11 @@ export class Connections implements ConnectionContext {
 
   /** Totals (metrics, tests, the memory benchmark). */
   stats(): ConnectionStats {
-    const s: ConnectionStats = { count: 0, authenticated: 0, bufferedBytes: 0, maxBufferedBytes: 0, peakBufferedBytes: this.#peakBufferedBytes };
+    const s: ConnectionStats = { count: 0, authenticated: 0, bufferedBytes: 0, maxBufferedBytes: 0, peakBufferedBytes: this.#peakBufferedBytes, byTransport: {} };
     for (const c of this.#all) {
       const b = c.bufferedBytes;
       s.count++;
+      s.byTransport[c.transport] = (s.byTransport[c.transport] ?? 0) + 1;
       if (c.isOpen) s.authenticated++;
       s.bufferedBytes += b;
       if (b > s.maxBufferedBytes) s.maxBufferedBytes = b;

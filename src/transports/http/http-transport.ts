@@ -14,6 +14,7 @@ import type { SynccheckHandler } from '../longpoll/synccheck.ts';
 import { registerBrowserHeaders } from './browser-headers.ts';
 import { registerMediaRoutes, type MediaRoutesOptions } from './media-routes.ts';
 import { registerStaticRoutes, type StaticRoutesOptions } from './static-routes.ts';
+import type { EdgeStats } from '../edge-stats.ts';
 
 /** Options of the HTTP transport. */
 export interface HttpTransportOptions {
@@ -43,6 +44,8 @@ export interface HttpTransportOptions {
    * (src/transports/client-address.ts). @default trust none
    */
   trustProxy?: TrustProxy;
+  /** This process's answer counts: every JSON answer is counted by ret (`longpoll` for synccheck, else `http`). */
+  edgeStats?: EdgeStats;
 }
 
 /**
@@ -100,6 +103,15 @@ export function buildHttpTransport(opts: HttpTransportOptions): FastifyInstance 
     reply.code(refusal.httpStatus).header('connection', 'close').header('content-type', 'application/json; charset=utf-8').header('cache-control', 'no-store');
     reply.send(JSON.stringify({ ret: refusal.ret, errMsg: refusal.errMsg }));
   });
+
+  const edgeStats = opts.edgeStats;
+  if (edgeStats) {
+    // Every JSON answer, whichever route or hook wrote it, begins `{"ret":N` (edge-stats.ts retOfAnswer).
+    app.addHook('onSend', (req, _reply, payload, done) => {
+      if (typeof payload === 'string') edgeStats.answeredBody(req.routeOptions.url === '/api/synccheck' ? 'longpoll' : 'http', payload);
+      done(null, payload);
+    });
+  }
 
   // An empty JSON body means `{}` (POST /api/logout with no body is fine); bad JSON is ret 1.
   app.removeContentTypeParser('application/json');

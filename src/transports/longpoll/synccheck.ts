@@ -7,6 +7,7 @@ import { LIMITS, RET, SELECTOR_ALL, aheadOfLogAnswer, synccheckAnswer } from '..
 import type { ChatApi, NewsEvent, Subscription } from '../../service/index.ts';
 import { sessionEndedErrMsg, type Hub, type HubListener } from '../hub.ts';
 import type { TimerWheel, WheelItem } from '../timer-wheel.ts';
+import type { EdgeStats } from '../edge-stats.ts';
 
 /** Writes the answer: JSON body text; the transport picks the HTTP status from `ret`. */
 export type Respond = (ret: number, body: string) => void;
@@ -50,7 +51,9 @@ class ParkedPoll implements HubListener, WheelItem {
   }
 
   onNews(news: NewsEvent): void {
-    if (news.head > this.key) this.answer(news.selector, news.head);
+    if (news.head <= this.key) return;
+    if (this.isOpen) this.#owner.edgeStats?.delivered(0, news.committedAt);
+    this.answer(news.selector, news.head);
   }
 
   onSessionEnded(ret: number): void {
@@ -70,7 +73,11 @@ export class SynccheckHandler {
   /** sessionId → its parked poll: a new poll of the same device ends the previous one. */
   readonly #bySession = new Map<string, ParkedPoll>();
 
-  constructor(api: ChatApi, hub: Hub, wheel: TimerWheel) {
+  /** Times news reaching parked polls (metrics); absent: not timed. */
+  readonly edgeStats: EdgeStats | undefined;
+
+  constructor(api: ChatApi, hub: Hub, wheel: TimerWheel, edgeStats?: EdgeStats) {
+    this.edgeStats = edgeStats;
     this.#api = api;
     this.#hub = hub;
     this.#wheel = wheel;
