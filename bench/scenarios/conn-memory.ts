@@ -119,6 +119,7 @@ export async function run(argv: string[]): Promise<void> {
         SYNCHAT_SQLITE_SYNCHRONOUS: 'NORMAL',
         // Idle means idle: no heartbeats needed during the run (idle close after 2.5 × this).
         SYNCHAT_HEARTBEAT_MS: '600000',
+        SYNCHAT_HEARTBEAT_MAX_MS: '600000',
       },
       stdio: ['ignore', 'inherit', 'pipe'],
     });

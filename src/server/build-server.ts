@@ -221,6 +221,8 @@ export async function buildGateway(config: Config, api: ChatApi, logger: pino.Lo
     limits: {
       maxPacketBytes: config.maxPacketBytes,
       heartbeatMs: config.heartbeatMs,
+      heartbeatMinMs: config.heartbeatMinMs,
+      heartbeatMaxMs: config.heartbeatMaxMs,
       authTimeoutMs: config.authTimeoutMs,
       outboundBufferBytes: config.outboundBufferBytes,
       outboundHardBytes: config.outboundHardBytes,

@@ -31,8 +31,12 @@ export interface Config {
   passwordLog2N: number;
   /** A device session unused for longer than this many days ends (1100) and leaves the device list. */
   sessionIdleDays: number;
-  /** Heartbeat period announced in AUTH_OK, in ms. */
+  /** Heartbeat period agreed with a long connection whose AUTH proposes none, in ms; heartbeatMinMs ≤ it ≤ heartbeatMaxMs. */
   heartbeatMs: number;
+  /** Shortest heartbeat period an AUTH may agree (a shorter proposal is raised to it), in ms. */
+  heartbeatMinMs: number;
+  /** Longest heartbeat period an AUTH may agree (a longer proposal is lowered to it), in ms. */
+  heartbeatMaxMs: number;
   /** Largest long-connection packet, header included, in bytes. */
   maxPacketBytes: number;
   /** A long connection that has not sent AUTH within this many ms is closed. */
@@ -97,7 +101,11 @@ export const DEFAULTS: Config = {
   // (passwords.ts MAX_CONCURRENT_HASHES), far above the logins of 30-day sessions (1M users ≈ 55k logins a day).
   passwordLog2N: 17,
   sessionIdleDays: 30, // 30 days without a call, attach or ack
-  heartbeatMs: 30_000, // 30 s; idle close after 2.5 × this
+  heartbeatMs: 30_000, // 30 s; idle close after 2.5 × the agreed period
+  // The seed's two clients: the web one heartbeats every ≈ 27 s, the Android one every ≈ 5 min. 20 s keeps a
+  // client from costing more than a web one; 5 min is the longest a mobile network's NAT is commonly trusted with.
+  heartbeatMinMs: 20_000, // 20 s
+  heartbeatMaxMs: 300_000, // 5 min
   maxPacketBytes: 1024 * 1024, // 1 MiB
   authTimeoutMs: 10_000, // 10 s (PROTOCOL.md "Binary long connection")
   outboundBufferBytes: 256 * 1024, // 256 KiB: stop pushing past it
@@ -143,6 +151,8 @@ const SCHEMA = {
     passwordLog2N: { type: 'integer', minimum: 10, maximum: 20 },
     sessionIdleDays: { type: 'integer', minimum: 1, maximum: 3650 },
     heartbeatMs: { type: 'integer', minimum: 1000, maximum: 600_000 },
+    heartbeatMinMs: { type: 'integer', minimum: 1000, maximum: 600_000 },
+    heartbeatMaxMs: { type: 'integer', minimum: 1000, maximum: 600_000 },
     maxPacketBytes: { type: 'integer', minimum: 1024, maximum: 64 * 1024 * 1024 },
     authTimeoutMs: { type: 'integer', minimum: 100, maximum: 600_000 },
     outboundBufferBytes: { type: 'integer', minimum: 1024, maximum: 1024 * 1024 * 1024 },
@@ -198,6 +208,9 @@ export function loadConfig(env: Record<string, string | undefined>, overrides: P
   // A full-size answer must fit under the hard bound on top of the soft one, or a healthy reader gets closed.
   if (config.outboundHardBytes < config.outboundBufferBytes + config.maxPacketBytes) {
     throw new ConfigError(`${envName('outboundHardBytes')} must be at least SYNCHAT_OUTBOUND_BUFFER_BYTES + SYNCHAT_MAX_PACKET_BYTES`);
+  }
+  if (config.heartbeatMinMs > config.heartbeatMs || config.heartbeatMs > config.heartbeatMaxMs) {
+    throw new ConfigError(`${envName('heartbeatMs')} (${config.heartbeatMs}) must lie within ${envName('heartbeatMinMs')} (${config.heartbeatMinMs}) and ${envName('heartbeatMaxMs')} (${config.heartbeatMaxMs})`);
   }
   if (!config.tlsCert !== !config.tlsKey) {
     const missing = config.tlsCert ? 'tlsKey' : 'tlsCert';

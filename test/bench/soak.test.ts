@@ -27,7 +27,8 @@ test('a short soak loses and doubles nothing, reaps vanished devices and gives e
     sendGapMs: 300,
     roundSeconds: 5,
     // Idle close after 2.5 × 2 s: the devices that vanish over TCP and WebSocket are closed by the server meanwhile.
-    env: { SYNCHAT_HEARTBEAT_MS: '2000' },
+    // The range is pinned too, so the SDK's own proposal (27 s) is agreed at 2 s.
+    env: { SYNCHAT_HEARTBEAT_MS: '2000', SYNCHAT_HEARTBEAT_MIN_MS: '2000', SYNCHAT_HEARTBEAT_MAX_MS: '2000' },
   });
   assert.deepEqual(r.errors, []);
   assert.equal(r.counts.sendErrors, 0);

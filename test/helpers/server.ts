@@ -43,6 +43,9 @@ export async function startServer(overrides: Partial<Config> = {}, seams: CoreSe
     rateLimit: 'off',
     // Every test client connects from 127.0.0.1: one address may hold as many connections as the process.
     maxConnsPerIp: DEFAULTS.maxConns,
+    // A test that sets heartbeatMs wants that period on every connection (a dead link seen within seconds): the
+    // agreed range shrinks to it, so an SDK's own proposal (27 s by default) is clamped to it too.
+    ...(overrides.heartbeatMs !== undefined ? { heartbeatMinMs: overrides.heartbeatMs, heartbeatMaxMs: overrides.heartbeatMs } : {}),
     ...overrides,
   });
   const server = await buildServer(config, seams);

@@ -33,8 +33,12 @@ export interface Link {
 export interface ConnectionLimits {
   /** Largest packet in either direction, header included, in bytes. */
   maxPacketBytes: number;
-  /** Announced in AUTH_OK; idle close after 2.5 × this, in ms. */
+  /** Agreed with an AUTH that proposes no heartbeatMs, in ms; idle close after 2.5 × the agreed period. */
   heartbeatMs: number;
+  /** Shortest period an AUTH's proposal is agreed at, in ms (see {@link agreeHeartbeatMs}). */
+  heartbeatMinMs: number;
+  /** Longest period an AUTH's proposal is agreed at, in ms. */
+  heartbeatMaxMs: number;
   /** Close a connection that has not authenticated within this many ms. */
   authTimeoutMs: number;
   /** Stop pushing past this many buffered outbound bytes. */
@@ -87,7 +91,7 @@ const LINGER_MS = 5_000;
 /** Packets a client may pipeline behind its AUTH before the attach answers. */
 const MAX_QUEUED_BEFORE_AUTH = 32;
 /**
- * Bytes a connection may hold in the server before it sent a whole AUTH: an AUTH body is `{sid, syncKey}`, about
+ * Bytes a connection may hold in the server before it sent a whole AUTH: an AUTH body is `{sid, syncKey, heartbeatMs}`, about
  * 100 bytes, so anything bigger is not one. Without this bound an anonymous connection could park a packet of up
  * to maxPacketBytes (1 MiB) in memory for the whole AUTH deadline.
  */
@@ -117,6 +121,18 @@ function isKey(v: unknown): v is number {
   return Number.isSafeInteger(v) && (v as number) >= 0;
 }
 
+/**
+ * The heartbeat period agreed with an AUTH (docs/protocol.md "Heartbeat"): the client's proposal clamped to
+ * [heartbeatMinMs, heartbeatMaxMs], or the server's heartbeatMs when it proposes none. A proposal that is not a
+ * positive whole number of ms is refused (a string of the error), not guessed at: a client that sends `"27s"`
+ * or `-1` has a bug worth seeing; a number merely out of range is a preference, and is clamped.
+ */
+export function agreeHeartbeatMs(proposed: unknown, limits: Pick<ConnectionLimits, 'heartbeatMs' | 'heartbeatMinMs' | 'heartbeatMaxMs'>): number | string {
+  if (proposed === undefined) return limits.heartbeatMs;
+  if (!Number.isSafeInteger(proposed) || (proposed as number) <= 0) return 'heartbeatMs must be a positive integer (ms)';
+  return Math.min(limits.heartbeatMaxMs, Math.max(limits.heartbeatMinMs, proposed as number));
+}
+
 /** A sync answer's `syncKey` and `continueFlag`, read from its text (the last top-level `"syncKey":`). */
 function syncAnswerKey(body: string): { syncKey: number; isContinued: boolean } | undefined {
   // Entry JSON cannot contain an unescaped `"syncKey":` inside strings, and the top-level field follows the entries.
@@ -126,6 +142,9 @@ function syncAnswerKey(body: string): { syncKey: number; isContinued: boolean } 
   if (!isKey(syncKey)) return undefined;
   return { syncKey, isContinued: body.includes('"continueFlag":true', at) };
 }
+
+/** The last {@link Connection.id} handed out in this process. */
+let lastConnectionId = 0;
 
 /** A deadline on the shared wheel that ends a stalled or lingering link. Allocated only when one is needed. */
 class Reaper implements WheelItem {
@@ -147,6 +166,10 @@ class Reaper implements WheelItem {
 export class Connection implements HubListener, WheelItem {
   /** `tcp` or `ws`, for stats. */
   readonly transport: string;
+  /** Names this connection in the process's logs (`c` + a counter; never the sid). */
+  readonly id: string;
+  /** The heartbeat period agreed in AUTH_OK, in ms (the server's heartbeatMs until then); idle close after 2.5 × it. */
+  heartbeatMs: number;
   uin = 0;
   sessionId = '';
   subscription: Subscription | undefined = undefined;
@@ -184,6 +207,8 @@ export class Connection implements HubListener, WheelItem {
     this.#ctx = ctx;
     this.#link = link;
     this.transport = transport;
+    this.id = `c${++lastConnectionId}`;
+    this.heartbeatMs = ctx.limits.heartbeatMs;
     this.deadline = Date.now() + ctx.limits.authTimeoutMs;
     ctx.wheel.add(this);
   }
@@ -199,8 +224,18 @@ export class Connection implements HubListener, WheelItem {
   }
 
   /** Stats of this connection (tests, metrics). */
-  info(): { transport: string; uin: number; sessionId: string; key: number; head: number; bufferedBytes: number; isOpen: boolean } {
-    return { transport: this.transport, uin: this.uin, sessionId: this.sessionId, key: this.#key, head: this.#head, bufferedBytes: this.bufferedBytes, isOpen: this.isOpen };
+  info(): { id: string; transport: string; uin: number; sessionId: string; key: number; head: number; heartbeatMs: number; bufferedBytes: number; isOpen: boolean } {
+    return {
+      id: this.id,
+      transport: this.transport,
+      uin: this.uin,
+      sessionId: this.sessionId,
+      key: this.#key,
+      head: this.#head,
+      heartbeatMs: this.heartbeatMs,
+      bufferedBytes: this.bufferedBytes,
+      isOpen: this.isOpen,
+    };
   }
 
   // ---- from the transport ------------------------------------------------------------------------------------
@@ -231,7 +266,7 @@ export class Connection implements HubListener, WheelItem {
       // PROTOCOL.md "Binary": a framing error gets ERROR, then the server closes.
       if (error) this.fail(RET.BAD_REQUEST, `framing error ${error.code}: ${error.message}`);
     } catch (err) {
-      this.#ctx.logger.error({ err, uin: this.uin }, 'long connection: unexpected error');
+      this.#ctx.logger.error({ err, connId: this.id, uin: this.uin }, 'long connection: unexpected error');
       this.fail(RET.SERVER_ERROR, 'server error');
     }
   }
@@ -296,7 +331,7 @@ export class Connection implements HubListener, WheelItem {
     if (this.#state === State.NEW || this.#state === State.AUTHENTICATING) {
       this.fail(RET.NOT_LOGGED_IN, `not logged in: send AUTH within ${this.#ctx.limits.authTimeoutMs} ms`);
     } else if (this.#state === State.OPEN) {
-      this.fail(RET.BAD_REQUEST, `no packet for ${IDLE_HEARTBEATS * this.#ctx.limits.heartbeatMs} ms: send HEARTBEAT every heartbeatMs`);
+      this.fail(RET.BAD_REQUEST, `no packet for ${IDLE_HEARTBEATS * this.heartbeatMs} ms: send HEARTBEAT every heartbeatMs`);
     }
   }
 
@@ -335,7 +370,7 @@ export class Connection implements HubListener, WheelItem {
 
   #onPacket(op: number, seq: number, body: Uint8Array): void {
     if (op === OP.HEARTBEAT) {
-      if (this.#state === State.OPEN) this.deadline = Date.now() + IDLE_HEARTBEATS * this.#ctx.limits.heartbeatMs;
+      if (this.#state === State.OPEN) this.deadline = Date.now() + IDLE_HEARTBEATS * this.heartbeatMs;
       this.#send(OP.HEARTBEAT_ACK, seq, '');
       return;
     }
@@ -361,7 +396,7 @@ export class Connection implements HubListener, WheelItem {
         this.#waiting.push(op, seq, Uint8Array.prototype.slice.call(body));
         return;
       case State.OPEN:
-        this.deadline = Date.now() + IDLE_HEARTBEATS * this.#ctx.limits.heartbeatMs;
+        this.deadline = Date.now() + IDLE_HEARTBEATS * this.heartbeatMs;
         this.#dispatch(op, seq, body);
         return;
       default:
@@ -421,15 +456,21 @@ export class Connection implements HubListener, WheelItem {
   }
 
   async #auth(seq: number, body: unknown): Promise<void> {
-    // Two fields; every request that reaches the service is validated there by the API schemas.
+    // Three fields; every request that reaches the service is validated there by the API schemas.
     if (!isObject(body) || typeof body.sid !== 'string' || body.sid.length === 0 || body.sid.length > 256) {
-      this.fail(RET.BAD_REQUEST, 'AUTH body must be {sid, syncKey?}', seq);
+      this.fail(RET.BAD_REQUEST, 'AUTH body must be {sid, syncKey?, heartbeatMs?}', seq);
       return;
     }
     if (body.syncKey !== undefined && !isKey(body.syncKey)) {
       this.fail(RET.BAD_REQUEST, 'syncKey must be a non-negative integer', seq);
       return;
     }
+    const heartbeatMs = agreeHeartbeatMs(body.heartbeatMs, this.#ctx.limits);
+    if (typeof heartbeatMs === 'string') {
+      this.fail(RET.BAD_REQUEST, heartbeatMs, seq);
+      return;
+    }
+    this.heartbeatMs = heartbeatMs;
     const sid = body.sid;
     const syncKey = body.syncKey as number | undefined;
     this.#state = State.AUTHENTICATING;
@@ -440,7 +481,7 @@ export class Connection implements HubListener, WheelItem {
     try {
       r = await this.#ctx.api.attach(sid, syncKey, this.#link.remoteAddress);
     } catch (err) {
-      this.#ctx.logger.error({ err }, 'long connection: attach failed');
+      this.#ctx.logger.error({ err, connId: this.id }, 'long connection: attach failed');
       r = { ret: RET.SERVER_ERROR, errMsg: 'server error' };
     }
     if (this.#state !== State.AUTHENTICATING) {
@@ -461,7 +502,7 @@ export class Connection implements HubListener, WheelItem {
     // AUTH_OK announces the head: a device behind it syncs without a NOTIFY.
     this.#isNotified = this.#head > this.#key;
     this.#state = State.OPEN;
-    const idleDeadline = Date.now() + IDLE_HEARTBEATS * this.#ctx.limits.heartbeatMs;
+    const idleDeadline = Date.now() + IDLE_HEARTBEATS * heartbeatMs;
     const isEarlier = idleDeadline < this.deadline;
     this.deadline = idleDeadline;
     // The wheel re-checks pushed-back deadlines by itself; an earlier one needs its own slot.
@@ -474,7 +515,7 @@ export class Connection implements HubListener, WheelItem {
     this.#send(
       OP.AUTH_OK,
       seq,
-      `{"ret":0,"uin":${this.uin},"syncKey":${this.#head},"epoch":${JSON.stringify(r.epoch ?? '')},"heartbeatMs":${this.#ctx.limits.heartbeatMs}}`,
+      `{"ret":0,"uin":${this.uin},"syncKey":${this.#head},"epoch":${JSON.stringify(r.epoch ?? '')},"heartbeatMs":${heartbeatMs}}`,
     );
     if (missed === 'overflow') {
       this.#selector = SELECTOR_ALL;
@@ -493,10 +534,11 @@ export class Connection implements HubListener, WheelItem {
   async #call(op: number, seq: number, path: string, body: unknown): Promise<void> {
     let answer: string;
     try {
-      const reply = await this.#ctx.api.call(path, body, { sid: this.#sid, ip: this.#link.remoteAddress });
+      // The request id names the connection and the packet: `c12/7` is packet seq 7 on connection c12.
+      const reply = await this.#ctx.api.call(path, body, { sid: this.#sid, ip: this.#link.remoteAddress, requestId: `${this.id}/${seq}` });
       answer = reply.body;
     } catch (err) {
-      this.#ctx.logger.error({ err, path }, 'long connection: call failed');
+      this.#ctx.logger.error({ err, connId: this.id, uin: this.uin, path }, 'long connection: call failed');
       answer = SERVER_ERROR_BODY;
     }
     this.#answer(op, seq, answer);
@@ -507,12 +549,13 @@ export class Connection implements HubListener, WheelItem {
     this.#syncs++;
     let answer: string;
     try {
-      let reply = await this.#ctx.api.call('/api/sync', body, { sid: this.#sid, ip: this.#link.remoteAddress });
+      const ctx = { sid: this.#sid, ip: this.#link.remoteAddress, requestId: `${this.id}/${seq}` };
+      let reply = await this.#ctx.api.call('/api/sync', body, ctx);
       // A page must fit in one packet: ask again for fewer entries until it does (an entry is ≤ ~17 KiB).
       let limit = isObject(body) && typeof body.limit === 'number' ? Math.min(body.limit, 1000) : 200;
       while (reply.ret === RET.OK && !this.#fits(reply.body) && limit > 1 && this.#state === State.OPEN) {
         limit = Math.max(1, limit >> 1);
-        reply = await this.#ctx.api.call('/api/sync', { ...(body as object), limit }, { sid: this.#sid, ip: this.#link.remoteAddress });
+        reply = await this.#ctx.api.call('/api/sync', { ...(body as object), limit }, ctx);
       }
       answer = reply.body;
       if (reply.ret === RET.OK && this.#state === State.OPEN) {
@@ -527,7 +570,7 @@ export class Connection implements HubListener, WheelItem {
         }
       }
     } catch (err) {
-      this.#ctx.logger.error({ err }, 'long connection: sync failed');
+      this.#ctx.logger.error({ err, connId: this.id, uin: this.uin }, 'long connection: sync failed');
       answer = SERVER_ERROR_BODY;
     }
     this.#syncs--;
@@ -557,7 +600,7 @@ export class Connection implements HubListener, WheelItem {
       const e = err as { ret?: number; errMsg?: string };
       if (typeof e.ret === 'number') answer = errorBody(e.ret, e.errMsg ?? 'bad request');
       else {
-        this.#ctx.logger.error({ err }, 'long connection: synccheck failed');
+        this.#ctx.logger.error({ err, connId: this.id, uin: this.uin }, 'long connection: synccheck failed');
         answer = SERVER_ERROR_BODY;
       }
     }
@@ -677,7 +720,7 @@ export class Connection implements HubListener, WheelItem {
     const { outboundBufferBytes, outboundHardBytes, outboundStallMs } = this.#ctx.limits;
     if (buffered > outboundHardBytes) {
       // Past the hard bound nothing more can be queued, not even ERROR: the peer is not reading it.
-      this.#ctx.logger.warn({ uin: this.uin, buffered }, 'long connection: outbound buffer over the hard bound; closing');
+      this.#ctx.logger.warn({ connId: this.id, uin: this.uin, buffered }, 'long connection: outbound buffer over the hard bound; closing');
       this.destroy();
     } else if (buffered > outboundBufferBytes && !this.#reaper) this.#watch(Date.now() + outboundStallMs);
   }

@@ -22,6 +22,8 @@ export interface ConnectionStats {
   maxBufferedBytes: number;
   /** The largest outbound buffer of one connection seen after any flush since start. */
   peakBufferedBytes: number;
+  /** Authenticated connections by their agreed heartbeat period: `{ [heartbeatMs]: count }` (metrics, the capacity model). */
+  byHeartbeatMs: Record<number, number>;
   /** Open connections by transport (`tcp`, `ws`). */
   byTransport: Record<string, number>;
 }
@@ -84,16 +86,24 @@ export class Connections implements ConnectionContext {
 
   /** Totals (metrics, tests, the memory benchmark). */
   stats(): ConnectionStats {
-    const s: ConnectionStats = { count: 0, authenticated: 0, bufferedBytes: 0, maxBufferedBytes: 0, peakBufferedBytes: this.#peakBufferedBytes, byTransport: {} };
+    const s: ConnectionStats = { count: 0, authenticated: 0, bufferedBytes: 0, maxBufferedBytes: 0, peakBufferedBytes: this.#peakBufferedBytes, byHeartbeatMs: {}, byTransport: {} };
     for (const c of this.#all) {
       const b = c.bufferedBytes;
       s.count++;
       s.byTransport[c.transport] = (s.byTransport[c.transport] ?? 0) + 1;
-      if (c.isOpen) s.authenticated++;
+      if (c.isOpen) {
+        s.authenticated++;
+        s.byHeartbeatMs[c.heartbeatMs] = (s.byHeartbeatMs[c.heartbeatMs] ?? 0) + 1;
+      }
       s.bufferedBytes += b;
       if (b > s.maxBufferedBytes) s.maxBufferedBytes = b;
     }
     return s;
+  }
+
+  /** The authenticated connections of user `uin` (tests; a future admin's "disconnect this user"). */
+  connectionsOf(uin: number): Connection[] {
+    return [...this.#all].filter((c) => c.isOpen && c.uin === uin);
   }
 
   /** One row per connection (tests). */
