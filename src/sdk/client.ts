@@ -75,6 +75,14 @@ export class SynchatClient implements WireHandler {
     return { ...this.#ctx.transport.state };
   }
 
+  /**
+   * The period the long connection heartbeats at now, in ms (adaptive with `MOBILE_HEARTBEAT`; docs/sdk.md
+   * "Heartbeat"); undefined without an authenticated long connection.
+   */
+  get heartbeatMs(): number | undefined {
+    return this.#ctx.transport.authedWire?.heartbeatIntervalMs;
+  }
+
   /** The transport in use while online. */
   get transport(): TransportName | undefined {
     const state = this.#ctx.transport.state;

@@ -49,5 +49,6 @@ export { WebSocketLink, webSocketConnector, hasGlobalWebSocket, type WebSocketCo
 export { HttpClient, type FetchLike, type HttpAnswer, type HttpFailover, type HttpRequestOptions } from './http.ts';
 export { GatewayDirectory, type GatewayDirectoryOptions } from './gateways.ts';
 export { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.ts';
+export { HeartbeatTuner, WEB_HEARTBEAT, MOBILE_HEARTBEAT, heartbeatPolicyProblem, type HeartbeatPolicy } from './heartbeat.ts';
 export { Emitter } from './emitter.ts';
 export { SynchatError, RET, MSG_TYPE, SELECTOR, type Entry, type MsgEntry, type ReadEntry, type RevokeEntry, type ContactEntry, type ContactRequestEntry, type GroupEntry } from '../protocol/index.ts';

@@ -27,6 +27,11 @@ export interface ConnectionState {
   reason?: string;
   /** When `offline` and a retry is scheduled: milliseconds until it. */
   retryInMs?: number;
+  /**
+   * True while the client moves off a gateway that is going away (ERROR or ret 1102, a server draining): not a
+   * failure, so apps show at most a brief "reconnecting", no error. Cleared once online, or by a real failure.
+   */
+  isMoving?: boolean;
 }
 
 /** The session and sync position the client keeps in its {@link ClientStore}. */

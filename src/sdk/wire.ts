@@ -83,6 +83,11 @@ export interface WireHandler {
   onClose(conn: WireConnection, reason: string): void;
   /** A response whose seq has no pending promise (requests sent with `post`). */
   onResponse?(conn: WireConnection, op: number, seq: number, body: any): void;
+  /**
+   * A HEARTBEAT the connection sent by itself was answered: the link had been quiet for `gapMs` (no packet either
+   * way) and survived it. Feeds the adaptive heartbeat ({@link HeartbeatTuner}).
+   */
+  onHeartbeatAck?(conn: WireConnection, gapMs: number): void;
 }
 
 /** A request failed because the connection closed or timed out; `ret` is -1 so it never matches a server code. */
@@ -204,6 +209,13 @@ export class WireConnection implements ByteLinkHandler {
   #pending: Map<number, Pending> | undefined;
   #nextSeq = 1;
   #heartbeatMs = 0;
+  /** The period heartbeats go at: the agreed one, or shorter (adaptive heartbeat). */
+  #intervalMs = 0;
+  /** How long the link had been quiet when the outstanding automatic HEARTBEAT went (0: none outstanding). */
+  #heartbeatGapMs = 0;
+  /** The period a link died silently at (0: it did not). */
+  #silentDeathMs = 0;
+  #hasServerError = false;
   #lastRecvAt = 0;
   #lastSendAt = 0;
   #heartbeatSentAt = 0;
@@ -240,9 +252,28 @@ export class WireConnection implements ByteLinkHandler {
     return this.#closeReason;
   }
 
-  /** The heartbeat period from AUTH_OK (0 before). */
+  /** The heartbeat period agreed in AUTH_OK (0 before): the longest gap the server allows (it closes after 2.5 × it). */
   get heartbeatMs(): number {
     return this.#heartbeatMs;
+  }
+
+  /** The period heartbeats go at now, in ms: the agreed one unless set shorter. */
+  get heartbeatIntervalMs(): number {
+    return this.#intervalMs;
+  }
+
+  /** Heartbeat at this period from now on; clamped to (0, the agreed period]. Ignored before AUTH_OK. */
+  set heartbeatIntervalMs(ms: number) {
+    if (this.#heartbeatMs > 0 && ms > 0) this.#intervalMs = Math.min(ms, this.#heartbeatMs);
+  }
+
+  /**
+   * The heartbeat period at which this connection died silently, or 0: set when it closed, without an ERROR from
+   * the server and not by its owner, while a HEARTBEAT it sent by itself went unanswered (or no packet came for
+   * 2.5 periods) — what a NAT or proxy dropping an idle link looks like.
+   */
+  get silentDeathMs(): number {
+    return this.#silentDeathMs;
   }
 
   /** Requests waiting for their response. */
@@ -267,14 +298,19 @@ export class WireConnection implements ByteLinkHandler {
   }
 
   /**
-   * Sends AUTH `{sid, syncKey?}` and resolves with AUTH_OK's body. A refusal (the server answers ERROR, e.g.
-   * ret 1100) resolves with that body too: check `ret`. Heartbeats start on success.
+   * Sends AUTH `{sid, syncKey?, heartbeatMs?}` and resolves with AUTH_OK's body. A refusal (the server answers
+   * ERROR, e.g. ret 1100) resolves with that body too: check `ret`. Heartbeats start on success, at the period
+   * AUTH_OK agreed (the server clamps a proposed `heartbeatMs` to its range; docs/protocol.md "Heartbeat").
    */
-  async auth(sid: string, syncKey?: number): Promise<AuthOk> {
-    const body = await this.request(OP.AUTH, syncKey === undefined ? { sid } : { sid, syncKey }, this.#deadline || undefined);
+  async auth(sid: string, syncKey?: number, heartbeatMs?: number): Promise<AuthOk> {
+    const body = await this.request(
+      OP.AUTH,
+      { sid, ...(syncKey === undefined ? {} : { syncKey }), ...(heartbeatMs === undefined ? {} : { heartbeatMs }) },
+      this.#deadline || undefined,
+    );
     if (body && body.ret === 0 && this.#phase === Phase.Open) {
       this.#phase = Phase.Authed;
-      this.#heartbeatMs = Number(body.heartbeatMs) > 0 ? Number(body.heartbeatMs) : 30_000;
+      this.#heartbeatMs = this.#intervalMs = Number(body.heartbeatMs) > 0 ? Number(body.heartbeatMs) : 30_000;
       this.#lastRecvAt = this.#ticker.now;
     }
     return body as AuthOk;
@@ -367,6 +403,8 @@ export class WireConnection implements ByteLinkHandler {
 
   /** @internal */
   onLinkClose(reason: string): void {
+    // Closed under us while our HEARTBEAT was unanswered and the server said nothing: a NAT or proxy dropped it.
+    if (this.#heartbeatGapMs && !this.#hasServerError) this.#silentDeathMs = this.#intervalMs;
     this.#closeNow(reason || 'link closed', true);
   }
 
@@ -379,16 +417,21 @@ export class WireConnection implements ByteLinkHandler {
       return;
     }
     if (phase !== Phase.Authed) return;
-    const hb = this.#heartbeatMs;
+    const hb = this.#intervalMs;
     if (now - this.#lastRecvAt > DEAD_AFTER_HEARTBEATS * hb) {
+      this.#silentDeathMs = hb;
       this.#closeNow(`no packet for ${DEAD_AFTER_HEARTBEATS} × heartbeat (${hb} ms)`);
       return;
     }
     if (this.#heartbeatSentAt && now - this.#heartbeatSentAt > (this.#heartbeatAckTimeoutMs ?? hb)) {
+      this.#silentDeathMs = hb;
       this.#closeNow('heartbeat not acknowledged');
       return;
     }
-    if (!this.#heartbeatSentAt && (now - this.#lastSendAt >= hb || now - this.#lastRecvAt >= hb)) this.heartbeat();
+    if (!this.#heartbeatSentAt && (now - this.#lastSendAt >= hb || now - this.#lastRecvAt >= hb)) {
+      this.#heartbeatGapMs = now - Math.max(this.#lastSendAt, this.#lastRecvAt) || 1;
+      this.heartbeat();
+    }
     this.#expirePending(now);
   }
 
@@ -409,9 +452,12 @@ export class WireConnection implements ByteLinkHandler {
 
   #dispatch(op: number, seq: number, body: any): void {
     switch (op) {
-      case OP.HEARTBEAT_ACK:
-        this.#heartbeatSentAt = 0;
+      case OP.HEARTBEAT_ACK: {
+        const gapMs = this.#heartbeatGapMs;
+        this.#heartbeatSentAt = this.#heartbeatGapMs = 0;
+        if (gapMs) this.#handler.onHeartbeatAck?.(this, gapMs);
         return;
+      }
       case OP.PUSH:
         this.#handler.onPush(this, body as PushBody);
         return;
@@ -420,6 +466,7 @@ export class WireConnection implements ByteLinkHandler {
         return;
       case OP.ERROR: {
         const err = (body ?? { ret: 9, errMsg: 'ERROR without body' }) as ErrorBody;
+        this.#hasServerError = true;
         // An ERROR answering one of our requests (e.g. a refused AUTH) settles that request.
         if (seq !== 0 && this.#settle(seq, err)) {
           if (err.ret === 1100 || err.ret === 1101) this.#handler.onServerError(this, err);

@@ -4,7 +4,8 @@
 // What the clients sent is reconciled by clientMsgId against the server's logs: nothing lost, nothing doubled.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { SynchatClient, type Gateway } from '../../src/sdk/index.ts';
+import { RET, SynchatClient, type ConnectionState, type Gateway } from '../../src/sdk/index.ts';
+import type { Connections } from '../../src/transports/conn/connections.ts';
 import { freePort } from '../helpers/process.ts';
 import { startServer, syncAll, type TestServer } from '../helpers/server.ts';
 import { Proxy, TRANSPORTS, befriend, clientOptions, startClient, waitUntil, type TestClient } from './helpers.ts';
@@ -134,6 +135,43 @@ for (const transport of TRANSPORTS) {
       assert.deepEqual(receiver.ids(), ['lost-answer']);
       await waitUntil(() => nodeOf(sender.client, nodes) === survivor, `the sender moved to ${survivor.name}`);
     });
+
+    it(
+      'moves to the other node at once on ERROR 1102 (going away): no backoff delay, no error, nothing lost or doubled',
+      { skip: transport === 'http' ? 'ERROR 1102 is a long-connection packet; ret 1102 on HTTP moves the base URL in HttpClient' : false },
+      async () => {
+        await twoNodes();
+        const sender = await client(`away_send_${transport}`, () => 0);
+        const receiver = await client(`away_recv_${transport}`, () => 0);
+        await befriend(sender.client, receiver.client);
+        const doomed = nodeOf(receiver.client, nodes)!;
+        const survivor = nodes.find((n) => n !== doomed)!;
+        const states: ConnectionState[] = [];
+        const errors: Error[] = [];
+        receiver.client.on('connection', (s) => states.push(s));
+        receiver.client.on('error', (e) => errors.push(e));
+        const sent: string[] = [];
+        for (let i = 0; i < 40; i++) sent.push((await sender.client.queueMessage({ to: receiver.client.username!, type: 1, content: `away ${i}` })).clientMsgId);
+        await waitUntil(() => receiver.messages.length >= 10, 'the receiver has some of the burst');
+        // The server's own connection API, as a drain uses it: ERROR 1102, then close. Its listeners stay open.
+        const uin = receiver.client.session!.uin;
+        const conns = (srv.connections as Connections).connectionsOf(uin);
+        assert.equal(conns.length, 1, 'the receiver holds one long connection');
+        conns[0]!.fail(RET.GOING_AWAY, 'this server is going away');
+        await waitUntil(() => receiver.messages.length >= 40, 'the whole burst arrives');
+        assert.deepEqual(receiver.ids(), sent, 'nothing lost, nothing doubled, in order');
+        await waitUntil(() => receiver.client.connection.state === 'online', 'the receiver is online again');
+        const away = states.find((s) => s.state === 'offline');
+        assert.ok(away, `the receiver went offline once: ${JSON.stringify(states)}`);
+        assert.match(away.reason ?? '', /going away/);
+        assert.equal(away.retryInMs, 0, 'no backoff delay before the reconnect');
+        assert.equal(away.isMoving, true, 'apps see a move, not a failure');
+        assert.equal(states.filter((s) => s.state === 'offline').length, 1, 'one move, no failed attempt after it');
+        assert.equal(nodeOf(receiver.client, nodes), survivor, `the receiver moved to ${survivor.name}`);
+        assert.equal(receiver.client.connection.isMoving, undefined, 'online again: no longer moving');
+        assert.deepEqual(errors, []);
+      },
+    );
   });
 }
 

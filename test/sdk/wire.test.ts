@@ -49,6 +49,9 @@ class Recorder implements WireHandler {
   onResponse(_c: WireConnection, op: number, seq: number, body: any): void {
     this.events.push(['response', { op, seq, body }]);
   }
+  onHeartbeatAck(_c: WireConnection, gapMs: number): void {
+    this.events.push(['heartbeatAck', gapMs]);
+  }
 }
 
 async function openConn(options: { ticker?: WireTicker; heartbeatAckTimeoutMs?: number } = {}) {
@@ -223,6 +226,57 @@ describe('WireConnection', () => {
     const { conn, handler } = await authed(60, { ticker: new WireTicker(10), heartbeatAckTimeoutMs: 60_000 });
     await waitFor(() => conn.isClosed);
     assert.match(handler.events.at(-1)![1], /no packet for 2\.5/);
+  });
+
+  it('proposes heartbeatMs in AUTH and heartbeats at the agreed period, or at a shorter one its owner sets', async () => {
+    const t = await openConn({ ticker: new WireTicker(10) });
+    const auth = t.conn.auth('sid-1', undefined, 300_000);
+    const req = t.link.sent[0]!;
+    assert.deepEqual(req.body, { sid: 'sid-1', heartbeatMs: 300_000 });
+    t.link.reply(OP.AUTH_OK, req.seq, { ret: 0, uin: 1, syncKey: 0, epoch: 'e', heartbeatMs: 60_000 });
+    await auth;
+    assert.equal(t.conn.heartbeatMs, 60_000);
+    assert.equal(t.conn.heartbeatIntervalMs, 60_000);
+    t.conn.heartbeatIntervalMs = 90_000;
+    assert.equal(t.conn.heartbeatIntervalMs, 60_000, 'never above the agreed period');
+    t.conn.heartbeatIntervalMs = 50;
+    await waitFor(() => t.link.sent.some((p) => p.op === OP.HEARTBEAT));
+    t.conn.close();
+  });
+
+  it('reports each answered idle heartbeat with the quiet gap before it', async () => {
+    const { conn, link, handler } = await authed(60, { ticker: new WireTicker(10) });
+    await waitFor(() => link.sent.some((p) => p.op === OP.HEARTBEAT));
+    link.reply(OP.HEARTBEAT_ACK, 0);
+    const acks = handler.events.filter(([kind]) => kind === 'heartbeatAck');
+    assert.equal(acks.length, 1);
+    assert.ok(acks[0]![1] >= 60, `a gap of a whole period (${acks[0]![1]} ms)`);
+    assert.equal(conn.silentDeathMs, 0);
+    conn.close();
+  });
+
+  it('records a silent death at its period: a heartbeat unanswered, or the link cut while one was', async () => {
+    const unanswered = await authed(60, { ticker: new WireTicker(10) });
+    await waitFor(() => unanswered.conn.isClosed);
+    assert.equal(unanswered.conn.silentDeathMs, 60);
+
+    const cut = await authed(60, { ticker: new WireTicker(10), heartbeatAckTimeoutMs: 60_000 });
+    await waitFor(() => cut.link.sent.some((p) => p.op === OP.HEARTBEAT));
+    cut.link.handler.onLinkClose('ECONNRESET');
+    assert.equal(cut.conn.silentDeathMs, 60);
+  });
+
+  it('records no silent death when the server said why (ERROR) or the owner closed it', async () => {
+    const told = await authed(60, { ticker: new WireTicker(10), heartbeatAckTimeoutMs: 60_000 });
+    await waitFor(() => told.link.sent.some((p) => p.op === OP.HEARTBEAT));
+    told.link.reply(OP.ERROR, 0, { ret: 1102, errMsg: 'going away' });
+    told.link.handler.onLinkClose('closed');
+    assert.equal(told.conn.silentDeathMs, 0);
+
+    const owned = await authed(60, { ticker: new WireTicker(10), heartbeatAckTimeoutMs: 60_000 });
+    await waitFor(() => owned.link.sent.some((p) => p.op === OP.HEARTBEAT));
+    owned.conn.close();
+    assert.equal(owned.conn.silentDeathMs, 0);
   });
 
   it('fails open when the link reports a close before it opens', async () => {

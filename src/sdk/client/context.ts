@@ -7,6 +7,7 @@ import { RET } from '../../protocol/index.ts';
 import { DEFAULT_BACKOFF, type BackoffOptions } from '../backoff.ts';
 import type { Emitter } from '../emitter.ts';
 import { GatewayDirectory } from '../gateways.ts';
+import { HeartbeatTuner, WEB_HEARTBEAT } from '../heartbeat.ts';
 import { HttpClient } from '../http.ts';
 import { MemoryStore, type ClientStore } from '../store.ts';
 import type { ClientEvents, SessionState } from '../types.ts';
@@ -38,6 +39,8 @@ export class ClientContext {
   readonly backoff: BackoffOptions;
   /** Random source in [0, 1) for jitter. */
   readonly random: () => number;
+  /** The adaptive heartbeat period, kept across connections; undefined: the server's period (`heartbeat: false`). */
+  readonly heartbeat: HeartbeatTuner | undefined;
   /** The client's typed events. */
   readonly events: Emitter<ClientEvents>;
   /** The session and sync position; undefined before login/restore and after the session ended. */
@@ -66,6 +69,7 @@ export class ClientContext {
     this.store = options.store ?? new MemoryStore();
     this.backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
     this.random = options.random ?? Math.random;
+    this.heartbeat = options.heartbeat === false ? undefined : new HeartbeatTuner(options.heartbeat ?? WEB_HEARTBEAT);
     this.gateways = new GatewayDirectory({
       gateways: options.gateways,
       httpUrls: [options.baseUrl, ...(options.bootstrapUrls ?? [])],

@@ -3,6 +3,7 @@
  * ({@link ResolvedClientOptions}) through their {@link ClientContext}.
  */
 import type { BackoffOptions } from '../backoff.ts';
+import type { HeartbeatPolicy } from '../heartbeat.ts';
 import type { FetchLike } from '../http.ts';
 import type { ClientStore } from '../store.ts';
 import type { Gateway } from '../types.ts';
@@ -52,6 +53,13 @@ export interface ClientOptions {
   maxSendAttempts?: number;
   /** Options of each long connection (timeouts, ticker). */
   wire?: WireOptions;
+  /**
+   * Heartbeat of the long connection (docs/sdk.md "Heartbeat"): `WEB_HEARTBEAT` (27 s, fixed, as the seed's web
+   * client), `MOBILE_HEARTBEAT` (adaptive, 1 min growing to 5 min, stepping back after a silent death) or a
+   * {@link HeartbeatPolicy} of one's own. AUTH proposes its `maxMs`; the server's agreed period bounds it.
+   * `false`: propose nothing and heartbeat at the server's `heartbeatMs`. @default WEB_HEARTBEAT
+   */
+  heartbeat?: HeartbeatPolicy | false;
   /** Random source in [0, 1) for jitter (tests). @default Math.random */
   random?: () => number;
   /**

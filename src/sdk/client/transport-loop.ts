@@ -35,6 +35,8 @@ export class TransportLoop implements WireHandler {
   #reconnectAttempt = 0;
   #longRetryAttempt = 0;
   #isConnecting = false;
+  /** Moving off a gateway that is going away (1102) and not online since: states say `isMoving`. */
+  #isMoving = false;
 
   constructor(ctx: ClientContext, connectors: Connector[]) {
     this.#ctx = ctx;
@@ -84,14 +86,23 @@ export class TransportLoop implements WireHandler {
   /**
    * The current transport failed: drops it (a long connection's gateway is remembered as failed, so the next
    * connect prefers another node) and connects again after the next backoff delay (one timer at a time).
+   *
+   * `isGoingAway`: the gateway said it is going away (ERROR or ret 1102, PROTOCOL.md: "reconnect, to another
+   * gateway if there is one"). That is no failure of this client, so the backoff does not grow: it connects again at
+   * once when another live gateway is left, else (one server restarting) after the first backoff delay, so a gateway
+   * that keeps answering 1102 is not asked in a tight loop.
    */
-  scheduleReconnect(reason: string): void {
+  scheduleReconnect(reason: string, isGoingAway = false): void {
     if (!this.#isRunning) return;
     this.#stopPolling();
     this.#clearLongRetry();
     this.#dropWire(reason, true);
     if (this.#reconnectTimer) return;
-    const delay = backoffDelay(this.#reconnectAttempt++, this.#ctx.backoff, this.#ctx.random);
+    const { backoff, random } = this.#ctx;
+    let delay: number;
+    if (isGoingAway) delay = this.#hasLiveGateway() ? 0 : backoffDelay(0, backoff, random);
+    else delay = backoffDelay(this.#reconnectAttempt++, backoff, random);
+    this.#isMoving = isGoingAway;
     this.#setState({ state: 'offline', reason, retryInMs: delay });
     const run = this.#run;
     this.#reconnectTimer = setTimeout(() => {
@@ -119,13 +130,21 @@ export class TransportLoop implements WireHandler {
     if (conn !== this.#wire) return;
     if (SESSION_ENDED.has(body.ret)) void this.#ctx.endSession(body.ret, body.errMsg);
     // PROTOCOL.md: ERROR 1102, the node is draining: reconnect, to another gateway if there is one.
-    else if (body.ret === RET.GOING_AWAY) this.scheduleReconnect(`gateway going away: ${body.errMsg}`);
+    else if (body.ret === RET.GOING_AWAY) this.scheduleReconnect(`gateway going away: ${body.errMsg}`, true);
     else this.#ctx.events.emit('error', new SynchatError(body.ret as Ret, body.errMsg));
+  }
+
+  /** @internal */
+  onHeartbeatAck(conn: WireConnection, gapMs: number): void {
+    const tuner = this.#ctx.heartbeat;
+    if (conn !== this.#wire || !tuner) return;
+    conn.heartbeatIntervalMs = tuner.survived(gapMs);
   }
 
   /** @internal */
   onClose(conn: WireConnection, reason: string): void {
     if (conn !== this.#wire) return;
+    if (conn.silentDeathMs) this.#ctx.heartbeat?.diedSilently(conn.silentDeathMs);
     this.#dropWire(reason, true);
     if (!this.#isRunning) return;
     this.scheduleReconnect(`connection lost: ${reason}`);
@@ -142,9 +161,17 @@ export class TransportLoop implements WireHandler {
     wire?.close(reason);
   }
 
+  /** True when a gateway not marked failed is left: for a long-connection transport of ours, or for HTTP. */
+  #hasLiveGateway(): boolean {
+    const gateways = this.#ctx.gateways;
+    return this.#connectors.some((c) => gateways.pick(c.transport) !== undefined) || gateways.pick('http') !== undefined;
+  }
+
   #setState(next: ConnectionState): void {
+    if (next.state === 'online') this.#isMoving = false;
+    else if (this.#isMoving) next = { ...next, isMoving: true };
     const s = this.#state;
-    if (s.state === next.state && s.transport === next.transport && s.url === next.url && s.reason === next.reason && s.retryInMs === next.retryInMs) return;
+    if (s.state === next.state && s.transport === next.transport && s.url === next.url && s.reason === next.reason && s.retryInMs === next.retryInMs && s.isMoving === next.isMoving) return;
     this.#state = next;
     this.#ctx.events.emit('connection', { ...next });
   }
@@ -192,7 +219,7 @@ export class TransportLoop implements WireHandler {
         const conn = new WireConnection(this, ctx.options.wire);
         try {
           await conn.open(connector.connect, url);
-          const ok = await conn.auth(ctx.session.sid, ctx.session.syncKey);
+          const ok = await conn.auth(ctx.session.sid, ctx.session.syncKey, ctx.heartbeat?.proposalMs);
           if (run !== this.#run || !ctx.session) {
             conn.close('stopped');
             return false;
@@ -209,6 +236,7 @@ export class TransportLoop implements WireHandler {
             continue;
           }
           ctx.gateways.markWorking(url);
+          if (ctx.heartbeat) conn.heartbeatIntervalMs = ctx.heartbeat.agreed(ok.heartbeatMs);
           this.#goOnlineOnWire(conn, connector.transport, url, ok.epoch);
           return true;
         } catch {
@@ -292,7 +320,8 @@ export class TransportLoop implements WireHandler {
           ctx.sync.resetLog(r.epoch);
           continue;
         }
-        this.scheduleReconnect(`synccheck failed: ${r?.errMsg ?? 'bad answer'}`);
+        // ret 1102 here: every HTTP base URL tried for this poll is going away (HttpClient moved on already).
+        this.scheduleReconnect(`synccheck failed: ${r?.errMsg ?? 'bad answer'}`, r?.ret === RET.GOING_AWAY);
         return;
       }
       if (typeof r.epoch === 'string' && r.epoch !== ctx.session.epoch) ctx.sync.resetLog(r.epoch);

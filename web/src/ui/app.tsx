@@ -29,6 +29,15 @@ function ConnectionBanner() {
   const model = useModel();
   const c = model.connection;
   if (c.state === 'online') return null;
+  // A server going away (1102, a drain) sends the app to another gateway: no loss, so no warning, just a note.
+  if (c.isMoving) {
+    return (
+      <div class="connection-banner" role="status" data-testid="connection-banner" data-state={c.state} data-moving="">
+        <span class="spinner small" />
+        <span>Reconnecting…</span>
+      </div>
+    );
+  }
   const isLost = model.hasBeenOnline || c.state === 'offline';
   const text = !isLost
     ? 'Connecting…'
