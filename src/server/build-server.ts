@@ -63,9 +63,23 @@ export interface RunningServer extends Gateway {
   core: Core;
 }
 
-/** The process logger. */
-export function makeLogger(config: Pick<Config, 'logLevel'>, name: string): pino.Logger {
-  return pino({ level: config.logLevel, name });
+/**
+ * Log fields that hold secrets: sids (the bearer header, AUTH and call bodies), passwords, tokens, cookies, QR login
+ * uuids. pino writes `[Redacted]` in their place wherever a log call passes them (docs/operations.md "Heartbeats and
+ * logs"); the HTTP transport also strips secret query values from the URLs it logs (loggableUrl).
+ */
+export const REDACTED_LOG_PATHS: readonly string[] = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'res.headers["set-cookie"]',
+  'headers.authorization',
+  'headers.cookie',
+  ...['sid', 'password', 'oldPassword', 'newPassword', 'token', 'uuid', 'cookie', 'authorization'].flatMap((k) => [k, `*.${k}`]),
+];
+
+/** The process logger; `destination` defaults to stdout (tests pass a stream to read what was logged). */
+export function makeLogger(config: Pick<Config, 'logLevel'>, name: string, destination?: pino.DestinationStream): pino.Logger {
+  return pino({ level: config.logLevel, name, redact: [...REDACTED_LOG_PATHS] }, destination);
 }
 
 /**
@@ -108,6 +122,8 @@ export interface CoreSeams {
   fsyncModule?: string;
   /** The SQLite store's `walCheckpointMs` (0: no checkpoints, for a simulated power cut). */
   walCheckpointMs?: number;
+  /** Where buildServer's logs go (a test reads them); default stdout. */
+  logDestination?: pino.DestinationStream;
 }
 
 /** What several nodes share through Redis: the bus, the throttles and the directory of live nodes. */
@@ -203,7 +219,7 @@ export async function buildGateway(config: Config, api: ChatApi, logger: pino.Lo
   const app = buildHttpTransport({
     api,
     synccheck,
-    logger: config.logLevel === 'silent' ? false : { level: config.logLevel, name: 'http' },
+    logger: config.logLevel === 'silent' ? false : logger.child({ component: 'http' }),
     bodyLimitBytes: config.bodyLimitBytes,
     timeouts: { headersMs: config.httpHeadersTimeoutMs, requestMs: config.httpRequestTimeoutMs },
     caps,
@@ -264,7 +280,7 @@ export async function buildGateway(config: Config, api: ChatApi, logger: pino.Lo
 
 /** Everything in one process. */
 export async function buildServer(config: Config, seams: CoreSeams = {}): Promise<RunningServer> {
-  const logger = makeLogger(config, 'synchat');
+  const logger = makeLogger(config, 'synchat', seams.logDestination);
   // Unreadable TLS files fail the start before anything is opened.
   const tls = loadTls(config);
   let ports = { httpPort: config.httpPort, tcpPort: config.tcpPort };

@@ -5,7 +5,8 @@
  */
 import type { Socket } from 'node:net';
 import type { TlsOptions } from 'node:tls';
-import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { randomBytes } from 'node:crypto';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { CALLS, RET, SynchatError, httpStatusOf, type CallPath } from '../../protocol/index.ts';
 import { validateCall, type ChatApi } from '../../service/index.ts';
 import type { TrustProxy } from '../client-address.ts';
@@ -20,8 +21,11 @@ import type { EdgeStats } from '../edge-stats.ts';
 export interface HttpTransportOptions {
   api: ChatApi;
   synccheck: SynccheckHandler;
-  /** pino logger options or false. */
-  logger: boolean | Record<string, unknown>;
+  /**
+   * The process's pino logger (its `redact` keeps sids, passwords and tokens out; build-server.ts makeLogger), or
+   * false for none. Each request logs through a child carrying its `reqId`.
+   */
+  logger: FastifyBaseLogger | false;
   /** Largest JSON body, in bytes. @default 65536 (64 KiB) */
   bodyLimitBytes: number;
   /**
@@ -54,6 +58,45 @@ export interface HttpTransportOptions {
  */
 const TIMEOUT_CHECK_INTERVAL_MS = 1000;
 
+/** An incoming `X-Request-Id` taken as the request id (a proxy's or a client's): short, and safe in a log line. */
+const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+/** Query parameters whose values are secrets (a QR login's uuid lets its holder take the session). */
+const SECRET_QUERY_KEYS: ReadonlySet<string> = new Set(['sid', 'uuid', 'token', 'password']);
+
+/** `url` fit for a log line: the values of {@link SECRET_QUERY_KEYS} replaced by `[Redacted]`. */
+export function loggableUrl(url: string): string {
+  const at = url.indexOf('?');
+  if (at < 0) return url;
+  const query = url
+    .slice(at + 1)
+    .split('&')
+    .map((pair) => {
+      const eq = pair.indexOf('=');
+      let key = eq < 0 ? pair : pair.slice(0, eq);
+      try {
+        key = decodeURIComponent(key);
+      } catch {
+        // A malformed escape: compare the key as written.
+      }
+      return eq >= 0 && SECRET_QUERY_KEYS.has(key.toLowerCase()) ? `${pair.slice(0, eq)}=[Redacted]` : pair;
+    })
+    .join('&');
+  return `${url.slice(0, at)}?${query}`;
+}
+
+/**
+ * Request ids: the caller's `X-Request-Id` when it is sane, else this process's random prefix and a counter (ids
+ * stay unique across the gateway processes of a node).
+ */
+function requestIds(): (req: { headers: Record<string, string | string[] | undefined> }) => string {
+  const prefix = randomBytes(3).toString('hex');
+  let n = 0;
+  return (req) => {
+    const given = req.headers['x-request-id'];
+    return typeof given === 'string' && SANE_REQUEST_ID.test(given) ? given : `${prefix}-${(++n).toString(36)}`;
+  };
+}
+
 function bearer(req: FastifyRequest): string | undefined {
   const h = req.headers.authorization;
   if (!h) return undefined;
@@ -76,7 +119,7 @@ export function buildHttpTransport(opts: HttpTransportOptions): FastifyInstance 
   const app = Fastify({
     ...(opts.tls ? { https: { ...opts.tls, ...timeouts } } : { http: timeouts }),
     ...(opts.trustProxy ? { trustProxy: opts.trustProxy } : {}),
-    logger: opts.logger,
+    ...(opts.logger ? { loggerInstance: opts.logger } : { logger: false }),
     bodyLimit: opts.bodyLimitBytes,
     requestTimeout: opts.timeouts.requestMs,
     // Synccheck holds requests for up to 60 s; keep idle keep-alive sockets a little longer than a poll gap.
@@ -86,11 +129,21 @@ export function buildHttpTransport(opts: HttpTransportOptions): FastifyInstance 
     forceCloseConnections: true,
     // Per-request logs cost more than the requests; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
-    genReqId: (() => {
-      let n = 0;
-      return () => (++n).toString(36);
-    })(),
+    genReqId: requestIds(),
   });
+
+  // The id is echoed, so a client can quote it and an operator find its log lines.
+  app.addHook('onRequest', (req, reply, done) => {
+    reply.header('x-request-id', req.id);
+    done();
+  });
+  // Per-request lines only at debug (they cost more than the requests); never the headers, the body or a secret.
+  if (opts.logger && (opts.logger.level === 'debug' || opts.logger.level === 'trace')) {
+    app.addHook('onResponse', (req, reply, done) => {
+      req.log.debug({ method: req.method, url: loggableUrl(req.url), statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+      done();
+    });
+  }
 
   registerBrowserHeaders(app, { isTls: opts.tls !== undefined });
 
