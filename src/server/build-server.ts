@@ -27,6 +27,8 @@ import { ConnectionCaps } from '../transports/conn-caps.ts';
 import { compileTrustProxy } from '../transports/client-address.ts';
 import type { Config } from './config.ts';
 import { loadTls } from './tls.ts';
+import { NodeMetrics, ProcessMetrics, nodeLabel, type NodeOps, type ProcessRole } from '../ops/index.ts';
+import { EdgeStats } from '../transports/edge-stats.ts';
 
 /** The core half: storage, bus and the sync service. */
 export interface Core {
@@ -40,6 +42,10 @@ export interface Core {
   bus: Bus;
   /** This node's id in the directory of live nodes (several nodes). */
   nodeId: string;
+  /** When the core was built, ms since the epoch (the snapshot's `startedAt`). */
+  startedAt: number;
+  /** This process's metrics (docs/operations.md "Metrics"): the service's figures, read by the node's `/metrics`. */
+  metrics: ProcessMetrics;
   /** Lists this node's gateways in the directory of live nodes (with Redis; else nothing to do). Never throws. */
   announce(gateways: GatewayInfo[]): Promise<void>;
   close(): Promise<void>;
@@ -61,6 +67,8 @@ export interface Gateway {
 /** A whole server in one process. */
 export interface RunningServer extends Gateway {
   core: Core;
+  /** The node's metrics and snapshot (`/metrics`, the dashboard). */
+  ops: NodeOps;
 }
 
 /**
@@ -134,8 +142,8 @@ interface BetweenNodes {
   close(): Promise<void>;
 }
 
-function betweenNodes(url: string, nodeId: string, logger: Logger): BetweenNodes {
-  const bus = new RedisBus({ url, nodeId, logger });
+function betweenNodes(url: string, nodeId: string, logger: Logger, metrics: ProcessMetrics): BetweenNodes {
+  const bus = new RedisBus({ url, nodeId, logger, onReceived: metrics.busReceived });
   const commands = openRedis(url, { role: 'commands', logger });
   const counters = new RedisRateCounters({ redis: commands, fallback: new LocalRateCounters(), logger });
   const directory = new RedisDirectory({ redis: commands, logger });
@@ -151,14 +159,16 @@ function betweenNodes(url: string, nodeId: string, logger: Logger): BetweenNodes
   };
 }
 
-/** Builds storage, bus and service. */
-export async function buildCore(config: Config, logger: Logger, gateways: () => GatewayInfo[], seams: CoreSeams = {}): Promise<Core> {
+/** Builds storage, bus and service. `role`: this process's part, for the metrics' `process` label. */
+export async function buildCore(config: Config, logger: Logger, gateways: () => GatewayInfo[], seams: CoreSeams = {}, role: ProcessRole = 'core'): Promise<Core> {
   makePrivateDir(config.dataDir);
   const nodeId = `${hostname()}:${process.pid}:${randomUUID()}`;
+  const startedAt = Date.now();
+  const metrics = new ProcessMetrics(role);
   let fail!: (err: Error) => void;
   const failed = new Promise<Error>((resolve) => (fail = resolve));
   const store = await openStore(config, seams, fail);
-  const shared = config.redisUrl ? betweenNodes(config.redisUrl, nodeId, logger) : undefined;
+  const shared = config.redisUrl ? betweenNodes(config.redisUrl, nodeId, logger, metrics) : undefined;
   const bus: Bus = shared?.bus ?? new LocalBus();
   const blobs = mediaBlobs(config);
   // Beside serving, not before it: the walk takes about 40 µs per blob, and a stray temporary file is harmless.
@@ -183,13 +193,17 @@ export async function buildCore(config: Config, logger: Logger, gateways: () => 
       uploadExpiryMs: config.mediaUploadExpiryMs,
     },
     gateways: shared ? () => shared.directory.gateways() : gateways,
+    observer: metrics,
   });
+  metrics.watchCore({ opsStats: () => service.opsStats });
   return {
     service,
     store,
     failed,
     bus,
     nodeId,
+    startedAt,
+    metrics,
     async announce(own) {
       await shared?.directory.start({ nodeId, gateways: own });
     },
@@ -199,15 +213,23 @@ export async function buildCore(config: Config, logger: Logger, gateways: () => 
       await service.close();
       await bus.close();
       await store.close();
+      metrics.close();
     },
   };
+}
+
+/** A gateway's metrics: its process's registry, and the node's figures `/metrics` answers with. */
+export interface GatewayOpsWiring {
+  metrics: ProcessMetrics;
+  /** The node's figures: gathered here (one process) or asked of the core (src/ops/node-metrics.ts). */
+  node(): NodeOps;
 }
 
 /**
  * Builds and starts the listeners of one process in front of `api`. `tls`: the settings {@link loadTls} read
  * (read here when not given); throws ConfigError when the files are unusable.
  */
-export async function buildGateway(config: Config, api: ChatApi, logger: pino.Logger, tls = loadTls(config)): Promise<Gateway> {
+export async function buildGateway(config: Config, api: ChatApi, logger: pino.Logger, tls = loadTls(config), ops?: GatewayOpsWiring): Promise<Gateway> {
   // One trust function for every edge that reads a request (src/transports/client-address.ts).
   const trustProxy = compileTrustProxy(config.trustProxy);
   const hub = new Hub(api);
@@ -215,7 +237,9 @@ export async function buildGateway(config: Config, api: ChatApi, logger: pino.Lo
   // A trusted proxy's sockets carry many clients: only the total cap applies to them (the proxy caps per client).
   const caps = new ConnectionCaps({ maxPerAddress: config.maxConnsPerIp, maxTotal: config.maxConns, isExempt: (address) => trustProxy(address, 0) });
   const wheel = new TimerWheel({ tickMs: 250 });
-  const synccheck = new SynccheckHandler(api, hub, wheel);
+  // Answers and deliveries of this process's edges, read by its metrics (docs/operations.md "Metrics").
+  const edgeStats = new EdgeStats();
+  const synccheck = new SynccheckHandler(api, hub, wheel, edgeStats);
   const app = buildHttpTransport({
     api,
     synccheck,
@@ -228,12 +252,15 @@ export async function buildGateway(config: Config, api: ChatApi, logger: pino.Lo
     // Gateways read media bytes from the same folder the core writes (one machine); see docs/architecture.md "Media".
     media: { blobs: mediaBlobs(config), maxChunkBytes: MAX_CHUNK_BYTES },
     ...(config.webRoot ? { web: { rootDir: config.webRoot } } : {}),
+    edgeStats,
+    ...(ops ? { metrics: { text: () => ops.node().text(), adminToken: config.adminToken } } : {}),
   });
   const connections = new Connections({
     api,
     hub,
     wheel,
     logger,
+    edgeStats,
     limits: {
       maxPacketBytes: config.maxPacketBytes,
       heartbeatMs: config.heartbeatMs,
@@ -257,6 +284,7 @@ export async function buildGateway(config: Config, api: ChatApi, logger: pino.Lo
     throw err;
   }
   const tcpPort = portOf(tcp);
+  ops?.metrics.watchGateway({ connectionStats: () => connections.stats(), parkedPolls: () => synccheck.parked, edgeStats });
   logger.info({ httpPort, tcpPort, isTls: tls !== undefined }, 'gateway listening');
   return {
     httpPort,
@@ -284,18 +312,29 @@ export async function buildServer(config: Config, seams: CoreSeams = {}): Promis
   // Unreadable TLS files fail the start before anything is opened.
   const tls = loadTls(config);
   let ports = { httpPort: config.httpPort, tcpPort: config.tcpPort };
-  const core = await buildCore(config, logger, gatewayDirectory(config, () => ports), seams);
+  const core = await buildCore(config, logger, gatewayDirectory(config, () => ports), seams, 'single');
+  // The node label needs the port, known once listening; /metrics asks for `ops` only after that.
+  const started: { ops?: NodeMetrics } = {};
   let gateway: Gateway;
   try {
-    gateway = await buildGateway(config, core.service, logger, tls);
+    gateway = await buildGateway(config, core.service, logger, tls, {
+      metrics: core.metrics,
+      node: () => {
+        if (!started.ops) throw new Error('the server is still starting');
+        return started.ops;
+      },
+    });
   } catch (err) {
     await core.close();
     throw err;
   }
   ports = { httpPort: gateway.httpPort, tcpPort: gateway.tcpPort };
+  const ops = new NodeMetrics(core.metrics, { node: nodeLabel(gateway.httpPort), nodeId: core.nodeId, startedAt: core.startedAt });
+  started.ops = ops;
   await core.announce(gatewayDirectory(config, () => ports)());
   return {
     core,
+    ops,
     httpPort: gateway.httpPort,
     tcpPort: gateway.tcpPort,
     connections: gateway.connections,

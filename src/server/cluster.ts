@@ -10,10 +10,13 @@ import { buildCore, buildGateway, gatewayDirectory, makeLogger, type Core, type 
 import type { Config } from './config.ts';
 import { IpcChatClient, IpcCoreHost } from './ipc.ts';
 import { loadTls } from './tls.ts';
+import { GatewayOps, NodeMetrics, ProcessMetrics, nodeLabel, type NodeOps, type OpsChannel } from '../ops/index.ts';
 
 /** A running cluster (primary side). */
 export interface RunningCluster {
   core: Core;
+  /** The node's metrics and snapshot, gathered from every gateway process (`/metrics`, the dashboard). */
+  ops: NodeOps;
   httpPort: number;
   tcpPort: number;
   close(): Promise<void>;
@@ -35,12 +38,15 @@ export async function startPrimary(config: Config, logger: pino.Logger, seams: C
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({ serialization: 'advanced' });
   const hosts = new Map<Worker, IpcCoreHost>();
+  // Gateways' /metrics ask here, and this asks every gateway (src/ops/node-metrics.ts).
+  const ops = new NodeMetrics(core.metrics, { node: nodeLabel(config.httpPort), nodeId: core.nodeId, startedAt: core.startedAt });
   let isClosing = false;
 
   const fork = (): Promise<void> =>
     new Promise((resolve, reject) => {
       const worker = cluster.fork({ SYNCHAT_ROLE_GATEWAY: '1' });
       hosts.set(worker, new IpcCoreHost(core.service, worker));
+      const leaveOps = ops.addGateway(worker);
       worker.on('message', (m: any) => {
         if (m && m.t === 'listening') resolve();
         if (m && m.t === 'failed') reject(new Error(`gateway failed to start: ${m.message}`));
@@ -48,6 +54,7 @@ export async function startPrimary(config: Config, logger: pino.Logger, seams: C
       worker.once('exit', (code, signal) => {
         hosts.get(worker)?.close();
         hosts.delete(worker);
+        leaveOps();
         if (isClosing) return;
         logger.error({ pid: worker.process.pid, code, signal }, 'gateway exited; starting another');
         reject(new Error('gateway exited during start'));
@@ -60,6 +67,7 @@ export async function startPrimary(config: Config, logger: pino.Logger, seams: C
   logger.info({ workers: config.workers, httpPort: config.httpPort, tcpPort: config.tcpPort }, 'cluster listening');
   return {
     core,
+    ops,
     httpPort: config.httpPort,
     tcpPort: config.tcpPort,
     async close() {
@@ -86,7 +94,10 @@ export async function runGatewayWorker(config: Config): Promise<void> {
   // The core process is gone (crash, kill -9): a gateway without its core must not hold the ports.
   process.once('disconnect', () => process.exit(1));
   try {
-    const gateway = await buildGateway(config, api, logger);
+    const channel = process as unknown as OpsChannel;
+    const metrics = new ProcessMetrics('gateway');
+    const nodeOps = new GatewayOps(metrics, channel);
+    const gateway = await buildGateway(config, api, logger, undefined, { metrics, node: () => nodeOps });
     process.on('message', (batch: any) => {
       if (Array.isArray(batch) && batch.some((m) => m?.t === 'shutdown')) {
         void gateway.close().finally(() => process.exit(0));

@@ -84,6 +84,11 @@ export interface Config {
   httpHeadersTimeoutMs: number;
   /** An HTTP request not wholly received (body included) within this many ms gets 408 and is closed; the answer's wait is not counted. */
   httpRequestTimeoutMs: number;
+  /**
+   * Bearer token that lets callers off loopback read the operator routes (`/metrics`, `/admin`), compared in constant
+   * time; '' = loopback callers only (docs/security.md "Operator routes").
+   */
+  adminToken: string;
 }
 
 /** Defaults. */
@@ -134,6 +139,7 @@ export const DEFAULTS: Config = {
   httpHeadersTimeoutMs: 10_000, // 10 s: a header line every 5 s was held 80 s
   // 30 s for a whole request body: the SDK's 1 MiB media chunk at 280 kbit/s (slower links choose smaller chunks).
   httpRequestTimeoutMs: 30_000,
+  adminToken: '', // '' = /metrics and /admin answer loopback callers only
 };
 
 const SCHEMA = {
@@ -175,6 +181,8 @@ const SCHEMA = {
     maxConns: { type: 'integer', minimum: 1, maximum: 10_000_000 },
     httpHeadersTimeoutMs: { type: 'integer', minimum: 1000, maximum: 600_000 },
     httpRequestTimeoutMs: { type: 'integer', minimum: 1000, maximum: 3_600_000 },
+    // Guessable tokens are refused: 16 characters is ~96 bits from `openssl rand -base64 12`.
+    adminToken: { type: 'string', pattern: '^$|^\\S{16,}$' },
   },
 } as const;
 

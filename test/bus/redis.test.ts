@@ -160,6 +160,28 @@ describe('RedisBus between two nodes', { skip, timeout: 60_000 }, () => {
     fourth();
   });
 
+  it("times each message from another node by its publisher's clock (the bus lag metric), and reads a message without one", async () => {
+    const lags: number[] = [];
+    const a = await openBus({ onReceived: (ms) => lags.push(ms) });
+    const b = await openBus();
+    a.bus.hold(251);
+    await a.bus.whenHeld();
+    a.bus.publish([news(251, 1)]);
+    b.bus.publish([news(251, 2)]);
+    b.bus.publish([{ type: 'fanout', fanout: { kind: 'msg', selector: 1, fields: '{"to":"@@1"}', uins: [251], seqs: [3], committedAt: 1234 } }]);
+    await until(() => a.got.length === 3, "b's news and fanout on a");
+    assert.equal(lags.length, 2, 'one lag per message from b, none for a\'s own');
+    assert.ok(lags.every((ms) => ms >= 0 && ms < 60_000), `lags ${lags}`);
+    const fanout = a.got[2]!;
+    assert.equal(fanout.type === 'fanout' && fanout.fanout.committedAt, 1234, 'the fanout script carries committedAt');
+    // A node of the earlier format (`<nodeId>\n…`, no publish time) is still understood, untimed.
+    const raw = new Redis(REDIS_URL);
+    cleanups.push(async () => raw.disconnect());
+    await raw.publish(`${PREFIX}u:251`, `old-node\n[${JSON.stringify(news(251, 4))}]`);
+    await until(() => a.got.length === 4, 'the old-format message on a');
+    assert.equal(lags.length, 2);
+  });
+
   it("keeps a publisher's order under a burst of news and fanouts", async () => {
     const a = await openBus();
     const b = await openBus();
@@ -323,8 +345,8 @@ describe('RedisDirectory', { skip, timeout: 60_000 }, () => {
     { transport: 'http', url: `http://${node}:2` },
   ];
   const timings = { ttlMs: 400, refreshMs: 100, staleMs: 1000, timeoutMs: 300 };
-  const open = (prefix: string, redis: Redis | string = REDIS_URL) => {
-    const directory = new RedisDirectory({ redis, logger: testLogger(), prefix: PREFIX + prefix, ...timings });
+  const open = (prefix: string, redis: Redis | string = REDIS_URL, load?: () => number) => {
+    const directory = new RedisDirectory({ redis, logger: testLogger(), prefix: PREFIX + prefix, ...timings, ...(load ? { load } : {}) });
     cleanups.push(() => directory.stop());
     return directory;
   };
@@ -340,6 +362,23 @@ describe('RedisDirectory', { skip, timeout: 60_000 }, () => {
     await b.stop();
     await until(() => a.gateways().length === 4, 'b gone from a');
     assert.deepEqual(a.gateways(), [...gw('a'), ...gw('c')]);
+  });
+
+  it('lists the least-loaded node first (its own load read now, the others\' as of their last refresh), and lists the gateways given for itself', async () => {
+    const loads: Record<string, number> = { a: 5, b: 1, c: 3 };
+    const [a, b, c] = (['a', 'b', 'c'] as const).map((n) => open('dir3:', REDIS_URL, () => loads[n]!));
+    await a!.start({ nodeId: 'a', gateways: gw('a') });
+    await b!.start({ nodeId: 'b', gateways: gw('b') });
+    await c!.start({ nodeId: 'c', gateways: gw('c') });
+    await until(() => a!.gateways().length === 6, 'three nodes listed');
+    await a!.refresh();
+    assert.deepEqual(a!.gateways(), [...gw('b'), ...gw('c'), ...gw('a')]);
+    loads.a = 0;
+    assert.deepEqual(a!.gateways(), [...gw('a'), ...gw('b'), ...gw('c')], 'its own load is read at once');
+    loads.b = 9;
+    await b!.refresh();
+    await a!.refresh();
+    assert.deepEqual(a!.gateways(gw('host-a')), [...gw('host-a'), ...gw('c'), ...gw('b')], 'another node\'s load as it last wrote it');
   });
 
   it('drops a node that stops refreshing within its TTL, and keeps serving the last known list for staleMs while its own Redis link is down', async () => {

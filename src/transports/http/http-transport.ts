@@ -16,6 +16,7 @@ import { registerBrowserHeaders } from './browser-headers.ts';
 import { registerMediaRoutes, type MediaRoutesOptions } from './media-routes.ts';
 import { registerStaticRoutes, type StaticRoutesOptions } from './static-routes.ts';
 import type { EdgeStats } from '../edge-stats.ts';
+import { adminRefusal } from './admin-access.ts';
 
 /** Options of the HTTP transport. */
 export interface HttpTransportOptions {
@@ -50,7 +51,15 @@ export interface HttpTransportOptions {
   trustProxy?: TrustProxy;
   /** This process's answer counts: every JSON answer is counted by ret (`longpoll` for synccheck, else `http`). */
   edgeStats?: EdgeStats;
+  /**
+   * `GET /metrics` (docs/operations.md "Metrics"): the node's figures in Prometheus text; absent: no such route. Read
+   * by loopback callers and by others with `Authorization: Bearer <adminToken>` ({@link adminRefusal}).
+   */
+  metrics?: { text(): Promise<string>; adminToken: string };
 }
+
+/** Prometheus' text exposition format. */
+const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 /**
  * How often Node looks for requests past their timeouts, in ms. Its default (30 s) let a 10 s header timeout hold
@@ -210,6 +219,22 @@ export function buildHttpTransport(opts: HttpTransportOptions): FastifyInstance 
         const r = await opts.api.call(path, input, { sid: bearer(req), ip: req.ip, requestId: req.id });
         send(reply, r.ret, r.body, r.retryAfterSec);
       },
+    });
+  }
+
+  const metrics = opts.metrics;
+  if (metrics) {
+    app.get('/metrics', async (req, reply) => {
+      const refusal = adminRefusal(req, metrics.adminToken);
+      if (refusal) return sendError(reply, refusal);
+      let text: string;
+      try {
+        text = await metrics.text();
+      } catch (err) {
+        req.log.error({ err }, 'metrics failed');
+        return sendError(reply, new SynchatError(RET.SERVER_ERROR));
+      }
+      reply.code(200).header('content-type', PROMETHEUS_CONTENT_TYPE).header('cache-control', 'no-store').send(text);
     });
   }
 
