@@ -28,6 +28,10 @@ export const LIMITS = {
   maxSynccheckTimeoutMs: 60_000,
   /** Recall window, in ms. */
   recallWindowMs: 120_000,
+  /** Most conversations one `/api/chats` answer lists (its default too). */
+  maxChats: 200,
+  /** `/api/chats` looks for conversations in this many of the caller's latest log entries, at most. */
+  chatsScanEntries: 5000,
 } as const;
 
 const USERNAME = { type: 'string', minLength: 3, maxLength: 32, pattern: '^[A-Za-z0-9_]{3,32}$' } as const;
@@ -164,6 +168,16 @@ export const CALLS = {
       'name',
     ]),
   },
+  // Reads the WeChat-web gateway needs (docs/webwx.md), useful to any client: a group with its members' names, the
+  // recent conversations, the media of a message, and a generated avatar.
+  '/api/groups/info': { method: 'POST', auth: true, schema: obj({ groupId: GROUP_ID }, ['groupId']) },
+  '/api/chats': {
+    method: 'POST',
+    auth: true,
+    schema: obj({ peer: PEER, limit: { type: 'integer', minimum: 1, maximum: LIMITS.maxChats } }),
+  },
+  '/api/media/message': { method: 'POST', auth: true, schema: obj({ msgId: MSG_ID }, ['msgId']) },
+  '/api/avatar': { method: 'POST', auth: true, schema: obj({ peer: PEER }, ['peer']) },
   '/api/sessions': { method: 'POST', auth: true, schema: obj({}) },
   '/api/sessions/revoke': {
     method: 'POST',

@@ -55,6 +55,8 @@ export interface RevokeEntry {
   kind: 'revoke';
   msgId: string;
   peer: string;
+  /** Who recalled it (its sender); absent in entries written before it was added. */
+  by?: string;
 }
 
 /** Someone asks to become a contact. */

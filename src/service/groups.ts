@@ -27,6 +27,7 @@ export class GroupCalls {
       '/api/groups/create': (s, b) => this.#groupCreate(s, b),
       '/api/groups/members': (s, b) => this.#groupMembers(s, b),
       '/api/groups/rename': (s, b) => this.#groupRename(s, b),
+      '/api/groups/info': (s, b) => this.#groupInfo(s, b),
     };
   }
 
@@ -109,6 +110,22 @@ export class GroupCalls {
       await this.#announceGroup(tx, fx, groupId, remove);
     });
     return {};
+  }
+
+  /** `/api/groups/info`: the group's name, owner and members with their shown names (members only). */
+  async #groupInfo(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
+    const groupId = parseGroupAddress(b.groupId)!;
+    const read = this.#c.store.read;
+    const g = await read.getGroup(groupId);
+    const members = g ? await read.getMembers(groupId) : [];
+    if (!g || !members.includes(s.uin)) fail(RET.FORBIDDEN, 'not a member of this group');
+    const users = new Map((await read.getUsers(members)).map((u) => [u.uin, u]));
+    return {
+      groupId: groupAddress(groupId),
+      name: g.name,
+      owner: users.get(g.ownerUin)?.username ?? '',
+      members: members.filter((uin) => users.has(uin)).map((uin) => ({ username: users.get(uin)!.username, displayName: users.get(uin)!.displayName })),
+    };
   }
 
   async #groupRename(s: SessionRow, b: Body): Promise<Record<string, unknown>> {

@@ -24,6 +24,7 @@ import {
   type DetectedType,
 } from '../core/media-rules.ts';
 import type { BlobStore, Clock, MediaBlobRow, MediaRow, MediaUploadRow, SessionRow, Store, StoreReader, StoreTx } from '../core/ports.ts';
+import { isMessageParticipant } from '../core/chats.ts';
 import { DISK_FULL_ERRMSG, RET, SynchatError } from '../protocol/index.ts';
 import type { Job } from './group-commit.ts';
 import { Semaphore } from './semaphore.ts';
@@ -395,6 +396,18 @@ export class MediaService {
       etag: `"${tag}-o"`,
       thumb: blob.thumbBytes ? { mime: blob.thumbMime, size: blob.thumbBytes, etag: `"${tag}-t"` } : null,
     };
+  }
+
+  /**
+   * `/api/media/message`: the media of message `msgId` (as `/api/media/info`, plus the message's `type`), for a
+   * participant of its conversation. A message without media, recalled, unknown or not the caller's to see: ret 3.
+   */
+  async ofMessage(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
+    const read = this.#d.store.read;
+    const msg = await read.getMessage(Number(b.msgId));
+    const members = msg?.groupId ? await read.getMembers(msg.groupId) : [];
+    if (!msg || !msg.mediaId || msg.revoked || !isMessageParticipant(msg, s.uin, members)) fail(RET.NOT_FOUND, 'no such message with media');
+    return { msgId: b.msgId, type: msg.type, ...(await this.info(s, { mediaId: msg.mediaId })) };
   }
 
   // ---- used by sendmsg ---------------------------------------------------------------------------------------

@@ -14,12 +14,15 @@ import {
   isProofOfLoss,
   parseGroupAddress,
 } from '../core/rules.ts';
-import { RET, aheadOfLogErrMsg } from '../protocol/index.ts';
+import { LIMITS, RET, aheadOfLogErrMsg } from '../protocol/index.ts';
+import { addLatestChats, type ChatSummary } from '../core/chats.ts';
 import { fail, type Body, type Handlers, type ServiceContext } from './context.ts';
 
 /** Sends per user per 10 s when rate limiting is on. */
 export const SENDS_PER_WINDOW = 300;
 export const SEND_WINDOW_MS = 10_000;
+/** Log entries read per page while looking for recent conversations. */
+const CHATS_PAGE = 500;
 
 /** Sync, send, read and recall. */
 export class MessageCalls {
@@ -38,6 +41,7 @@ export class MessageCalls {
       '/api/sendmsg': (s, b) => this.#sendmsg(s, b),
       '/api/read': (s, b) => this.#read(s, b),
       '/api/revoke': (s, b) => this.#revoke(s, b),
+      '/api/chats': (s, b) => this.#chats(s, b),
     };
   }
 
@@ -60,6 +64,27 @@ export class MessageCalls {
     let entries = '';
     for (let i = 0; i < rows.length; i++) entries += (i ? ',' : '') + rows[i]!.json;
     return `{"ret":0,"entries":[${entries}],"syncKey":${newKey},"continueFlag":${continueFlag},"epoch":${JSON.stringify(epoch)}}`;
+  }
+
+  /**
+   * `/api/chats`: the caller's conversations, latest message first, read from the newest
+   * {@link LIMITS.chatsScanEntries} entries of their own log (pages of {@link CHATS_PAGE}, newest first); with
+   * `peer`, only that conversation (its latest msgId, or none in that window).
+   */
+  async #chats(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
+    const onlyPeer = b.peer === undefined ? undefined : parseGroupAddress(b.peer) !== undefined ? b.peer : foldUsername(b.peer);
+    const limit = onlyPeer !== undefined ? 1 : (b.limit ?? LIMITS.maxChats);
+    const { head } = (await this.#c.store.read.heads([s.uin]))[0]!;
+    const floor = Math.max(0, head - LIMITS.chatsScanEntries);
+    const found = new Map<string, ChatSummary>();
+    // Seqs are dense (Store.append), so the page below `upper` is readLog(upper - n, n).
+    for (let upper = head; upper > floor; ) {
+      const from = Math.max(floor, upper - CHATS_PAGE);
+      const rows = await this.#c.store.readLog(s.uin, from, upper - from);
+      if (addLatestChats(found, rows.reverse(), limit, onlyPeer)) break;
+      upper = from;
+    }
+    return { chats: [...found.values()] };
   }
 
   async #sendmsg(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
@@ -199,13 +224,14 @@ export class MessageCalls {
       await tx.setRevoked(msgId);
       // Those who blocked the sender get no recall, as they got no message.
       const blockers = await tx.blockersAmong(s.uin, m.groupId ? members : [m.toUin]);
+      // `by`: who recalled (the sender), so a device can say so without looking the message up.
+      const me = await this.#c.username(s.uin, tx);
       if (m.groupId) {
         const peer = groupAddress(m.groupId);
-        await fx.appendEach(unblockedRecipients(members, s.uin, blockers), 'revoke', { msgId: String(msgId), peer });
+        await fx.appendEach(unblockedRecipients(members, s.uin, blockers), 'revoke', { msgId: String(msgId), peer, by: me });
       } else {
-        const me = await this.#c.username(s.uin, tx);
-        await fx.append(s.uin, 'revoke', { msgId: String(msgId), peer: m.to });
-        if (m.toUin !== s.uin && !blockers.includes(m.toUin)) await fx.append(m.toUin, 'revoke', { msgId: String(msgId), peer: me });
+        await fx.append(s.uin, 'revoke', { msgId: String(msgId), peer: m.to, by: me });
+        if (m.toUin !== s.uin && !blockers.includes(m.toUin)) await fx.append(m.toUin, 'revoke', { msgId: String(msgId), peer: me, by: me });
       }
     });
     return {};

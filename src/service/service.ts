@@ -10,6 +10,7 @@ import { isProofOfLoss, selectorAfter } from '../core/rules.ts';
 import { isIdleExpired } from '../core/sessions.ts';
 import { RET, SynchatError, isCallPath } from '../protocol/index.ts';
 import { AccountCalls } from './accounts.ts';
+import { AvatarCalls } from './avatars.ts';
 import type { AttachReply, CallContext, ChatApi, Reply } from './api.ts';
 import { ContactCalls } from './contacts.ts';
 import { CACHE_LIMITS, ServiceContext, fail, tokenHashOf, type Body, type CacheLimits, type Handlers, type Logger } from './context.ts';
@@ -155,12 +156,14 @@ export class ChatService implements ChatApi {
       ...new MessageCalls(this.#c).handlers(),
       ...new ContactCalls(this.#c).handlers(),
       ...new GroupCalls(this.#c).handlers(),
+      ...new AvatarCalls(this.#c).handlers(),
       ...(media
         ? {
             '/api/media/init': (s: SessionRow, b: Body) => media.init(s, b),
             '/api/media/chunk': (s: SessionRow, b: Body) => media.putChunk(s, b),
             '/api/media/complete': (s: SessionRow, b: Body) => media.complete(s, b),
             '/api/media/info': (s: SessionRow, b: Body) => media.info(s, b),
+            '/api/media/message': (s: SessionRow, b: Body) => media.ofMessage(s, b),
           }
         : {}),
     };
