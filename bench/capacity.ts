@@ -9,7 +9,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_DB_SHAPE, fitCpu, nnls, plan, type ClusterCosts, type Costs } from './lib/capacity-model.ts';
+import { DEFAULT_DB_SHAPE, fitCpu, heartbeatsPerConnSec, nnls, plan, type ClusterCosts, type Costs, type HeartbeatShare } from './lib/capacity-model.ts';
 import { parseArgs } from './lib/proc.ts';
 
 const DEFAULTS = {
@@ -21,6 +21,7 @@ const DEFAULTS = {
   'group-share': '0.5',
   'group-size': '50',
   'heartbeat-sec': '30',
+  'heartbeat-share': '',
   'node-cores': '2',
   'node-mem-gib': '24',
   utilisation: '0.7',
@@ -160,8 +161,25 @@ function human(n: number, unit: string): string {
   return `${n.toLocaleString('en-US', { maximumFractionDigits: n < 10 ? 3 : 0 })} ${unit}`;
 }
 
+/**
+ * `--heartbeat-sec 27,300 --heartbeat-share 0.6,0.4`: devices on several heartbeat periods (docs/capacity.md
+ * "Heartbeat mix"); one period and no shares: all devices on it. Exits with a message on a malformed mix.
+ */
+function heartbeatMix(secText: string, shareText: string): HeartbeatShare[] | undefined {
+  const secs = secText.split(',').map(Number);
+  if (!shareText && secs.length === 1) return undefined;
+  const shares = shareText ? shareText.split(',').map(Number) : [];
+  const isBad = shares.length !== secs.length || secs.some((v) => !(v > 0)) || shares.some((v) => !(v >= 0 && v <= 1)) || Math.abs(shares.reduce((a, b) => a + b, 0) - 1) > 1e-6;
+  if (isBad) {
+    console.error(`--heartbeat-sec ${secText} --heartbeat-share ${shareText}: give one share (0–1, summing to 1) per period (> 0 s), e.g. --heartbeat-sec 27,300 --heartbeat-share 0.6,0.4`);
+    process.exit(2);
+  }
+  return secs.map((sec, i) => ({ sec, share: shares[i]! }));
+}
+
 function main(): void {
   const o = parseArgs(process.argv.slice(2), DEFAULTS);
+  const mix = heartbeatMix(o['heartbeat-sec']!, o['heartbeat-share']!);
   const costs = fitCosts(o.results!, o.transport!, Number(o['cluster-workers']));
   const workload = {
     users: Number(o.users),
@@ -171,7 +189,8 @@ function main(): void {
     peak: Number(o.peak),
     groupShare: Number(o['group-share']),
     groupSize: Number(o['group-size']),
-    heartbeatSec: Number(o['heartbeat-sec']),
+    heartbeatSec: mix ? 1 / heartbeatsPerConnSec({ heartbeatSec: 0, heartbeatMix: mix }).rate : Number(o['heartbeat-sec']),
+    ...(mix ? { heartbeatMix: mix } : {}),
   };
   const node = { cores: Number(o['node-cores']), memBytes: Number(o['node-mem-gib']) * 2 ** 30, utilisation: Number(o.utilisation) };
   const db = { pgCores: Number(o['pg-cores']) };

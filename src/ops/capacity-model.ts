@@ -21,8 +21,33 @@ export interface Workload {
   groupShare: number;
   /** Members of an average group. */
   groupSize: number;
-  /** Heartbeat period, seconds. */
+  /** Heartbeat period, seconds (with `heartbeatMix`: its effective period, 1 ÷ Σ share ÷ period). */
   heartbeatSec: number;
+  /**
+   * Devices on different heartbeat periods (docs/capacity.md "Heartbeat mix"): e.g. web at 27 s and mobile at
+   * 300 s, shares of the connections summing to 1. When given it replaces `heartbeatSec` in the arithmetic.
+   */
+  heartbeatMix?: readonly HeartbeatShare[];
+}
+
+/** A share of the connections heartbeating at one period. */
+export interface HeartbeatShare {
+  /** Heartbeat period, seconds. */
+  sec: number;
+  /** Share of the connections, 0–1. */
+  share: number;
+}
+
+/**
+ * Heartbeats per second of one connection, averaged over the mix (Σ share ÷ period), and the formula's terms: the
+ * rates add, not the periods (half the devices at 27 s and half at 300 s send 1 ÷ 49.5 s, not 1 ÷ 163.5 s).
+ */
+export function heartbeatsPerConnSec(w: Pick<Workload, 'heartbeatSec' | 'heartbeatMix'>): { rate: number; terms: string } {
+  if (!w.heartbeatMix?.length) return { rate: 1 / w.heartbeatSec, terms: `1 ÷ ${w.heartbeatSec}` };
+  return {
+    rate: w.heartbeatMix.reduce((sum, m) => sum + m.share / m.sec, 0),
+    terms: `(${w.heartbeatMix.map((m) => `${m.share} ÷ ${m.sec}`).join(' + ')})`,
+  };
 }
 
 /** Costs measured on one machine. */
@@ -163,7 +188,8 @@ export function plan(w: Workload, c: Costs, node: NodeShape, db: DbShape = DEFAU
   );
   const appends = s('appends/s', `peak msgs/s × appends per message = ${fmt(m)} × ${fmt(appendsPerMsg)}`, m * appendsPerMsg, 'appends/s');
   const deliveries = s('deliveries/s', `peak msgs/s × deliveries per message = ${fmt(m)} × ${fmt(deliveriesPerMsg)}`, m * deliveriesPerMsg, 'deliveries/s');
-  const heartbeats = s('heartbeats/s', `connections ÷ heartbeat = ${fmt(connections)} ÷ ${w.heartbeatSec}`, connections / w.heartbeatSec, 'heartbeats/s');
+  const hb = heartbeatsPerConnSec(w);
+  const heartbeats = s('heartbeats/s', `connections × Σ share ÷ heartbeat = ${fmt(connections)} × ${hb.terms}`, w.heartbeatMix?.length ? connections * hb.rate : connections / w.heartbeatSec, 'heartbeats/s');
   const busyCores = s(
     'busy cores at peak',
     `msgs/s × ${sci(c.cpuPerSend)} + appends/s × ${sci(c.cpuPerAppend)} + deliveries/s × ${sci(c.cpuPerDelivery)} = ${fmt(m)} × ${sci(c.cpuPerSend)} + ${fmt(appends)} × ${sci(c.cpuPerAppend)} + ${fmt(deliveries)} × ${sci(c.cpuPerDelivery)}`,

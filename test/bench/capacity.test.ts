@@ -1,7 +1,7 @@
 // The capacity model's arithmetic (bench/lib/capacity-model.ts) against cases computed by hand in the comments.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { fitCpu, nnls, plan, type ClusterCosts, type Costs } from '../../bench/lib/capacity-model.ts';
+import { fitCpu, heartbeatsPerConnSec, nnls, plan, type ClusterCosts, type Costs } from '../../bench/lib/capacity-model.ts';
 
 const COSTS: Costs = {
   bytesPerConn: 6000,
@@ -41,6 +41,18 @@ test('computes connections, rates, cores, memory, storage and bandwidth for a ha
   assert.equal(p.busPublishesPerSec, 12);
   // (13 × 200 B + 1000 / 20 heartbeats × 32 B) × 8 = 33,600 bit/s
   assert.equal(p.bandwidthBitsPerSec, 33_600);
+});
+
+test('takes a heartbeat mix: the rates of web and mobile devices add, weighted by their shares', () => {
+  const p = plan({ ...WORKLOAD, heartbeatMix: [{ sec: 27, share: 0.6 }, { sec: 300, share: 0.4 }] }, COSTS, NODE);
+  // 1000 connections × (0.6 ÷ 27 + 0.4 ÷ 300) = 1000 × (0.022222… + 0.001333…) = 23.5555… heartbeats/s
+  const heartbeats = p.steps.find((s) => s.what === 'heartbeats/s')!;
+  assert.ok(Math.abs(heartbeats.value - 23.555_555_555_6) < 1e-9, String(heartbeats.value));
+  assert.match(heartbeats.formula, /1,000 × \(0\.6 ÷ 27 \+ 0\.4 ÷ 300\)/);
+  // (13 × 200 B + 23.5555… × 32 B) × 8 = (2600 + 753.777…) × 8 = 26,830.222… bit/s
+  assert.ok(Math.abs(p.bandwidthBitsPerSec - 26_830.222_222_2) < 1e-6, String(p.bandwidthBitsPerSec));
+  // Not the mean period: (27 + 300) ÷ 2 = 163.5 s would give 1000 ÷ 163.5 = 6.1 heartbeats/s.
+  assert.equal(heartbeatsPerConnSec({ heartbeatSec: 30 }).rate, 1 / 30);
 });
 
 test('scales to a thousand times the users and names the resource that needs more nodes', () => {
