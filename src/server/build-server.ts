@@ -251,6 +251,8 @@ export async function buildGateway(config: Config, api: ChatApi, logger: pino.Lo
     trustProxy,
     // Gateways read media bytes from the same folder the core writes (one machine); see docs/architecture.md "Media".
     media: { blobs: mediaBlobs(config), maxChunkBytes: MAX_CHUNK_BYTES },
+    // The WeChat-web gateway (docs/webwx.md): a translation onto the same API, served by every gateway process.
+    webwx: { blobs: mediaBlobs(config), isTls: tls !== undefined },
     ...(config.webRoot ? { web: { rootDir: config.webRoot } } : {}),
     edgeStats,
     ...(ops ? { metrics: { text: () => ops.node().text(), adminToken: config.adminToken } } : {}),

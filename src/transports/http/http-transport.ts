@@ -15,6 +15,8 @@ import type { SynccheckHandler } from '../longpoll/synccheck.ts';
 import { registerBrowserHeaders } from './browser-headers.ts';
 import { registerMediaRoutes, type MediaRoutesOptions } from './media-routes.ts';
 import { registerStaticRoutes, type StaticRoutesOptions } from './static-routes.ts';
+import { parkSynccheck } from './park-synccheck.ts';
+import { registerWebwxRoutes, type WebwxRoutesOptions } from '../webwx/webwx-routes.ts';
 import type { EdgeStats } from '../edge-stats.ts';
 import { adminRefusal } from './admin-access.ts';
 
@@ -40,6 +42,8 @@ export interface HttpTransportOptions {
   caps: ConnectionCaps;
   /** Media routes (chunk PUT, complete, GET with Range); absent: no media routes. */
   media?: Omit<MediaRoutesOptions, 'api'>;
+  /** The WeChat-web gateway (docs/webwx.md); absent: no `/jslogin` or `/cgi-bin/mmwebwx-bin/*` routes. */
+  webwx?: Omit<WebwxRoutesOptions, 'api' | 'synccheck'>;
   /** The web client (docs/web.md) served at `/`; absent: none. */
   web?: StaticRoutesOptions;
   /** Certificate, key and TLS settings (src/server/tls.ts): serve HTTPS (and WSS on its upgrade event); absent: plain HTTP. */
@@ -248,27 +252,10 @@ export function buildHttpTransport(opts: HttpTransportOptions): FastifyInstance 
     } catch (err) {
       return sendError(reply, err as SynchatError);
     }
-    let isDone = false;
-    const respond = (ret: number, body: string) => {
-      if (isDone) return;
-      isDone = true;
-      if (!reply.raw.destroyed) send(reply, ret, body);
-    };
-    void opts.synccheck.handle(bearer(req), q.syncKey, q.timeout, req.ip, respond).then((cancel) => {
-      if (isDone) return;
-      // A client that goes away unparks its poll at once.
-      reply.raw.once('close', () => {
-        if (!isDone) {
-          isDone = true;
-          cancel();
-        }
-      });
-    }, (err) => {
-      req.log.error({ err }, 'synccheck failed');
-      respond(RET.SERVER_ERROR, JSON.stringify({ ret: RET.SERVER_ERROR, errMsg: 'server error' }));
-    });
-    return reply;
+    return parkSynccheck(opts.synccheck, req, reply, { sid: bearer(req), syncKey: q.syncKey, timeoutMs: q.timeout }, (ret, body) => send(reply, ret, body));
   });
+
+  if (opts.webwx) registerWebwxRoutes(app, { api: opts.api, synccheck: opts.synccheck, ...opts.webwx });
 
   return app;
 }

@@ -127,45 +127,52 @@ export function registerMediaRoutes(app: FastifyInstance, opts: MediaRoutesOptio
   async function serve(req: FastifyRequest<{ Params: { mediaId: string } }>, reply: FastifyReply, variant: 'original' | 'thumb'): Promise<void> {
     const r = await opts.api.call('/api/media/info', { mediaId: req.params.mediaId }, { sid: bearer(req), ip: req.ip, requestId: req.id });
     if (r.ret !== RET.OK) return sendJson(reply, r.ret, r.body);
-    const info = JSON.parse(r.body);
-    const v: { mime: string; size: number; etag: string } | null = variant === 'thumb' ? info.thumb : info;
-    if (!v) return sendError(reply, RET.NOT_FOUND, 'this media has no thumbnail');
-    const key = mediaBlobKey(info.sha256, variant);
-    const size = await opts.blobs.size(key);
-    if (size === undefined) throw new Error(`blob ${key} of media ${info.mediaId} is missing`);
-
-    const isFile = variant === 'original' && info.kind === 'file';
-    reply
-      .header('etag', v.etag)
-      .header('cache-control', CACHE_CONTROL)
-      .header('accept-ranges', 'bytes')
-      .header('x-content-type-options', 'nosniff')
-      // A file is never rendered by the browser as a page of this origin.
-      .header('content-security-policy', "default-src 'none'; sandbox")
-      .header('content-type', isFile ? 'application/octet-stream' : v.mime);
-    if (variant === 'original' && (isFile || info.name)) {
-      reply.header('content-disposition', contentDisposition(isFile ? 'attachment' : 'inline', info.name || 'file'));
-    }
-    if (etagMatches(req.headers['if-none-match'], v.etag)) {
-      reply.code(304).send();
-      return;
-    }
-    const ifRange = req.headers['if-range'];
-    const range = ifRange && ifRange !== v.etag ? 'ignore' : parseRange(req.headers.range, size);
-    if (range === 'unsatisfiable') {
-      reply.header('content-range', `bytes */${size}`);
-      return sendError(reply, RET.BAD_REQUEST, `range not satisfiable: the media has ${size} bytes`, 416);
-    }
-    if (range === 'ignore') {
-      reply.code(200).header('content-length', String(size));
-      if (req.method === 'HEAD') return void reply.send();
-      return void reply.send(Readable.from(opts.blobs.read(key)));
-    }
-    reply
-      .code(206)
-      .header('content-range', `bytes ${range.start}-${range.end}/${size}`)
-      .header('content-length', String(range.end - range.start + 1));
-    if (req.method === 'HEAD') return void reply.send();
-    return void reply.send(Readable.from(opts.blobs.read(key, range.start, range.end)));
+    return sendMedia(req, reply, opts.blobs, JSON.parse(r.body), variant);
   }
+}
+
+/**
+ * Streams the bytes of media `info` (an `/api/media/info` answer, which authorized the reader) with Range, ETag and
+ * caching headers: the media routes here, and the WeChat-web gateway's downloads (src/transports/webwx).
+ */
+export async function sendMedia(req: FastifyRequest, reply: FastifyReply, blobs: BlobStore, info: any, variant: 'original' | 'thumb'): Promise<void> {
+  const v: { mime: string; size: number; etag: string } | null = variant === 'thumb' ? info.thumb : info;
+  if (!v) return sendError(reply, RET.NOT_FOUND, 'this media has no thumbnail');
+  const key = mediaBlobKey(info.sha256, variant);
+  const size = await blobs.size(key);
+  if (size === undefined) throw new Error(`blob ${key} of media ${info.mediaId} is missing`);
+
+  const isFile = variant === 'original' && info.kind === 'file';
+  reply
+    .header('etag', v.etag)
+    .header('cache-control', CACHE_CONTROL)
+    .header('accept-ranges', 'bytes')
+    .header('x-content-type-options', 'nosniff')
+    // A file is never rendered by the browser as a page of this origin.
+    .header('content-security-policy', "default-src 'none'; sandbox")
+    .header('content-type', isFile ? 'application/octet-stream' : v.mime);
+  if (variant === 'original' && (isFile || info.name)) {
+    reply.header('content-disposition', contentDisposition(isFile ? 'attachment' : 'inline', info.name || 'file'));
+  }
+  if (etagMatches(req.headers['if-none-match'], v.etag)) {
+    reply.code(304).send();
+    return;
+  }
+  const ifRange = req.headers['if-range'];
+  const range = ifRange && ifRange !== v.etag ? 'ignore' : parseRange(req.headers.range, size);
+  if (range === 'unsatisfiable') {
+    reply.header('content-range', `bytes */${size}`);
+    return sendError(reply, RET.BAD_REQUEST, `range not satisfiable: the media has ${size} bytes`, 416);
+  }
+  if (range === 'ignore') {
+    reply.code(200).header('content-length', String(size));
+    if (req.method === 'HEAD') return void reply.send();
+    return void reply.send(Readable.from(blobs.read(key)));
+  }
+  reply
+    .code(206)
+    .header('content-range', `bytes ${range.start}-${range.end}/${size}`)
+    .header('content-length', String(range.end - range.start + 1));
+  if (req.method === 'HEAD') return void reply.send();
+  return void reply.send(Readable.from(blobs.read(key, range.start, range.end)));
 }
