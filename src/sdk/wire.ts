@@ -262,9 +262,19 @@ export class WireConnection implements ByteLinkHandler {
     return this.#intervalMs;
   }
 
-  /** Heartbeat at this period from now on; clamped to (0, the agreed period]. Ignored before AUTH_OK. */
+  /**
+   * Heartbeat at this period from now on; clamped to (0, the agreed period]. Ignored before AUTH_OK. A shorter period
+   * restarts the liveness clock (as if a packet had just come): a link quiet for longer than the new period under
+   * the old one is not dead for it.
+   */
   set heartbeatIntervalMs(ms: number) {
-    if (this.#heartbeatMs > 0 && ms > 0) this.#intervalMs = Math.min(ms, this.#heartbeatMs);
+    if (this.#heartbeatMs <= 0 || ms <= 0) return;
+    const next = Math.min(ms, this.#heartbeatMs);
+    if (next < this.#intervalMs) {
+      this.#lastRecvAt = this.#ticker.now;
+      if (this.#heartbeatSentAt) this.#heartbeatSentAt = this.#ticker.now;
+    }
+    this.#intervalMs = next;
   }
 
   /**

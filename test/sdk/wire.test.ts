@@ -244,6 +244,15 @@ describe('WireConnection', () => {
     t.conn.close();
   });
 
+  it('keeps a quiet connection open when its period is shortened: the liveness clock restarts', async () => {
+    const { conn, link } = await authed(60_000, { ticker: new WireTicker(10) });
+    await new Promise((r) => setTimeout(r, 150));
+    conn.heartbeatIntervalMs = 50;
+    await waitFor(() => link.sent.some((p) => p.op === OP.HEARTBEAT));
+    assert.ok(conn.isAuthed, 'quiet for 3 new periods before the change, yet not closed');
+    conn.close();
+  });
+
   it('reports each answered idle heartbeat with the quiet gap before it', async () => {
     const { conn, link, handler } = await authed(60, { ticker: new WireTicker(10) });
     await waitFor(() => link.sent.some((p) => p.op === OP.HEARTBEAT));
