@@ -152,6 +152,26 @@ export interface MediaSendRow {
   uinB: number;
 }
 
+/**
+ * A QR login (docs/protocol.md "QR login"): a device not logged in asked for it; a logged-in user scans it, then
+ * confirms, and the asking device collects its session once (`claimed`). The rules are src/core/qr-login.ts.
+ */
+export interface QrLoginRow {
+  /** 32 hex digits, 128 random bits: the secret the QR code shows. */
+  uuid: string;
+  /** The asking device, as its session will record it. */
+  deviceId: string;
+  deviceName: string;
+  createTime: number;
+  /** After it (ms), the uuid can no longer be scanned, confirmed or collected. */
+  expireTime: number;
+  state: 'waiting' | 'scanned' | 'confirmed' | 'claimed';
+  /** The user who scanned it; 0 before. */
+  scannerUin: number;
+  /** When it was scanned; 0 before. */
+  scanTime: number;
+}
+
 /** An entry to append to one user's log: the store gives it the next seq of that log. */
 export interface NewEntry {
   uin: number;
@@ -216,6 +236,9 @@ export interface StoreReader {
   findMediaBySha(sha256: string, preferUin: number, limit: number): Promise<MediaRow[]>;
   /** Conversations the media object was sent in. */
   listMediaSends(mediaId: string): Promise<MediaSendRow[]>;
+
+  // ---- QR login (docs/protocol.md "QR login") ----
+  getQrLogin(uuid: string): Promise<QrLoginRow | undefined>;
 }
 
 /**
@@ -302,6 +325,18 @@ export interface StoreTx extends StoreReader {
   insertMedia(row: MediaRow): Promise<void>;
   /** Records a send (idempotent). */
   addMediaSend(mediaId: string, send: MediaSendRow): Promise<void>;
+
+  // ---- QR login (docs/protocol.md "QR login") ----
+  insertQrLogin(row: QrLoginRow): Promise<void>;
+  /**
+   * Moves a QR login from state `from` to `to.state` (with the scanner when scanned) and returns true, or returns
+   * false and changes nothing when its state is no longer `from`. Atomic against the same call in another
+   * transaction, on another node too (a networked store re-checks `from` under the row's lock): of two racing
+   * confirms, or two polls collecting one session, exactly one sees true.
+   */
+  updateQrLogin(uuid: string, from: QrLoginRow['state'], to: Pick<QrLoginRow, 'state' | 'scannerUin' | 'scanTime'>): Promise<boolean>;
+  /** Removes up to `limit` QR logins that expired before `beforeTime`, and returns how many it removed. */
+  deleteExpiredQrLogins(beforeTime: number, limit: number): Promise<number>;
 }
 
 /**

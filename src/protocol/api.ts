@@ -28,6 +28,9 @@ export const LIMITS = {
   maxSynccheckTimeoutMs: 60_000,
   /** Recall window, in ms. */
   recallWindowMs: 120_000,
+  /** Default and maximum `/api/qrlogin/poll` hold, in ms (the server answers before a proxy's usual 60 s cut). */
+  defaultQrPollTimeoutMs: 25_000,
+  maxQrPollTimeoutMs: 30_000,
   /** Most conversations one `/api/chats` answer lists (its default too). */
   maxChats: 200,
   /** `/api/chats` looks for conversations in this many of the caller's latest log entries, at most. */
@@ -41,6 +44,12 @@ const MSG_ID = { type: 'string', pattern: '^[1-9][0-9]{0,15}$' } as const;
 const SYNC_KEY = { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER } as const;
 const DISPLAY_NAME = { type: 'string', minLength: 1, maxLength: LIMITS.maxDisplayNameChars } as const;
 const PRINTABLE = '^[\\x21-\\x7E][\\x20-\\x7E]*$';
+/**
+ * A QR login's uuid: 128 random bits as 32 lowercase hex digits, which every alphabet a QR login may travel in
+ * accepts (a URL fragment, WeChat-web clients' `[A-Za-z0-9_@]` tokens: ../shared/webwx-protocol.md §1).
+ */
+export const QR_UUID_PATTERN = '^[0-9a-f]{32}$';
+const QR_UUID = { type: 'string', pattern: QR_UUID_PATTERN } as const;
 /** Upload and media ids: URL-safe, opaque. */
 const MEDIA_ID = { type: 'string', pattern: '^[A-Za-z0-9_-]{8,64}$' } as const;
 
@@ -57,7 +66,7 @@ export interface CallSpec {
   readonly schema: JsonSchema;
 }
 
-/** Every API call by path. Media and QR login rows arrive with their issues. */
+/** Every API call by path. */
 export const CALLS = {
   '/api/register': {
     method: 'POST',
@@ -185,6 +194,27 @@ export const CALLS = {
     schema: obj({ sessionId: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } }, ['sessionId']),
   },
   '/api/gateways': { method: 'GET', auth: false, schema: obj({}) },
+  // QR login (docs/protocol.md "QR login"): a device not logged in asks (`new`) and waits (`poll`); a logged-in
+  // device scans (sees who asks) and confirms. `state` on poll: the state the device last saw; the poll is held
+  // while it still holds (default `waiting`).
+  '/api/qrlogin/new': {
+    method: 'POST',
+    auth: false,
+    schema: obj(
+      {
+        deviceId: { type: 'string', minLength: 1, maxLength: LIMITS.maxDeviceIdChars, pattern: PRINTABLE },
+        deviceName: { type: 'string', maxLength: 64 },
+      },
+      ['deviceId'],
+    ),
+  },
+  '/api/qrlogin/poll': {
+    method: 'GET',
+    auth: false,
+    schema: obj({ uuid: QR_UUID, timeout: { type: 'integer', minimum: 0 }, state: { enum: ['waiting', 'scanned'] }, _: {} }, ['uuid']),
+  },
+  '/api/qrlogin/scan': { method: 'POST', auth: true, schema: obj({ uuid: QR_UUID }, ['uuid']) },
+  '/api/qrlogin/confirm': { method: 'POST', auth: true, schema: obj({ uuid: QR_UUID }, ['uuid']) },
   // Media (docs/protocol.md "Media"). Chunk bytes arrive as `PUT /api/media/<uploadId>/<index>`; complete also
   // answers at `POST /api/media/<uploadId>/complete`; reads are `GET /api/media/<mediaId>` and `/thumb`.
   '/api/media/init': {

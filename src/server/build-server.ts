@@ -192,6 +192,7 @@ export async function buildCore(config: Config, logger: Logger, gateways: () => 
       maxDailyBytes: config.mediaMaxDailyBytes,
       uploadExpiryMs: config.mediaUploadExpiryMs,
     },
+    qrLoginExpiryMs: config.qrLoginExpiryMs,
     gateways: shared ? () => shared.directory.gateways() : gateways,
     observer: metrics,
   });

@@ -55,6 +55,8 @@ export interface Config {
   mediaMaxDailyBytes: number;
   /** A media upload untouched this long is removed with its chunks, in ms. */
   mediaUploadExpiryMs: number;
+  /** A QR login's uuid can be scanned, confirmed and collected for this many ms after it was asked for (at most 5 min). */
+  qrLoginExpiryMs: number;
   /** The built web client served at `/` (absolute path); '' serves none. @default <repo>/web/dist */
   webRoot: string;
   /** pino level. */
@@ -120,6 +122,9 @@ export const DEFAULTS: Config = {
   mediaMaxFileBytes: 100 * 1024 * 1024, // 100 MiB
   mediaMaxDailyBytes: 2 * 1024 * 1024 * 1024, // 2 GiB per user per 24 h
   mediaUploadExpiryMs: 24 * 60 * 60_000, // 24 h
+  // 2 min: time to take out a phone and scan; the login screen shows a new code when one expires. Short, because the
+  // code on a screen is a login anyone who photographs it may confirm for a victim (docs/security.md "QR login").
+  qrLoginExpiryMs: 120_000,
   webRoot: fileURLToPath(new URL('../../web/dist', import.meta.url)), // built by `npm run build:web`
   logLevel: 'info',
   postgresUrl: '',
@@ -168,6 +173,7 @@ const SCHEMA = {
     mediaMaxFileBytes: { type: 'integer', minimum: 1, maximum: 1024 * 1024 * 1024 * 1024 },
     mediaMaxDailyBytes: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
     mediaUploadExpiryMs: { type: 'integer', minimum: 100, maximum: 365 * 24 * 60 * 60_000 },
+    qrLoginExpiryMs: { type: 'integer', minimum: 1000, maximum: 5 * 60_000 },
     webRoot: { type: 'string' },
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
     postgresUrl: { type: 'string', pattern: '^$|^postgres(ql)?://' },

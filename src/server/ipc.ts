@@ -12,6 +12,7 @@ import type {
   ChatService,
   CoreToGateway,
   GatewayToCore,
+  PendingReply,
   Reply,
   Subscription,
 } from '../service/index.ts';
@@ -54,6 +55,8 @@ export class IpcCoreHost {
   readonly #subs = new SubscriptionRegistry();
   /** The gateway's attach id → the subscription it holds. */
   readonly #held = new Map<number, Subscription>();
+  /** The gateway's QR poll id → how to stop it (a client that went away). */
+  readonly #qrPolls = new Map<number, () => void>();
   readonly #off: () => void;
 
   constructor(service: ChatService, worker: Worker) {
@@ -86,6 +89,18 @@ export class IpcCoreHost {
         break;
       case 'checkSession':
         void this.#service.checkSession(msg.sid).then((reply) => this.#out.push({ t: 'reply', id: msg.id, reply }));
+        break;
+      case 'qrPoll': {
+        const poll = this.#service.pollQrLogin(msg.query, msg.ctx);
+        this.#qrPolls.set(msg.id, poll.cancel);
+        void poll.reply.then((reply) => {
+          this.#qrPolls.delete(msg.id);
+          this.#out.push({ t: 'reply', id: msg.id, reply });
+        });
+        break;
+      }
+      case 'cancelQrPoll':
+        this.#qrPolls.get(msg.id)?.();
         break;
       case 'detach':
         this.#held.get(msg.id)?.release();
@@ -164,6 +179,15 @@ export class IpcChatClient implements ChatApi {
 
   checkSession(sid: string | undefined): Promise<Reply> {
     return this.#request((id) => ({ t: 'checkSession', id, sid }));
+  }
+
+  pollQrLogin(query: unknown, ctx: CallContext): PendingReply {
+    let id = 0;
+    const reply = this.#request((i) => {
+      id = i;
+      return { t: 'qrPoll', id, query, ctx };
+    });
+    return { reply, cancel: () => this.#out.push({ t: 'cancelQrPoll', id }) };
   }
 
   attach(sid: string, syncKey: number | undefined, ip: string): Promise<AttachReply> {

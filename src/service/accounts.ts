@@ -4,7 +4,7 @@
  * profile and lookup. See docs/protocol.md "Accounts" and docs/security.md.
  */
 import { randomBytes } from 'node:crypto';
-import type { BackoffPolicy, FailureBackoff, RateCounter, SessionRow, StoreTx } from '../core/ports.ts';
+import type { BackoffPolicy, FailureBackoff, Heads, RateCounter, SessionRow, StoreTx, UserRow } from '../core/ports.ts';
 import { unblockedRecipients } from '../core/decisions.ts';
 import { foldUsername } from '../core/rules.ts';
 import { isIdleExpired, sessionsOverCap } from '../core/sessions.ts';
@@ -109,35 +109,56 @@ export class AccountCalls {
     await this.#failuresByNameAndIp.clear(nameAndIp(username, ctx.ip));
     // The stored hash carries its cost: one below the setting is replaced while the password is at hand.
     const rehash = needsRehash(user.pwHash, log2N) ? await hashPassword(b.password, log2N) : undefined;
+    const { sid, session } = this.newSession(user.uin, b.deviceId, b.deviceName, now);
+    const heads = await this.#c.gc.run(async (tx, fx) => {
+      // Unless the password changed since it was checked (then the new hash stays).
+      if (rehash && (await tx.getUser(user.uin))?.pwHash === user.pwHash) await tx.setPasswordHash(user.uin, rehash);
+      return this.openSessionInTx(tx, fx, session);
+    });
+    return this.loginAnswer(user, sid, heads);
+  }
+
+  /**
+   * A new session of `uin` on this device (login, QR login: docs/protocol.md "QR login") and its bearer token,
+   * which is answered once and never stored (the row keeps its SHA-256). The device name is checked like every
+   * shown name; without one the device id is shown.
+   */
+  newSession(uin: number, deviceId: string, deviceName: string | undefined, now: number): { sid: string; session: SessionRow } {
     const sid = randomBytes(32).toString('base64url');
     const session: SessionRow = {
       sessionId: randomBytes(12).toString('base64url'),
       tokenHash: tokenHashOf(sid),
-      uin: user.uin,
-      deviceId: b.deviceId,
-      deviceName: b.deviceName ? shownName('deviceName', b.deviceName) : b.deviceId,
+      uin,
+      deviceId,
+      deviceName: deviceName ? shownName('deviceName', deviceName) : deviceId,
       createTime: now,
       lastSeenTime: now,
       ackedKey: 0,
       endedRet: 0,
     };
-    const heads = await this.#c.gc.run(async (tx, fx) => {
-      // A new login of the same device replaces its old session (ret 1101 on the old one); past the cap, the
-      // least recently seen of the others end too.
-      const others: SessionRow[] = [];
-      for (const old of await tx.listSessions(user.uin)) {
-        if (old.endedRet !== 0) continue;
-        if (old.deviceId === session.deviceId) await this.#c.endSessionInTx(tx, fx, old, RET.SESSION_REPLACED);
-        else others.push(old);
-      }
-      for (const old of sessionsOverCap(others, MAX_SESSIONS_PER_USER, (s) => this.#c.lastSeenOf(s))) {
-        await this.#c.endSessionInTx(tx, fx, old, RET.SESSION_REPLACED);
-      }
-      // Unless the password changed since it was checked (then the new hash stays).
-      if (rehash && (await tx.getUser(user.uin))?.pwHash === user.pwHash) await tx.setPasswordHash(user.uin, rehash);
-      await tx.insertSession(session);
-      return (await tx.heads([user.uin]))[0]!;
-    });
+    return { sid, session };
+  }
+
+  /**
+   * Stores a {@link newSession} inside a write job and returns the user's heads: a session of the same device ends
+   * (ret 1101 on it), and past {@link MAX_SESSIONS_PER_USER} the least recently seen of the others end too.
+   */
+  async openSessionInTx(tx: StoreTx, fx: Effects, session: SessionRow): Promise<Heads> {
+    const others: SessionRow[] = [];
+    for (const old of await tx.listSessions(session.uin)) {
+      if (old.endedRet !== 0) continue;
+      if (old.deviceId === session.deviceId) await this.#c.endSessionInTx(tx, fx, old, RET.SESSION_REPLACED);
+      else others.push(old);
+    }
+    for (const old of sessionsOverCap(others, MAX_SESSIONS_PER_USER, (s) => this.#c.lastSeenOf(s))) {
+      await this.#c.endSessionInTx(tx, fx, old, RET.SESSION_REPLACED);
+    }
+    await tx.insertSession(session);
+    return (await tx.heads([session.uin]))[0]!;
+  }
+
+  /** The answer of a login (PROTOCOL.md `/api/login`), also a confirmed QR login's. */
+  loginAnswer(user: UserRow, sid: string, heads: Heads): Record<string, unknown> {
     this.#c.rememberUsername(user.uin, user.username);
     return { sid, uin: user.uin, username: user.username, displayName: user.displayName, syncKey: heads.head, epoch: user.epoch };
   }

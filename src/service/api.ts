@@ -29,6 +29,13 @@ export interface Reply {
   retryAfterSec?: number;
 }
 
+/** An answer that may be held (a long poll): `cancel()` stops the wait when the client went away. */
+export interface PendingReply {
+  reply: Promise<Reply>;
+  /** Stops waiting (no-op once answered); the reply then resolves with nothing anyone reads. */
+  cancel(): void;
+}
+
 /** Answer to {@link ChatApi.attach}. */
 export interface AttachReply {
   ret: number;
@@ -68,6 +75,12 @@ export interface ChatApi {
    * makes the server read, buffer or store its bytes.
    */
   checkSession(sid: string | undefined): Promise<Reply>;
+  /**
+   * `/api/qrlogin/poll` (validation included), held until the QR login's state moves on, it expires, or the poll's
+   * timeout passes (docs/protocol.md "QR login"). Cancel it when the client goes away: a cancelled poll never
+   * collects the session of a confirmed login.
+   */
+  pollQrLogin(query: unknown, ctx: CallContext): PendingReply;
   /** Records a device's acknowledged key (ACK op); fire-and-forget. */
   ack(sessionId: string, syncKey: number): void;
   /** Listens to post-commit events; returns the unsubscribe function. */
@@ -82,6 +95,9 @@ export type GatewayToCore =
   | { t: 'checkSession'; id: number; sid: string | undefined }
   /** Releases the subscription of attach `id`. */
   | { t: 'detach'; id: number }
+  /** {@link ChatApi.pollQrLogin}; answered with a `reply`, or stopped by a `cancelQrPoll` with the same id. */
+  | { t: 'qrPoll'; id: number; query: unknown; ctx: CallContext }
+  | { t: 'cancelQrPoll'; id: number }
   /** Acknowledged keys, coalesced per session by the gateway (sessionId, syncKey pairs). */
   | { t: 'acks'; acks: [string, number][] };
 

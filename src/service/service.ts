@@ -11,7 +11,7 @@ import { isIdleExpired } from '../core/sessions.ts';
 import { RET, SynchatError, isCallPath } from '../protocol/index.ts';
 import { AccountCalls } from './accounts.ts';
 import { AvatarCalls } from './avatars.ts';
-import type { AttachReply, CallContext, ChatApi, Reply } from './api.ts';
+import type { AttachReply, CallContext, ChatApi, PendingReply, Reply } from './api.ts';
 import { ContactCalls } from './contacts.ts';
 import { CACHE_LIMITS, ServiceContext, fail, tokenHashOf, type Body, type CacheLimits, type Handlers, type Logger } from './context.ts';
 import { CatchUp } from './catch-up.ts';
@@ -19,6 +19,7 @@ import { GroupCommit } from './group-commit.ts';
 import { GroupCalls } from './groups.ts';
 import { MediaService, type MediaOptions } from './media.ts';
 import { MessageCalls } from './messages.ts';
+import { QrLoginCalls } from './qr-login.ts';
 import { LocalRateCounters } from './rate-limit.ts';
 import { subscriptionOf, type Subscription, type SubscriptionRegistry } from './subscriptions.ts';
 import { validateCall } from './validate.ts';
@@ -55,6 +56,8 @@ export interface ServiceOptions {
   gateways: () => GatewayInfo[];
   /** Media uploads and reads; without it the media calls answer ret 1. */
   media?: MediaOptions;
+  /** How long a QR login's uuid lives, in ms (config.ts DEFAULTS.qrLoginExpiryMs; docs/protocol.md "QR login"). */
+  qrLoginExpiryMs: number;
   /** Told of sends, batches and sync pages as they happen (metrics: src/ops); absent: nothing is timed. */
   observer?: ServiceObserver;
   /**
@@ -105,6 +108,7 @@ export class ChatService implements ChatApi {
   readonly #o: ServiceOptions;
   readonly #c: ServiceContext;
   readonly #accounts: AccountCalls;
+  readonly #qrLogins: QrLoginCalls;
   readonly #handlers: Handlers;
   /**
    * Sessions by bearer token, at most `cacheLimits.sessions`, oldest dropped first (a miss reads the store).
@@ -151,8 +155,10 @@ export class ChatService implements ChatApi {
     const cacheLimits = { ...CACHE_LIMITS, ...options.cacheLimits };
     this.#c = context = new ServiceContext({ ...options, counters: options.counters ?? new LocalRateCounters(), cacheLimits }, gc, media);
     this.#accounts = new AccountCalls(this.#c);
+    this.#qrLogins = new QrLoginCalls(this.#c, this.#accounts, options.qrLoginExpiryMs);
     this.#handlers = {
       ...this.#accounts.handlers(),
+      ...this.#qrLogins.handlers(),
       ...new MessageCalls(this.#c).handlers(),
       ...new ContactCalls(this.#c).handlers(),
       ...new GroupCalls(this.#c).handlers(),
@@ -201,6 +207,9 @@ export class ChatService implements ChatApi {
       let result: Record<string, unknown> | string;
       if (path === '/api/register') result = await this.#accounts.register(body, ctx);
       else if (path === '/api/login') result = await this.#accounts.login(body, ctx);
+      else if (path === '/api/qrlogin/new') result = await this.#qrLogins.create(body, ctx);
+      // As a call (the long connection's CALL op) a poll answers at once; over HTTP it is held (pollQrLogin).
+      else if (path === '/api/qrlogin/poll') result = await this.#qrLogins.poll({ ...body, timeout: 0 }, ctx).answer;
       else if (path === '/api/gateways') result = { gateways: this.#o.gateways() };
       else {
         const handler = this.#handlers[path];
@@ -277,6 +286,23 @@ export class ChatService implements ChatApi {
     }
   }
 
+  /** {@link ChatApi.pollQrLogin}. */
+  pollQrLogin(query: unknown, ctx: CallContext): PendingReply {
+    let cancel = (): void => {};
+    const reply = (async (): Promise<Reply> => {
+      try {
+        const poll = this.#qrLogins.poll(validateCall('/api/qrlogin/poll', query), ctx);
+        cancel = poll.cancel;
+        return { ret: RET.OK, body: okBody(await poll.answer) };
+      } catch (err) {
+        if (err instanceof SynchatError) return errorReply(err);
+        this.#c.logger.error({ err, requestId: ctx.requestId }, 'QR login poll failed');
+        return errorReply(new SynchatError(RET.SERVER_ERROR));
+      }
+    })();
+    return { reply, cancel: () => cancel() };
+  }
+
   async checkSession(sid: string | undefined): Promise<Reply> {
     try {
       await this.#authenticate(sid);
@@ -295,6 +321,11 @@ export class ChatService implements ChatApi {
   onEvents(listener: (events: readonly BusEvent[]) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  /** QR login polls running now, held or being answered (at most MAX_PARKED_QR_POLLS), for tests and metrics. */
+  get qrLoginPolls(): number {
+    return this.#qrLogins.polls;
   }
 
   /** Entries in each in-memory cache (bounded by `cacheLimits`), for tests and metrics. */

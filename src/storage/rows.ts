@@ -1,7 +1,7 @@
 /**
  * Rows as both SQL adapters read them (the same column names in both schemas) mapped to the port's types.
  */
-import type { ContactRow, MediaBlobRow, MediaRow, MediaUploadRow, MessageRow, SessionRow, UserRow } from '../core/ports.ts';
+import type { ContactRow, MediaBlobRow, MediaRow, MediaUploadRow, MessageRow, QrLoginRow, SessionRow, UserRow } from '../core/ports.ts';
 
 /** A row as a driver returns it. */
 export type Row = Record<string, any>;
@@ -93,4 +93,18 @@ export function toMediaBlob(r: Row | undefined): MediaBlobRow | undefined {
 export function toMedia(r: Row | undefined): MediaRow | undefined {
   if (!r) return undefined;
   return { mediaId: r.media_id, uin: r.uin, sha256: r.sha256, name: r.name, createTime: r.create_time, countedBytes: r.counted_bytes };
+}
+
+export function toQrLogin(r: Row | undefined): QrLoginRow | undefined {
+  if (!r) return undefined;
+  return {
+    uuid: r.uuid,
+    deviceId: r.device_id,
+    deviceName: r.device_name,
+    createTime: r.create_time,
+    expireTime: r.expire_time,
+    state: r.state,
+    scannerUin: r.scanner_uin,
+    scanTime: r.scan_time,
+  };
 }

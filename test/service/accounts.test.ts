@@ -9,6 +9,7 @@ import { LocalBus } from '../../src/bus/local/local-bus.ts';
 import { MAX_SESSIONS_PER_USER } from '../../src/service/accounts.ts';
 import { ChatService, type ServiceOptions } from '../../src/service/service.ts';
 import { SqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
+import { DEFAULTS } from '../../src/server/config.ts';
 
 const DAY_MS = 24 * 60 * 60_000;
 const silent = { info() {}, warn() {}, error() {} };
@@ -29,6 +30,7 @@ function openService(t: TestContext, options: Partial<ServiceOptions> = {}) {
     isGroupCommit: true,
     isRateLimited: true,
     gateways: () => [],
+    qrLoginExpiryMs: DEFAULTS.qrLoginExpiryMs,
     ...options,
   });
   t.after(async () => {
@@ -158,7 +160,7 @@ describe('passwords', () => {
     const open = (passwordLog2N: number) => {
       const store = new SqliteStore({ file: join(dir, 'db.sqlite') });
       const bus = new LocalBus();
-      const service = new ChatService({ store, bus, clock: { now: Date.now }, logger: silent, passwordLog2N, sessionIdleMs: DAY_MS, isGroupCommit: true, isRateLimited: false, gateways: () => [] });
+      const service = new ChatService({ store, bus, clock: { now: Date.now }, logger: silent, passwordLog2N, sessionIdleMs: DAY_MS, isGroupCommit: true, isRateLimited: false, gateways: () => [], qrLoginExpiryMs: DEFAULTS.qrLoginExpiryMs });
       const call = async (path: string, body: unknown) => JSON.parse((await service.call(path, body, { ip: '10.0.0.1' })).body);
       return { store, call, close: async () => (await service.close(), await bus.close(), await store.close()) };
     };

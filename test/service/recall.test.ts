@@ -9,6 +9,7 @@ import { LocalBus } from '../../src/bus/local/local-bus.ts';
 import { LIMITS } from '../../src/protocol/api.ts';
 import { ChatService } from '../../src/service/service.ts';
 import { SqliteStore } from '../../src/storage/sqlite/sqlite-store.ts';
+import { DEFAULTS } from '../../src/server/config.ts';
 
 const silent = { info() {}, warn() {}, error() {} };
 const NOT_YOURS = { ret: 3, errMsg: 'no such message sent by you' };
@@ -29,6 +30,7 @@ async function openChat(t: TestContext) {
     isGroupCommit: true,
     isRateLimited: false,
     gateways: () => [],
+    qrLoginExpiryMs: DEFAULTS.qrLoginExpiryMs,
   });
   t.after(async () => {
     await service.close();

@@ -280,5 +280,42 @@ export function runStoreContract(f: StoreFactory): void {
         await h.cleanup();
       }
     });
+
+    it('moves a QR login out of one state once (two racing moves: one wins), removes expired ones, and keeps them across a restart', async () => {
+      const h = await f.open();
+      try {
+        const qr = (uuid: string, expireTime: number) =>
+          ({ uuid, deviceId: 'desk', deviceName: 'Desk', createTime: 1, expireTime, state: 'waiting', scannerUin: 0, scanTime: 0 }) as const;
+        await h.store.transaction(async (tx) => {
+          await tx.insertQrLogin(qr('a'.repeat(32), 100));
+          await tx.insertQrLogin(qr('b'.repeat(32), 200));
+          await tx.insertQrLogin(qr('c'.repeat(32), 300));
+          assert.equal((await tx.getQrLogin('a'.repeat(32)))?.deviceName, 'Desk', 'a transaction sees its own insert');
+        });
+        const r = h.store.read;
+        assert.deepEqual(await r.getQrLogin('c'.repeat(32)), qr('c'.repeat(32), 300));
+        assert.equal(await r.getQrLogin('d'.repeat(32)), undefined);
+        const scanned = { state: 'scanned', scannerUin: 7, scanTime: 50 } as const;
+        assert.equal(await h.store.transaction((tx) => tx.updateQrLogin('c'.repeat(32), 'scanned', scanned)), false, 'not in the state named');
+        assert.equal(await h.store.transaction((tx) => tx.updateQrLogin('c'.repeat(32), 'waiting', scanned)), true);
+        // Two transactions move the same login out of `scanned` at once (concurrently where the store allows it).
+        const confirmed = { state: 'confirmed', scannerUin: 7, scanTime: 50 } as const;
+        const wins = await Promise.all([1, 2].map(() => h.store.transaction((tx) => tx.updateQrLogin('c'.repeat(32), 'scanned', confirmed))));
+        assert.deepEqual(wins.sort(), [false, true]);
+        assert.deepEqual(await r.getQrLogin('c'.repeat(32)), { ...qr('c'.repeat(32), 300), ...confirmed });
+        // Expired before 250: a and b; at most one per call here.
+        assert.equal(await h.store.transaction((tx) => tx.deleteExpiredQrLogins(250, 1)), 1);
+        assert.equal(await r.getQrLogin('a'.repeat(32)), undefined, 'the oldest goes first');
+        assert.equal(await h.store.transaction((tx) => tx.deleteExpiredQrLogins(250, 10)), 1);
+        assert.equal(await h.store.transaction((tx) => tx.deleteExpiredQrLogins(250, 10)), 0);
+        await h.store.close();
+        const again = await h.reopen();
+        assert.equal((await again.read.getQrLogin('c'.repeat(32)))?.state, 'confirmed');
+        assert.equal(await again.read.getQrLogin('b'.repeat(32)), undefined);
+        await again.close();
+      } finally {
+        await h.cleanup();
+      }
+    });
   });
 }

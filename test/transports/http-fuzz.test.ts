@@ -19,7 +19,7 @@ after(async () => {
 const paths = Object.keys(CALLS).filter((p) => p !== '/api/logout' && p !== '/api/sessions/revoke');
 const known = new Set(Object.keys(RET_INFO).map(Number));
 
-const fieldNames = fc.constantFrom('username', 'password', 'displayName', 'deviceId', 'syncKey', 'limit', 'clientMsgId', 'to', 'type', 'content', 'peer', 'msgId', 'groupId', 'members', 'add', 'remove', 'name', 'note', 'sessionId', '__proto__', 'constructor');
+const fieldNames = fc.constantFrom('username', 'password', 'displayName', 'deviceId', 'syncKey', 'limit', 'clientMsgId', 'to', 'type', 'content', 'peer', 'msgId', 'groupId', 'members', 'add', 'remove', 'name', 'note', 'sessionId', 'uuid', 'state', 'deviceName', '__proto__', 'constructor');
 const body = fc.oneof(
   fc.dictionary(fieldNames, fc.jsonValue(), { maxKeys: 6 }),
   fc.jsonValue(),

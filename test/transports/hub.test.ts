@@ -2,7 +2,7 @@
 // that attached while events were in flight finds them (and its session's end) when it listens.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { SubscriptionRegistry, type AttachReply, type BusEvent, type ChatApi, type NewsEvent, type Reply } from '../../src/service/index.ts';
+import { SubscriptionRegistry, type AttachReply, type BusEvent, type ChatApi, type NewsEvent, type PendingReply, type Reply } from '../../src/service/index.ts';
 import { Hub, type HubListener, type HubMark } from '../../src/transports/hub.ts';
 
 /** A ChatApi whose events the test emits itself (it implements the real interface; nothing else is used). */
@@ -18,6 +18,9 @@ class EventSource implements ChatApi {
     throw new Error('not used');
   }
   async checkSession(): Promise<Reply> {
+    throw new Error('not used');
+  }
+  pollQrLogin(): PendingReply {
     throw new Error('not used');
   }
   ack(): void {}

@@ -140,4 +140,18 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX blocks_by_blocked ON blocks (blocked_uin, uin);
   `,
+  // QR logins (issue #14), as in the embedded store's migration 5.
+  `
+  CREATE TABLE qr_logins (
+    uuid TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    device_name TEXT NOT NULL,
+    create_time BIGINT NOT NULL,
+    expire_time BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    scanner_uin BIGINT NOT NULL,
+    scan_time BIGINT NOT NULL
+  );
+  CREATE INDEX qr_logins_by_expiry ON qr_logins (expire_time);
+  `,
 ];

@@ -29,13 +29,14 @@ import {
   type MediaUploadRow,
   type MessageRow,
   type NewEntry,
+  type QrLoginRow,
   type SessionRow,
   type Store,
   type StoreReader,
   type StoreTx,
   type UserRow,
 } from '../../core/ports.ts';
-import { toContact, toMedia, toMediaBlob, toMessage, toSession, toUpload, toUser, type Row } from '../rows.ts';
+import { toContact, toMedia, toMediaBlob, toMessage, toQrLogin, toSession, toUpload, toUser, type Row } from '../rows.ts';
 import { MIGRATIONS } from './migrations.ts';
 
 /** Options of the PostgreSQL store. */
@@ -197,6 +198,10 @@ class PgReader implements StoreReader {
   async listMediaSends(mediaId: string): Promise<MediaSendRow[]> {
     const found = await rows(this.q, 'SELECT group_id, uin_a, uin_b FROM media_sends WHERE media_id = $1', [mediaId]);
     return found.map((r) => ({ groupId: r.group_id, uinA: r.uin_a, uinB: r.uin_b }));
+  }
+
+  async getQrLogin(uuid: string): Promise<QrLoginRow | undefined> {
+    return toQrLogin(await one(this.q, 'SELECT * FROM qr_logins WHERE uuid = $1', [uuid]));
   }
 }
 
@@ -486,6 +491,33 @@ class PgTx extends PgReader implements StoreTx {
       s.uinA,
       s.uinB,
     ]);
+  }
+
+  async insertQrLogin(q: QrLoginRow): Promise<void> {
+    await this.q.query(
+      `INSERT INTO qr_logins (uuid, device_id, device_name, create_time, expire_time, state, scanner_uin, scan_time)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+      [q.uuid, q.deviceId, q.deviceName, q.createTime, q.expireTime, q.state, q.scannerUin, q.scanTime],
+    );
+  }
+  async updateQrLogin(uuid: string, from: QrLoginRow['state'], to: Pick<QrLoginRow, 'state' | 'scannerUin' | 'scanTime'>): Promise<boolean> {
+    // Under READ COMMITTED a second node's UPDATE of the same row waits for the first one's COMMIT, then checks
+    // `state = from` again against the committed row: of two racing moves out of one state, one changes a row.
+    const r = await this.q.query('UPDATE qr_logins SET state = $1, scanner_uin = $2, scan_time = $3 WHERE uuid = $4 AND state = $5', [
+      to.state,
+      to.scannerUin,
+      to.scanTime,
+      uuid,
+      from,
+    ]);
+    return r.rowCount === 1;
+  }
+  async deleteExpiredQrLogins(beforeTime: number, limit: number): Promise<number> {
+    const r = await this.q.query(
+      'DELETE FROM qr_logins WHERE uuid IN (SELECT uuid FROM qr_logins WHERE expire_time < $1 ORDER BY expire_time LIMIT $2 FOR UPDATE SKIP LOCKED)',
+      [beforeTime, limit],
+    );
+    return r.rowCount ?? 0;
   }
 }
 

@@ -163,4 +163,19 @@ export const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX blocks_by_blocked ON blocks (blocked_uin, uin);
   `,
+  // 5: QR logins (issue #14, docs/protocol.md "QR login"): short-lived rows, removed a while after they expire
+  // (by expire_time, hence its index).
+  `
+  CREATE TABLE qr_logins (
+    uuid TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    device_name TEXT NOT NULL,
+    create_time INTEGER NOT NULL,
+    expire_time INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    scanner_uin INTEGER NOT NULL,
+    scan_time INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX qr_logins_by_expiry ON qr_logins (expire_time);
+  `,
 ];

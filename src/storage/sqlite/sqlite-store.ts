@@ -15,6 +15,7 @@ import type {
   MediaSendRow,
   MediaUploadRow,
   MessageRow,
+  QrLoginRow,
   NewEntry,
   SessionRow,
   Store,
@@ -22,7 +23,7 @@ import type {
   StoreTx,
   UserRow,
 } from '../../core/ports.ts';
-import { toContact, toMedia, toMediaBlob, toMessage, toSession, toUpload, toUser } from '../rows.ts';
+import { toContact, toMedia, toMediaBlob, toMessage, toQrLogin, toSession, toUpload, toUser } from '../rows.ts';
 import { makePrivateFiles } from '../private-files.ts';
 import { MIGRATIONS } from './migrations.ts';
 import { WalSyncer } from './wal-syncer.ts';
@@ -187,6 +188,13 @@ class SqliteAccess implements StoreTx {
       insertMedia: p('INSERT INTO media (media_id, uin, sha256, name, create_time, counted_bytes) VALUES (?, ?, ?, ?, ?, ?)'),
       mediaSends: p('SELECT group_id, uin_a, uin_b FROM media_sends WHERE media_id = ?'),
       addMediaSend: p('INSERT OR IGNORE INTO media_sends (media_id, group_id, uin_a, uin_b) VALUES (?, ?, ?, ?)'),
+      qrLogin: p('SELECT * FROM qr_logins WHERE uuid = ?'),
+      insertQrLogin: p(
+        `INSERT INTO qr_logins (uuid, device_id, device_name, create_time, expire_time, state, scanner_uin, scan_time)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      updateQrLogin: p('UPDATE qr_logins SET state = ?, scanner_uin = ?, scan_time = ? WHERE uuid = ? AND state = ?'),
+      deleteExpiredQrLogins: p('DELETE FROM qr_logins WHERE uuid IN (SELECT uuid FROM qr_logins WHERE expire_time < ? ORDER BY expire_time LIMIT ?)'),
       readMarker: p('SELECT msg_id FROM read_markers WHERE uin = ? AND peer = ?'),
       setReadMarker: p(
         `INSERT INTO read_markers (uin, peer, msg_id) VALUES (?, ?, ?)
@@ -456,6 +464,18 @@ class SqliteAccess implements StoreTx {
   }
   async addMediaSend(mediaId: string, s: MediaSendRow): Promise<void> {
     this.#s.addMediaSend!.run(mediaId, s.groupId, s.uinA, s.uinB);
+  }
+  async getQrLogin(uuid: string): Promise<QrLoginRow | undefined> {
+    return toQrLogin(this.#s.qrLogin!.get(uuid) as Row | undefined);
+  }
+  async insertQrLogin(q: QrLoginRow): Promise<void> {
+    this.#s.insertQrLogin!.run(q.uuid, q.deviceId, q.deviceName, q.createTime, q.expireTime, q.state, q.scannerUin, q.scanTime);
+  }
+  async updateQrLogin(uuid: string, from: QrLoginRow['state'], to: Pick<QrLoginRow, 'state' | 'scannerUin' | 'scanTime'>): Promise<boolean> {
+    return this.#s.updateQrLogin!.run(to.state, to.scannerUin, to.scanTime, uuid, from).changes === 1;
+  }
+  async deleteExpiredQrLogins(beforeTime: number, limit: number): Promise<number> {
+    return this.#s.deleteExpiredQrLogins!.run(beforeTime, limit).changes;
   }
 }
 

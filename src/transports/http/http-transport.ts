@@ -214,7 +214,7 @@ export function buildHttpTransport(opts: HttpTransportOptions): FastifyInstance 
   });
 
   for (const [path, spec] of Object.entries(CALLS) as [CallPath, (typeof CALLS)[CallPath]][]) {
-    if (path === '/api/synccheck') continue;
+    if (path === '/api/synccheck' || path === '/api/qrlogin/poll') continue;
     app.route({
       method: spec.method,
       url: path,
@@ -256,6 +256,21 @@ export function buildHttpTransport(opts: HttpTransportOptions): FastifyInstance 
   });
 
   if (opts.webwx) registerWebwxRoutes(app, { api: opts.api, synccheck: opts.synccheck, ...opts.webwx });
+
+  // QR login's long poll (docs/protocol.md "QR login"): held in the core, which bounds how many; a client that goes
+  // away cancels it there, so it never collects a session nobody would receive.
+  app.get('/api/qrlogin/poll', (req, reply) => {
+    const poll = opts.api.pollQrLogin(req.query, { ip: req.ip, requestId: req.id });
+    let isDone = false;
+    reply.raw.once('close', () => {
+      if (!isDone) poll.cancel();
+    });
+    void poll.reply.then((r) => {
+      isDone = true;
+      if (!reply.raw.destroyed) send(reply, r.ret, r.body, r.retryAfterSec);
+    });
+    return reply;
+  });
 
   return app;
 }
