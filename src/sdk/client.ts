@@ -8,7 +8,8 @@
  * reset, ACK), `transport-loop.ts` (gateways, long connection ↔ long-poll, backoff), `events.ts` (entry → typed
  * events), sharing one `ClientContext` (`context.ts`).
  */
-import { MSG_TYPE, RET, SynchatError, type Ret } from '../protocol/index.ts';
+import { LIMITS, MSG_TYPE, RET, SynchatError, type Ret } from '../protocol/index.ts';
+import { backoffDelay } from './backoff.ts';
 import type { HttpClient } from './http.ts';
 import { MediaClient, type MediaClientOptions } from './media.ts';
 import type {
@@ -20,6 +21,8 @@ import type {
   LoginAnswer,
   OutboxItem,
   OutgoingMessage,
+  QrAskingDevice,
+  QrLoginTicket,
   SessionState,
   TransportName,
 } from './types.ts';
@@ -170,6 +173,13 @@ export class SynchatClient implements WireHandler {
     const deviceId = device.deviceId ?? ctx.session?.deviceId ?? `sdk-${newClientMsgId().slice(0, 12)}`;
     const body = { username, password, deviceId, ...(device.deviceName ? { deviceName: device.deviceName } : {}) };
     const answer = this.#checked(await this.http.call('/api/login', body)) as LoginAnswer;
+    await this.#adoptLogin(answer, deviceId);
+    return answer;
+  }
+
+  /** Stores the session of a login (password or QR): a store holding this user's log at this epoch keeps its position. */
+  async #adoptLogin(answer: LoginAnswer, deviceId: string): Promise<void> {
+    const ctx = this.#ctx;
     const old = ctx.session;
     const isSameLog = old && old.uin === answer.uin && old.epoch === answer.epoch && old.syncKey <= answer.syncKey;
     ctx.session = {
@@ -183,7 +193,71 @@ export class SynchatClient implements WireHandler {
     };
     this.http.sid = answer.sid;
     await ctx.enqueueStore(() => ctx.store.saveSession(ctx.session));
-    return answer;
+  }
+
+  /**
+   * `POST /api/qrlogin/new`: a uuid for this (not logged-in) device to show as a QR code (docs/sdk.md "QR login");
+   * then {@link waitQrLogin}. Ask again once it expires.
+   */
+  async qrLoginNew(device: { deviceId?: string; deviceName?: string } = {}): Promise<QrLoginTicket> {
+    await this.restore();
+    const deviceId = device.deviceId ?? this.#ctx.session?.deviceId ?? `sdk-${newClientMsgId().slice(0, 12)}`;
+    const body = { deviceId, ...(device.deviceName ? { deviceName: device.deviceName } : {}) };
+    const answer = this.#checked(await this.http.call('/api/qrlogin/new', body));
+    return { uuid: answer.uuid, expiresAt: answer.expiresAt, deviceId };
+  }
+
+  /**
+   * Long-polls a {@link qrLoginNew} ticket until a logged-in device confirms it, then stores the session as
+   * {@link login} does and resolves with it. `onScanned` is told the scanning user's display name (the screen may
+   * say "confirm on your phone"). Rejects with SynchatError(3) when the code expires, with the signal's reason when
+   * aborted, and with the server's error otherwise; network failures are retried until the code expires.
+   */
+  async waitQrLogin(ticket: QrLoginTicket, options: { signal?: AbortSignal; onScanned?: (displayName: string) => void } = {}): Promise<LoginAnswer> {
+    let state: 'waiting' | 'scanned' = 'waiting';
+    for (let failures = 0; ; ) {
+      options.signal?.throwIfAborted();
+      const timeout = LIMITS.defaultQrPollTimeoutMs;
+      let body: any;
+      try {
+        const query = { uuid: ticket.uuid, timeout, state };
+        // The server answers by `timeout`; past it plus a grace period the network is dead.
+        body = (await this.http.request('/api/qrlogin/poll', { method: 'GET', query, isAuthed: false, signal: options.signal, timeoutMs: timeout + 10_000 })).body;
+      } catch (err) {
+        if (options.signal?.aborted || Date.now() > ticket.expiresAt) throw err;
+        await abortableDelay(backoffDelay(failures++), options.signal);
+        continue;
+      }
+      failures = 0;
+      if (body?.ret === RET.RATE_LIMITED) {
+        await abortableDelay(Math.max(1, body.retryAfterSec ?? 1) * 1000, options.signal);
+        continue;
+      }
+      this.#checked(body);
+      if (body.state === 'expired') throw new SynchatError(RET.NOT_FOUND, 'the QR code expired: ask for a new one');
+      if (body.state === 'scanned' && state === 'waiting') {
+        state = 'scanned';
+        options.onScanned?.(body.displayName);
+      }
+      if (body.state === 'confirmed') {
+        const answer: LoginAnswer = { sid: body.sid, uin: body.uin, username: body.username, displayName: body.displayName, syncKey: body.syncKey, epoch: body.epoch };
+        await this.restore();
+        await this.#adoptLogin(answer, ticket.deviceId);
+        return answer;
+      }
+    }
+  }
+
+  /** `POST /api/qrlogin/scan` (logged in): which device asks to log in as this user. Does not confirm. */
+  async scanQrLogin(uuid: string): Promise<QrAskingDevice> {
+    const r = await this.call('/api/qrlogin/scan', { uuid });
+    return { deviceName: r.deviceName, createTime: r.createTime, expiresAt: r.expiresAt };
+  }
+
+  /** `POST /api/qrlogin/confirm` (logged in, after {@link scanQrLogin}): the asking device becomes a session of this user. */
+  async confirmQrLogin(uuid: string): Promise<QrAskingDevice> {
+    const r = await this.call('/api/qrlogin/confirm', { uuid });
+    return { deviceName: r.deviceName, createTime: r.createTime, expiresAt: r.expiresAt };
   }
 
   /** Uses an existing session (e.g. from QR login). Stores it. */
@@ -442,4 +516,20 @@ export class SynchatClient implements WireHandler {
     if (SESSION_ENDED.has(ret) && this.#ctx.session) void this.#ctx.endSession(ret, err.errMsg);
     throw err;
   }
+}
+
+/** Waits `ms`, or rejects with the signal's reason once it aborts. */
+function abortableDelay(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    signal?.throwIfAborted();
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    function onAbort(): void {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }

@@ -13,6 +13,8 @@ export type {
   OutboxItem,
   OutboxStateName,
   OutgoingMessage,
+  QrAskingDevice,
+  QrLoginTicket,
   SendAnswer,
   SessionEnded,
   SessionState,

@@ -102,6 +102,25 @@ export interface LoginAnswer {
   epoch: string;
 }
 
+/** A QR login this device asked for (`/api/qrlogin/new`): show `uuid` as a QR code until `expiresAt`. */
+export interface QrLoginTicket {
+  /** 32 hex digits; the secret the QR code carries. */
+  uuid: string;
+  /** ms since the epoch; past it the code is useless (ask for a new one). */
+  expiresAt: number;
+  /** The device id the session will carry. */
+  deviceId: string;
+}
+
+/** The device asking to log in, as the scanning user is shown it (`/api/qrlogin/scan` and `confirm`): never its address. */
+export interface QrAskingDevice {
+  deviceName: string;
+  /** When it asked, ms since the epoch. */
+  createTime: number;
+  /** When its code expires, ms since the epoch. */
+  expiresAt: number;
+}
+
 /** A device session from `/api/sessions`. */
 export interface DeviceSession {
   sessionId: string;
