@@ -1,8 +1,11 @@
 /**
- * `npm run chaos -- [--runs N] [--seed S] [--cluster] [--seconds 30] [--faults 3] [--users 3] [--json FILE]`
+ * `npm run chaos -- [--runs N] [--seed S] [--cluster] [--seconds 30] [--faults 3] [--users 3] [--json FILE]
+ *   [--roll [--workers N] [--drain-ms MS]]`
  *
  * Mixed traffic over TCP, WebSocket and long-poll SDK clients while faults strike (kill -9 of the node; with
- * `--cluster`, of one of three nodes, or a crash of PostgreSQL, or of Redis), then checks that every answered send
+ * `--cluster`, of one of three nodes, or a crash of PostgreSQL, or of Redis; with `--roll`, planned restarts
+ * instead: the node's `--workers` gateway processes (default 2) rolled by SIGHUP, or with `--cluster` every node
+ * drained by SIGTERM and started again in turn, docs/operations.md "Draining and rolling restarts"), then checks that every answered send
  * is in every log exactly once, every device converged, and the storage is sound (see run.ts). Each run prints its
  * seed; `--seed S --runs 1` replays a run's plan. Exits 1 when any run found a problem or could not be run.
  * `--json FILE` writes the record (machine, command, date, every run). Ctrl-C tears the run's processes down.
@@ -12,7 +15,12 @@ import { parseArgs } from '../lib/proc.ts';
 import { machine, writeResult } from '../lib/result.ts';
 import { runChaos, type ChaosResult } from './run.ts';
 
-const args = parseArgs(process.argv.slice(2), { runs: '1', seconds: '30', faults: '3', users: '3', cluster: 'false' });
+const args = parseArgs(process.argv.slice(2), { runs: '1', seconds: '30', faults: '3', users: '3', cluster: 'false', roll: 'false' });
+const rolling = {
+  ...(args.roll === 'true' ? { roll: true } : {}),
+  ...(args.workers !== undefined ? { workers: Number(args.workers) } : {}),
+  ...(args['drain-ms'] !== undefined ? { drainMs: Number(args['drain-ms']) } : {}),
+};
 const mode = args.cluster === 'true' ? 'cluster' : 'single';
 const runs = Number(args.runs);
 const firstSeed = args.seed !== undefined ? Number(args.seed) : randomInt(1, 2 ** 31);
@@ -26,7 +34,7 @@ for (let i = 0; i < runs; i++) {
   console.log(`\nrun ${i + 1}/${runs} seed ${seed}`);
   let r: ChaosResult;
   try {
-    r = await runChaos({ seed, mode, seconds: Number(args.seconds), faults: Number(args.faults), usersPerTransport: Number(args.users), signal: interrupted.signal });
+    r = await runChaos({ seed, mode, seconds: Number(args.seconds), faults: Number(args.faults), usersPerTransport: Number(args.users), signal: interrupted.signal, ...rolling });
   } catch (err) {
     // The harness itself failed (a process that did not start within its deadline on a loaded machine): not a
     // verdict on the server; recorded apart and the next run goes on.

@@ -23,6 +23,15 @@ export interface ChaosOptions {
   /** Users per transport (each starts with two devices). */
   usersPerTransport: number;
   /**
+   * Planned restarts instead of crashes: one node's gateway processes rolled (SIGHUP), or, in cluster mode, every
+   * node drained (SIGTERM) and started again in turn; a drained node must exit 0 (targets.ts).
+   */
+  roll?: boolean;
+  /** Gateway processes per node. @default 0, or 2 for a one-node roll */
+  workers?: number;
+  /** `SYNCHAT_DRAIN_MS` of the nodes, in ms. @default the server's */
+  drainMs?: number;
+  /**
    * When aborted (Ctrl-C), the target is torn down and the process exits 130, so no server, PostgreSQL or Redis
    * of the run is left behind (PostgreSQL runs as a daemon: it would not die with the terminal's signal).
    */
@@ -102,7 +111,8 @@ async function readLog(urls: string[], sid: string): Promise<any[]> {
 /** Runs one chaos run and checks it. */
 export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   const random = seededRandom(opts.seed);
-  const target: Target = opts.mode === 'cluster' ? await clusterTarget() : await singleTarget();
+  const targetOptions = { ...(opts.roll ? { roll: true } : {}), ...(opts.workers !== undefined ? { workers: opts.workers } : {}), ...(opts.drainMs !== undefined ? { drainMs: opts.drainMs } : {}) };
+  const target: Target = opts.mode === 'cluster' ? await clusterTarget(targetOptions) : await singleTarget(targetOptions);
   const onAbort = () => void target.dispose().finally(() => process.exit(130));
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   if (opts.signal?.aborted) onAbort(); // interrupted while the target started

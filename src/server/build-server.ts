@@ -10,7 +10,7 @@ import pino from 'pino';
 import { LocalBus } from '../bus/local/local-bus.ts';
 import { RedisBus, RedisDirectory, RedisRateCounters, closeRedis, openRedis } from '../bus/redis/index.ts';
 import type { Bus, Store } from '../core/ports.ts';
-import { ChatService, LocalRateCounters, type ChatApi, type GatewayInfo, type Logger } from '../service/index.ts';
+import { ChatService, LocalRateCounters, type ChatApi, type GatewayInfo, type Logger, type Reply } from '../service/index.ts';
 import { PostgresStore } from '../storage/postgres/postgres-store.ts';
 import { SqliteStore } from '../storage/sqlite/sqlite-store.ts';
 import { LocalBlobStore } from '../storage/blobs/local-blob-store.ts';
@@ -22,13 +22,18 @@ import { buildHttpTransport } from '../transports/http/http-transport.ts';
 import { SynccheckHandler } from '../transports/longpoll/synccheck.ts';
 import { portOf, startTcpTransport } from '../transports/tcp/tcp-transport.ts';
 import { TimerWheel } from '../transports/timer-wheel.ts';
-import { WS_PATH, attachWsTransport, parseAllowedOrigins } from '../transports/ws/ws-transport.ts';
+import { attachWsTransport, parseAllowedOrigins } from '../transports/ws/ws-transport.ts';
+import { spreadOver } from '../transports/drain.ts';
 import { ConnectionCaps } from '../transports/conn-caps.ts';
 import { compileTrustProxy } from '../transports/client-address.ts';
 import type { Config } from './config.ts';
+import { Readiness, notReady } from './readiness.ts';
 import { loadTls } from './tls.ts';
 import { NodeMetrics, ProcessMetrics, nodeLabel, type NodeOps, type ProcessRole } from '../ops/index.ts';
 import { EdgeStats } from '../transports/edge-stats.ts';
+import { gatewayDirectory, isWildcardHost } from './advertised.ts';
+
+export { gatewayDirectory } from './advertised.ts';
 
 /** The core half: storage, bus and the sync service. */
 export interface Core {
@@ -48,6 +53,19 @@ export interface Core {
   metrics: ProcessMetrics;
   /** Lists this node's gateways in the directory of live nodes (with Redis; else nothing to do). Never throws. */
   announce(gateways: GatewayInfo[]): Promise<void>;
+  /**
+   * `/readyz` of this node (docs/operations.md "Health and readiness"): ret 0, or ret 9 naming the first failed
+   * check — draining, the store failed, the store did not commit an empty transaction within 2 s, Redis not
+   * answering PING. The commit and PING run at most once a second, however many probes come.
+   */
+  readiness(): Promise<Reply>;
+  /** True once {@link Core.startDrain} ran. */
+  readonly isDraining: boolean;
+  /**
+   * The first step of a drain: `/readyz` answers 503 from now on and the node leaves the directory of live nodes
+   * (with Redis), so that clients stop being sent here. Serving goes on until {@link Core.close}.
+   */
+  startDrain(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -55,6 +73,15 @@ export interface Core {
 export interface Gateway {
   httpPort: number;
   tcpPort: number;
+  /**
+   * Drains this process (docs/operations.md "Draining and rolling restarts"): closes its listeners at once (the
+   * kernel hands new connections to the other processes sharing the port), answers `/readyz` 503, sends ERROR 1102
+   * to every long connection and ret 1102 to every parked long-poll in random order spread evenly over `spreadMs`
+   * (connections and polls arriving meanwhile on kept-alive sockets get 1102 at once; other requests are served
+   * with `Connection: close`), and resolves once all were told and no HTTP request is in flight, or after
+   * `spreadMs` + `graceMs` at most. {@link Gateway.close} then ends what is left.
+   */
+  drain(spreadMs: number, graceMs: number): Promise<void>;
   /** Parked long-polls, for metrics and tests. */
   readonly parkedPolls: number;
   /** The long connections (TCP and WS) of this process, for metrics and tests. */
@@ -69,6 +96,20 @@ export interface RunningServer extends Gateway {
   core: Core;
   /** The node's metrics and snapshot (`/metrics`, the dashboard). */
   ops: NodeOps;
+  /**
+   * SIGTERM (src/server/lifecycle.ts): leaves the directory, drains the gateway over 80 % of `drainMs`, then closes
+   * (in-flight writes finish in `core.close`). The caller bounds the whole by `drainMs`.
+   */
+  drainAndClose(drainMs: number): Promise<void>;
+}
+
+/** The share of the drain window over which 1102s are spread; the rest is for the writes in flight and the exit. */
+const DRAIN_SPREAD_SHARE = 0.8;
+
+/** A drain's windows for a process: 1102s spread over the first 80 % of `drainMs`, half the rest for answers in flight. */
+export function drainWindows(drainMs: number): { spreadMs: number; graceMs: number } {
+  const spreadMs = Math.round(drainMs * DRAIN_SPREAD_SHARE);
+  return { spreadMs, graceMs: Math.round((drainMs - spreadMs) / 2) };
 }
 
 /**
@@ -88,23 +129,6 @@ export const REDACTED_LOG_PATHS: readonly string[] = [
 /** The process logger; `destination` defaults to stdout (tests pass a stream to read what was logged). */
 export function makeLogger(config: Pick<Config, 'logLevel'>, name: string, destination?: pino.DestinationStream): pino.Logger {
   return pino({ level: config.logLevel, name, redact: [...REDACTED_LOG_PATHS] }, destination);
-}
-
-/**
- * The gateway directory for `/api/gateways`, from the listening addresses. With TLS (`SYNCHAT_TLS_CERT`) the URLs
- * are `tls://`, `wss://` and `https://`; the transport names stay `tcp`, `ws` and `http` (PROTOCOL.md).
- */
-export function gatewayDirectory(config: Pick<Config, 'host' | 'tlsCert'>, ports: () => { httpPort: number; tcpPort: number }): () => GatewayInfo[] {
-  const s = config.tlsCert ? 's' : '';
-  return () => {
-    const { httpPort, tcpPort } = ports();
-    const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-    return [
-      { transport: 'tcp', url: `${s ? 'tls' : 'tcp'}://${host}:${tcpPort}` },
-      { transport: 'ws', url: `ws${s}://${host}:${httpPort}${WS_PATH}` },
-      { transport: 'http', url: `http${s}://${host}:${httpPort}` },
-    ];
-  };
 }
 
 /** The media BlobStore: files under SYNCHAT_MEDIA_DIR (default SYNCHAT_DATA_DIR/media), one folder for all nodes. */
@@ -139,18 +163,30 @@ interface BetweenNodes {
   bus: RedisBus;
   counters: RedisRateCounters;
   directory: RedisDirectory;
+  /** Resolves when Redis answers a PING on the commands link; rejects naming what failed. */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }
 
-function betweenNodes(url: string, nodeId: string, logger: Logger, metrics: ProcessMetrics): BetweenNodes {
+/** `load`: this node's load for the directory's order (attached listeners). */
+function betweenNodes(url: string, nodeId: string, logger: Logger, load: () => number, metrics: ProcessMetrics): BetweenNodes {
   const bus = new RedisBus({ url, nodeId, logger, onReceived: metrics.busReceived });
   const commands = openRedis(url, { role: 'commands', logger });
   const counters = new RedisRateCounters({ redis: commands, fallback: new LocalRateCounters(), logger });
-  const directory = new RedisDirectory({ redis: commands, logger });
+  const directory = new RedisDirectory({ redis: commands, logger, load });
   return {
     bus,
     counters,
     directory,
+    async ping() {
+      // No offline queue (docs/architecture.md "Redis down"): a PING while the link is down fails at once.
+      if (!bus.isReady) throw new Error('Redis is unreachable (the bus link is down)');
+      try {
+        await commands.ping();
+      } catch (err) {
+        throw new Error(`Redis did not answer PING (${(err as Error).message})`);
+      }
+    },
     async close() {
       await directory.stop();
       await counters.close();
@@ -160,15 +196,23 @@ function betweenNodes(url: string, nodeId: string, logger: Logger, metrics: Proc
 }
 
 /** Builds storage, bus and service. `role`: this process's part, for the metrics' `process` label. */
-export async function buildCore(config: Config, logger: Logger, gateways: () => GatewayInfo[], seams: CoreSeams = {}, role: ProcessRole = 'core'): Promise<Core> {
+export async function buildCore(config: Config, logger: Logger, gateways: (requestHost?: string) => GatewayInfo[], seams: CoreSeams = {}, role: ProcessRole = 'core'): Promise<Core> {
   makePrivateDir(config.dataDir);
   const nodeId = `${hostname()}:${process.pid}:${randomUUID()}`;
   const startedAt = Date.now();
   const metrics = new ProcessMetrics(role);
+  let storeFailure: Error | undefined;
   let fail!: (err: Error) => void;
   const failed = new Promise<Error>((resolve) => (fail = resolve));
+  void failed.then((err) => (storeFailure = err));
   const store = await openStore(config, seams, fail);
-  const shared = config.redisUrl ? betweenNodes(config.redisUrl, nodeId, logger, metrics) : undefined;
+  // The load the directory orders nodes by: listeners attached to this node, counted by the service itself, so no
+  // gateway process is asked (docs/operations.md "Draining and rolling restarts").
+  let attached = () => 0;
+  const shared = config.redisUrl ? betweenNodes(config.redisUrl, nodeId, logger, () => attached(), metrics) : undefined;
+  if (shared && isWildcardHost(config.host) && !config.publicUrl) {
+    logger.warn({ host: config.host }, `listening on a wildcard address without SYNCHAT_PUBLIC_URL: other nodes list this one by its machine name (${hostname()}); set SYNCHAT_PUBLIC_URL`);
+  }
   const bus: Bus = shared?.bus ?? new LocalBus();
   const blobs = mediaBlobs(config);
   // Beside serving, not before it: the walk takes about 40 µs per blob, and a stray temporary file is harmless.
@@ -193,8 +237,37 @@ export async function buildCore(config: Config, logger: Logger, gateways: () => 
       uploadExpiryMs: config.mediaUploadExpiryMs,
     },
     qrLoginExpiryMs: config.qrLoginExpiryMs,
-    gateways: shared ? () => shared.directory.gateways() : gateways,
     observer: metrics,
+    gateways: shared ? (requestHost) => shared.directory.gateways(gateways(requestHost)) : gateways,
+  });
+  attached = () => service.attachedCount;
+  let isDraining = false;
+  let hasLeft: Promise<void> | undefined;
+  const readiness = new Readiness({
+    instant: [
+      () => {
+        if (isDraining) throw new Error('draining');
+      },
+      () => {
+        if (storeFailure) throw new Error(`the store cannot write durably (${storeFailure.message}); the process exits to be restarted`);
+      },
+    ],
+    probed: [
+      {
+        // An empty transaction takes the writer's turn and, on SQLite, waits for a WAL fsync like any commit: a
+        // stuck disk, a dead PostgreSQL link or a wedged writer fails it. A full disk does not (nothing is written):
+        // reads still work there, and every node shares PostgreSQL's disk, so taking one node out would not help.
+        name: 'the store',
+        check: async () => {
+          try {
+            await store.transaction(async () => undefined);
+          } catch (err) {
+            throw new Error(`the store could not commit (${(err as { code?: string }).code ?? (err as Error).message})`);
+          }
+        },
+      },
+      ...(shared ? [{ name: 'Redis', check: () => shared.ping() }] : []),
+    ],
   });
   metrics.watchCore({ opsStats: () => service.opsStats });
   return {
@@ -208,6 +281,15 @@ export async function buildCore(config: Config, logger: Logger, gateways: () => 
     async announce(own) {
       await shared?.directory.start({ nodeId, gateways: own });
     },
+    readiness: () => readiness.check(),
+    get isDraining() {
+      return isDraining;
+    },
+    startDrain() {
+      isDraining = true;
+      hasLeft ??= shared ? shared.directory.stop() : Promise.resolve();
+      return hasLeft;
+    },
     async close() {
       // Leave the directory first, so that clients stop being sent here while the rest shuts down.
       await shared?.close();
@@ -219,6 +301,15 @@ export async function buildCore(config: Config, logger: Logger, gateways: () => 
   };
 }
 
+/** A gateway's `/readyz` wait for its core's answer (over IPC), in ms: a core that does not answer is not ready. */
+const CORE_READY_TIMEOUT_MS = 3000;
+/** How often a drain looks whether the connections it told have closed and the HTTP requests in flight ended, in ms. */
+const DRAIN_POLL_MS = 50;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
 /** A gateway's metrics: its process's registry, and the node's figures `/metrics` answers with. */
 export interface GatewayOpsWiring {
   metrics: ProcessMetrics;
@@ -228,9 +319,17 @@ export interface GatewayOpsWiring {
 
 /**
  * Builds and starts the listeners of one process in front of `api`. `tls`: the settings {@link loadTls} read
- * (read here when not given); throws ConfigError when the files are unusable.
+ * (read here when not given); throws ConfigError when the files are unusable. `ready`: the core's readiness
+ * (`Core.readiness`, or over IPC); absent, `/readyz` checks only this process (draining).
  */
-export async function buildGateway(config: Config, api: ChatApi, logger: pino.Logger, tls = loadTls(config), ops?: GatewayOpsWiring): Promise<Gateway> {
+export async function buildGateway(
+  config: Config,
+  api: ChatApi,
+  logger: pino.Logger,
+  tls = loadTls(config),
+  ready?: () => Promise<Reply>,
+  ops?: GatewayOpsWiring,
+): Promise<Gateway> {
   // One trust function for every edge that reads a request (src/transports/client-address.ts).
   const trustProxy = compileTrustProxy(config.trustProxy);
   const hub = new Hub(api);
@@ -241,6 +340,20 @@ export async function buildGateway(config: Config, api: ChatApi, logger: pino.Lo
   // Answers and deliveries of this process's edges, read by its metrics (docs/operations.md "Metrics").
   const edgeStats = new EdgeStats();
   const synccheck = new SynccheckHandler(api, hub, wheel, edgeStats);
+  let isDraining = false;
+  let draining: Promise<void> | undefined;
+  const coreReady = async (): Promise<Reply> => {
+    if (!ready) return { ret: 0, body: '{"ret":0}' };
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<Reply>((resolve) => {
+      timer = setTimeout(() => resolve(notReady(`the core process did not answer within ${CORE_READY_TIMEOUT_MS} ms`)), CORE_READY_TIMEOUT_MS);
+    });
+    try {
+      return await Promise.race([ready(), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
   const app = buildHttpTransport({
     api,
     synccheck,
@@ -257,6 +370,16 @@ export async function buildGateway(config: Config, api: ChatApi, logger: pino.Lo
     ...(config.webRoot ? { web: { rootDir: config.webRoot } } : {}),
     edgeStats,
     ...(ops ? { metrics: { text: () => ops.node().text(), adminToken: config.adminToken } } : {}),
+    ready: () => (isDraining ? Promise.resolve(notReady('draining')) : coreReady()),
+    isDraining: () => isDraining,
+  });
+  // HTTP requests in flight (a parked synccheck included), counted to their socket's answer or close: a drain waits
+  // for them before Fastify's close, which destroys every socket.
+  let requestsInFlight = 0;
+  app.addHook('onRequest', (_req, reply, done) => {
+    requestsInFlight++;
+    reply.raw.once('close', () => requestsInFlight--);
+    done();
   });
   const connections = new Connections({
     api,
@@ -297,6 +420,24 @@ export async function buildGateway(config: Config, api: ChatApi, logger: pino.Lo
     get parkedPolls() {
       return synccheck.parked;
     },
+    drain(spreadMs, graceMs) {
+      draining ??= (async () => {
+        isDraining = true;
+        // Close the listening handles first: with node:cluster's shared handles (SCHED_NONE) the kernel then hands
+        // every new connection to the processes still listening. Node's close also drops idle keep-alive sockets.
+        tcp.close();
+        app.server.close();
+        const spread = spreadOver([...connections.drain(), ...synccheck.drain()], spreadMs);
+        logger.info({ connections: connections.size, parkedPolls: synccheck.parked, spreadMs }, 'draining');
+        const untilMs = Date.now() + spreadMs + graceMs;
+        await Promise.race([spread.done, sleep(spreadMs + graceMs)]);
+        spread.finishNow();
+        // The ERRORs leave at the end of their turn and each link closes once flushed; answers in flight finish.
+        while ((connections.size > 0 || requestsInFlight > 0) && Date.now() < untilMs) await sleep(DRAIN_POLL_MS);
+        logger.info({ connections: connections.size, requestsInFlight }, 'drained');
+      })();
+      return draining;
+    },
     async close() {
       const tcpClosed = new Promise((resolve) => tcp.close(resolve));
       stopWs();
@@ -320,7 +461,7 @@ export async function buildServer(config: Config, seams: CoreSeams = {}): Promis
   const started: { ops?: NodeMetrics } = {};
   let gateway: Gateway;
   try {
-    gateway = await buildGateway(config, core.service, logger, tls, {
+    gateway = await buildGateway(config, core.service, logger, tls, () => core.readiness(), {
       metrics: core.metrics,
       node: () => {
         if (!started.ops) throw new Error('the server is still starting');
@@ -344,6 +485,14 @@ export async function buildServer(config: Config, seams: CoreSeams = {}): Promis
     caps: gateway.caps,
     get parkedPolls() {
       return gateway.parkedPolls;
+    },
+    drain: (spreadMs, graceMs) => gateway.drain(spreadMs, graceMs),
+    async drainAndClose(drainMs) {
+      await core.startDrain();
+      const { spreadMs, graceMs } = drainWindows(drainMs);
+      await gateway.drain(spreadMs, graceMs);
+      await gateway.close();
+      await core.close();
     },
     async close() {
       await gateway.close();

@@ -2,11 +2,13 @@
  * Several processes on one machine: the primary owns the core (SQLite writer, sync service, bus) and forks
  * `workers` gateway processes that hold the connections (HTTP, long-poll, and the long connection). node:cluster
  * shares the listening ports between the gateways. A gateway that dies is replaced; its clients reconnect and
- * resync, so nothing is lost or doubled. See docs/architecture.md "Processes".
+ * resync, so nothing is lost or doubled. SIGHUP to the primary rolls the gateways (one fresh process, then one old
+ * one drained, in turn); SIGTERM drains them all. See docs/architecture.md "Processes" and docs/operations.md
+ * "Draining and rolling restarts".
  */
 import cluster, { type Worker } from 'node:cluster';
 import type pino from 'pino';
-import { buildCore, buildGateway, gatewayDirectory, makeLogger, type Core, type CoreSeams } from './build-server.ts';
+import { buildCore, drainWindows, buildGateway, gatewayDirectory, makeLogger, type Core, type CoreSeams, type Gateway } from './build-server.ts';
 import type { Config } from './config.ts';
 import { IpcChatClient, IpcCoreHost } from './ipc.ts';
 import { loadTls } from './tls.ts';
@@ -19,8 +21,21 @@ export interface RunningCluster {
   ops: NodeOps;
   httpPort: number;
   tcpPort: number;
+  /** Process ids of the gateways serving now (not those draining), for operators and tests. */
+  readonly gatewayPids: number[];
+  /**
+   * Rolling restart of the gateway processes without stopping the node: for each gateway serving when it is
+   * called, starts a fresh one, waits until it listens, then drains the old one (SYNCHAT_DRAIN_MS: it closes its
+   * listening handles first, so the kernel hands new connections to the others, then spreads 1102 over its
+   * clients) and waits for its exit; one at a time. A call while a roll runs returns that roll. Resolves with
+   * the number of gateways replaced. SIGHUP to the primary calls it.
+   */
+  rollGateways(): Promise<number>;
+  /** SIGTERM: leaves the directory, drains every gateway at once over 80 % of `drainMs`, then closes the core. */
+  drainAndClose(drainMs: number): Promise<void>;
   close(): Promise<void>;
 }
+
 
 /** Starts the primary: the core, then the gateways; resolves when every gateway listens. */
 export async function startPrimary(config: Config, logger: pino.Logger, seams: CoreSeams = {}): Promise<RunningCluster> {
@@ -40,12 +55,16 @@ export async function startPrimary(config: Config, logger: pino.Logger, seams: C
   const hosts = new Map<Worker, IpcCoreHost>();
   // Gateways' /metrics ask here, and this asks every gateway (src/ops/node-metrics.ts).
   const ops = new NodeMetrics(core.metrics, { node: nodeLabel(config.httpPort), nodeId: core.nodeId, startedAt: core.startedAt });
+  /** Gateways told to drain: their exit is expected, not replaced. */
+  const retiring = new Set<Worker>();
   let isClosing = false;
+  let rolling: Promise<number> | undefined;
+  const ready = () => core.readiness();
 
   const fork = (): Promise<void> =>
     new Promise((resolve, reject) => {
       const worker = cluster.fork({ SYNCHAT_ROLE_GATEWAY: '1' });
-      hosts.set(worker, new IpcCoreHost(core.service, worker));
+      hosts.set(worker, new IpcCoreHost(core.service, worker, ready));
       const leaveOps = ops.addGateway(worker);
       worker.on('message', (m: any) => {
         if (m && m.t === 'listening') resolve();
@@ -55,11 +74,25 @@ export async function startPrimary(config: Config, logger: pino.Logger, seams: C
         hosts.get(worker)?.close();
         hosts.delete(worker);
         leaveOps();
-        if (isClosing) return;
+        if (isClosing || retiring.delete(worker)) return;
         logger.error({ pid: worker.process.pid, code, signal }, 'gateway exited; starting another');
         reject(new Error('gateway exited during start'));
         setTimeout(() => void fork().catch((err) => logger.error({ err }, 'gateway restart failed')), 500);
       });
+    });
+
+  /** Tells `worker` to drain and resolves at its exit; one that overruns the window by half its grace is killed. */
+  const retire = (worker: Worker, drainMs: number): Promise<void> =>
+    new Promise<void>((resolve) => {
+      retiring.add(worker);
+      if (worker.isDead()) return resolve();
+      const { spreadMs, graceMs } = drainWindows(drainMs);
+      const killer = setTimeout(() => worker.kill('SIGKILL'), spreadMs + graceMs + Math.round(graceMs / 2));
+      worker.once('exit', () => {
+        clearTimeout(killer);
+        resolve();
+      });
+      worker.send([{ t: 'drain', spreadMs, graceMs }]);
     });
 
   await Promise.all(Array.from({ length: config.workers }, fork));
@@ -70,6 +103,34 @@ export async function startPrimary(config: Config, logger: pino.Logger, seams: C
     ops,
     httpPort: config.httpPort,
     tcpPort: config.tcpPort,
+    get gatewayPids() {
+      return [...hosts.keys()].filter((w) => !retiring.has(w)).map((w) => w.process.pid!);
+    },
+    rollGateways() {
+      rolling ??= (async () => {
+        let rolled = 0;
+        for (const old of [...hosts.keys()].filter((w) => !retiring.has(w))) {
+          if (isClosing) break;
+          // The fresh one first: the port never goes without a listener, and the old one's clients have somewhere to go.
+          await fork();
+          logger.info({ pid: old.process.pid }, 'rolling restart: draining a gateway');
+          await retire(old, config.drainMs);
+          rolled++;
+        }
+        logger.info({ rolled }, 'rolling restart done');
+        return rolled;
+      })().finally(() => {
+        rolling = undefined;
+      });
+      return rolling;
+    },
+    async drainAndClose(drainMs) {
+      isClosing = true;
+      await core.startDrain();
+      await Promise.all([...hosts.keys()].map((w) => retire(w, drainMs)));
+      // The gateways' calls in flight reached the core before they exited; its close lets the queued writes finish.
+      await core.close();
+    },
     async close() {
       isClosing = true;
       await Promise.all(
@@ -97,11 +158,25 @@ export async function runGatewayWorker(config: Config): Promise<void> {
     const channel = process as unknown as OpsChannel;
     const metrics = new ProcessMetrics('gateway');
     const nodeOps = new GatewayOps(metrics, channel);
-    const gateway = await buildGateway(config, api, logger, undefined, { metrics, node: () => nodeOps });
+    const gateway: Gateway = await buildGateway(config, api, logger, undefined, () => api.ready(), { metrics, node: () => nodeOps });
+    let exiting: Promise<void> | undefined;
+    const drainThenExit = (spreadMs: number, graceMs: number) => {
+      exiting ??= gateway
+        .drain(spreadMs, graceMs)
+        .then(() => gateway.close())
+        .finally(() => process.exit(0));
+    };
     process.on('message', (batch: any) => {
-      if (Array.isArray(batch) && batch.some((m) => m?.t === 'shutdown')) {
-        void gateway.close().finally(() => process.exit(0));
-      }
+      if (!Array.isArray(batch)) return;
+      const drain = batch.find((m) => m?.t === 'drain');
+      if (drain) drainThenExit(drain.spreadMs, drain.graceMs);
+      if (batch.some((m) => m?.t === 'shutdown')) void gateway.close().finally(() => process.exit(0));
+    });
+    // systemd's default KillMode signals every process of the unit, not only the primary: drain as the primary
+    // would have told us to (drain() runs once, whoever asks first).
+    process.on('SIGTERM', () => {
+      const { spreadMs, graceMs } = drainWindows(config.drainMs);
+      drainThenExit(spreadMs, graceMs);
     });
     process.send?.({ t: 'listening' });
   } catch (err) {

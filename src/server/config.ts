@@ -91,6 +91,20 @@ export interface Config {
    * time; '' = loopback callers only (docs/security.md "Operator routes").
    */
   adminToken: string;
+  /**
+   * SIGTERM drain (docs/operations.md "Draining and rolling restarts"): the process stops accepting, spreads ERROR
+   * 1102 over its long connections and ret 1102 over its parked long-polls across the first 80 % of this window,
+   * lets the writes in flight finish, and exits within it, in ms. A rolling restart drains each gateway the same way.
+   */
+  drainMs: number;
+  /**
+   * The base URL clients reach this node's HTTP port at (`https://chat.example.com`, maybe through a proxy): the
+   * directory (`/api/gateways`) lists it and its `ws(s)://…/ws`; '' = built from the listen address (a wildcard
+   * address: from the request's Host).
+   */
+  publicUrl: string;
+  /** The URL clients reach this node's TCP long connection at (`tls://chat.example.com:8081`); '' = the public URL's host with the TCP port. */
+  publicTcpUrl: string;
 }
 
 /** Defaults. */
@@ -145,6 +159,11 @@ export const DEFAULTS: Config = {
   // 30 s for a whole request body: the SDK's 1 MiB media chunk at 280 kbit/s (slower links choose smaller chunks).
   httpRequestTimeoutMs: 30_000,
   adminToken: '', // '' = /metrics and /admin answer loopback callers only
+  // 10 s (PROTOCOL.md "Several nodes"): 8 s of spread at the default 30 s heartbeat is ~4 reconnects a second per
+  // 32 connections; Kubernetes' default terminationGracePeriodSeconds (30 s) leaves room above it.
+  drainMs: 10_000,
+  publicUrl: '', // '' = from the listen address (docs/deploy.md "Public addresses")
+  publicTcpUrl: '', // '' = the public URL's host and SYNCHAT_TCP_PORT
 };
 
 const SCHEMA = {
@@ -189,6 +208,9 @@ const SCHEMA = {
     httpRequestTimeoutMs: { type: 'integer', minimum: 1000, maximum: 3_600_000 },
     // Guessable tokens are refused: 16 characters is ~96 bits from `openssl rand -base64 12`.
     adminToken: { type: 'string', pattern: '^$|^\\S{16,}$' },
+    drainMs: { type: 'integer', minimum: 100, maximum: 3_600_000 },
+    publicUrl: { type: 'string', pattern: '^$|^https?://[^/?#\\s]+(/[^?#\\s]*)?$' },
+    publicTcpUrl: { type: 'string', pattern: '^$|^(tcp|tls)://[^/?#\\s]+:[0-9]+$' },
   },
 } as const;
 

@@ -58,9 +58,12 @@ export class IpcCoreHost {
   /** The gateway's QR poll id → how to stop it (a client that went away). */
   readonly #qrPolls = new Map<number, () => void>();
   readonly #off: () => void;
+  readonly #ready: () => Promise<Reply>;
 
-  constructor(service: ChatService, worker: Worker) {
+  /** `ready`: the core's readiness (`/readyz` of a gateway asks it here). */
+  constructor(service: ChatService, worker: Worker, ready: () => Promise<Reply>) {
     this.#service = service;
+    this.#ready = ready;
     this.#out = new Batcher(worker);
     worker.on('message', (batch: GatewayToCore[]) => {
       if (!Array.isArray(batch)) return;
@@ -69,9 +72,12 @@ export class IpcCoreHost {
     this.#off = service.onEvents((events) => this.#forward(events));
   }
 
-  /** Stops forwarding (the worker exited). */
+  /** Stops forwarding (the worker exited) and releases what its attaches held (bus holds, catch-up, the count). */
   close(): void {
     this.#off();
+    // A gateway that exits (a rolling restart, a crash) sends no detach: without this its users' bus subscriptions
+    // and catch-up entries stayed held for the life of the core.
+    for (const subscription of this.#held.values()) subscription.release();
     this.#held.clear();
     this.#subs.clear();
   }
@@ -108,6 +114,9 @@ export class IpcCoreHost {
         break;
       case 'acks':
         for (const [sessionId, syncKey] of msg.acks) this.#service.ack(sessionId, syncKey);
+        break;
+      case 'ready':
+        void this.#ready().then((reply) => this.#out.push({ t: 'reply', id: msg.id, reply }));
         break;
     }
   }
@@ -188,6 +197,11 @@ export class IpcChatClient implements ChatApi {
       return { t: 'qrPoll', id, query, ctx };
     });
     return { reply, cancel: () => this.#out.push({ t: 'cancelQrPoll', id }) };
+  }
+
+  /** The core's readiness (`/readyz`); resolves when the core answers (the caller bounds the wait). */
+  ready(): Promise<Reply> {
+    return this.#request((id) => ({ t: 'ready', id }));
   }
 
   attach(sid: string, syncKey: number | undefined, ip: string): Promise<AttachReply> {

@@ -27,7 +27,7 @@ async function main(): Promise<void> {
   const logger = makeLogger(config, 'synchat');
   const server = config.workers === 0 ? await buildServer(config) : await startPrimary(config, logger);
   logger.info({ url: `http${config.tlsCert ? 's' : ''}://${config.host}:${server.httpPort}`, tcpPort: server.tcpPort, workers: config.workers }, 'Synchat is up');
-  exitWhenDone(server, logger);
+  exitWhenDone(server, logger, { drainMs: config.drainMs });
 }
 
 main().catch((err) => {

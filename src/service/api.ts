@@ -16,6 +16,8 @@ export interface CallContext {
   ip: string;
   /** For logs. */
   requestId?: string;
+  /** The Host (name[:port]) the request reached, over HTTP: `/api/gateways` of a node on a wildcard address lists it. */
+  host?: string;
 }
 
 /**
@@ -99,7 +101,9 @@ export type GatewayToCore =
   | { t: 'qrPoll'; id: number; query: unknown; ctx: CallContext }
   | { t: 'cancelQrPoll'; id: number }
   /** Acknowledged keys, coalesced per session by the gateway (sessionId, syncKey pairs). */
-  | { t: 'acks'; acks: [string, number][] };
+  | { t: 'acks'; acks: [string, number][] }
+  /** The core's readiness (`/readyz`: can commit, bus reachable, not draining); answered with a `reply`. */
+  | { t: 'ready'; id: number };
 
 /** Messages from the core process to a gateway process. */
 export type CoreToGateway =

@@ -52,8 +52,11 @@ export interface ServiceOptions {
   isRateLimited: boolean;
   /** Where throttles count. @default this process's memory ({@link LocalRateCounters}) */
   counters?: RateCounters;
-  /** The gateway directory. */
-  gateways: () => GatewayInfo[];
+  /**
+   * The gateway directory, least-loaded node first; `requestHost` is the Host the caller reached (HTTP), which a
+   * node listening on a wildcard address without a public URL advertises for itself.
+   */
+  gateways: (requestHost?: string) => GatewayInfo[];
   /** Media uploads and reads; without it the media calls answer ret 1. */
   media?: MediaOptions;
   /** How long a QR login's uuid lives, in ms (config.ts DEFAULTS.qrLoginExpiryMs; docs/protocol.md "QR login"). */
@@ -123,6 +126,8 @@ export class ChatService implements ChatApi {
   readonly #touchTimer: NodeJS.Timeout;
   /** This node's event listeners (transports here, the IPC hosts of gateway processes). */
   readonly #listeners = new Set<(events: readonly BusEvent[]) => void>();
+  /** Attaches whose subscription is held now (long connections and parked polls of every gateway of this node). */
+  #attachedCount = 0;
   /** With a bus between nodes: news the bus lost, found in the store. */
   readonly #catchUp: CatchUp | undefined;
   /** Users with an attach held now → how many (a user counts once in `usersOnline` however many devices). */
@@ -210,7 +215,7 @@ export class ChatService implements ChatApi {
       else if (path === '/api/qrlogin/new') result = await this.#qrLogins.create(body, ctx);
       // As a call (the long connection's CALL op) a poll answers at once; over HTTP it is held (pollQrLogin).
       else if (path === '/api/qrlogin/poll') result = await this.#qrLogins.poll({ ...body, timeout: 0 }, ctx).answer;
-      else if (path === '/api/gateways') result = { gateways: this.#o.gateways() };
+      else if (path === '/api/gateways') result = { gateways: this.#o.gateways(ctx.host) };
       else {
         const handler = this.#handlers[path];
         if (!handler) fail(RET.BAD_REQUEST, `${path} is served by its transport, not as a call`);
@@ -253,9 +258,11 @@ export class ChatService implements ChatApi {
         throw err;
       }
       const releaseCatchUp = this.#catchUp?.hold(session.uin, heads.head);
+      this.#attachedCount++;
       const uin = session.uin;
       this.#online.set(uin, (this.#online.get(uin) ?? 0) + 1);
       subscription = subscriptionOf(() => {
+        this.#attachedCount--;
         const held = this.#online.get(uin)!;
         if (held > 1) this.#online.set(uin, held - 1);
         else this.#online.delete(uin);
@@ -321,6 +328,14 @@ export class ChatService implements ChatApi {
   onEvents(listener: (events: readonly BusEvent[]) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  /**
+   * Listeners attached to this node now: one per authenticated long connection and per parked synccheck, over
+   * every gateway process (the IPC host attaches through here). The directory orders nodes by it.
+   */
+  get attachedCount(): number {
+    return this.#attachedCount;
   }
 
   /** QR login polls running now, held or being answered (at most MAX_PARKED_QR_POLLS), for tests and metrics. */

@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import { checkRun, type DeviceState } from '../../bench/chaos/check.ts';
 import { runChaos } from '../../bench/chaos/run.ts';
 import type { SendRecord } from '../../bench/chaos/traffic.ts';
+import { assertChaosClean } from '../helpers/chaos.ts';
 import { privatePostgresMissing } from '../helpers/private-postgres.ts';
 
 const msg = (seq: number, clientMsgId: string, msgId: string, from: string, to: string) => ({ seq, kind: 'msg', msgId, clientMsgId, from, to, peer: to, type: 1, content: 'x', createTime: 1 });
@@ -39,21 +40,9 @@ test('the chaos verdict counts a lost send, a doubled message and a diverged dev
   assert.equal(checkRun(logs, [device('bob', bobLog, 1)], [], groups).diverged, 1);
 });
 
-function assertClean(r: Awaited<ReturnType<typeof runChaos>>, faults: number): void {
-  const summary = `seed ${r.seed}: ${r.problems.join('\n')}`;
-  assert.equal(r.faults.length, faults, summary);
-  assert.ok(r.sends.answered > 50, `traffic flowed (${r.sends.answered} answered) ${summary}`);
-  assert.equal(r.sends.unanswered, 0, summary);
-  assert.equal(r.lost, 0, summary);
-  assert.equal(r.doubled, 0, summary);
-  assert.equal(r.diverged, 0, summary);
-  assert.equal(r.densityProblems, 0, summary);
-  assert.ok(r.ok, summary);
-}
-
 test('chaos smoke, one node: kill -9 twice during mixed traffic over TCP, WebSocket and long-poll; nothing lost, doubled or diverged; integrity_check ok', async () => {
   const r = await runChaos({ seed: randomInt(1, 2 ** 31), mode: 'single', seconds: 10, faults: 2, usersPerTransport: 2 });
-  assertClean(r, 2);
+  assertChaosClean(r, 2);
   assert.equal(r.integrity, 'ok');
   assert.ok(r.sends.tcp > 0 && r.sends.ws > 0 && r.sends.http > 0, 'every transport sent');
 });
@@ -67,6 +56,6 @@ const clusterSkip = process.env.CI === 'true' ? undefined : clusterMissing;
 test('chaos smoke, three nodes on a private PostgreSQL and Redis: a node, PostgreSQL and Redis each restarted during traffic; nothing lost, doubled or diverged; logs dense', { skip: clusterSkip }, async () => {
   if (clusterMissing) throw new Error(`required under CI=true: ${clusterMissing}`);
   const r = await runChaos({ seed: CLUSTER_SEED, mode: 'cluster', seconds: 12, faults: 3, usersPerTransport: 2 });
-  assertClean(r, 3);
+  assertChaosClean(r, 3);
   assert.deepEqual(new Set(r.faults.map((f) => f.kind)), new Set(['kill9-node', 'restart-postgres', 'restart-redis']), `seed ${r.seed}`);
 });

@@ -18,5 +18,5 @@ const config = loadConfig({}, {
   rateLimit: 'off',
 });
 const server = await buildServer(config, { fsyncModule: fileURLToPath(new URL('./failing-fsync.cjs', import.meta.url)) });
-exitWhenDone(server, makeLogger(config, 'synchat'));
+exitWhenDone(server, makeLogger(config, 'synchat'), { drainMs: config.drainMs });
 process.stdout.write(`${JSON.stringify({ httpPort: server.httpPort, tcpPort: server.tcpPort })}\n`);

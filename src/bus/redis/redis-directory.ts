@@ -1,7 +1,8 @@
 /**
  * The directory of live nodes for `/api/gateways` (docs/architecture.md "Between nodes (Redis)"): each node
- * writes its gateways under a key that expires unless refreshed, and reads everyone's on the same timer, so
- * `gateways()` answers from memory, synchronously, and a dead node drops out within `ttlMs + refreshMs`.
+ * writes its gateways and its load under a key that expires unless refreshed, and reads everyone's on the same
+ * timer, so `gateways()` answers from memory, synchronously, least-loaded node first, and a dead node drops out
+ * within `ttlMs + refreshMs`; a draining node removes its entry at once (`stop()`).
  */
 import type { Redis } from 'ioredis';
 import { closeRedis, connectionOf, firstReady, OutageLog, withTimeout, type RedisLogger } from './redis-connection.ts';
@@ -16,6 +17,8 @@ export interface DirectoryGateway {
 export interface DirectoryNode {
   nodeId: string;
   gateways: DirectoryGateway[];
+  /** Listeners attached to the node (long connections and parked polls) when it last refreshed; 0 if unknown. */
+  load?: number;
 }
 
 /** Options of {@link RedisDirectory}, with units and defaults. */
@@ -33,6 +36,8 @@ export interface RedisDirectoryOptions {
   staleMs?: number;
   /** A refresh unanswered for this long failed, ms. @default 1000 */
   timeoutMs?: number;
+  /** This node's load, written into its entry at each refresh and read for the order of `gateways()`. @default () => 0 */
+  load?: () => number;
 }
 
 /**
@@ -65,8 +70,8 @@ export class RedisDirectory {
   readonly #timeoutMs: number;
   readonly #outage: OutageLog;
   readonly #refresh: Refresh;
+  readonly #load: () => number;
   #self: DirectoryNode | undefined;
-  #selfJson = '';
   /** The other nodes at the last successful read, by node id, and when that was (Date.now()). */
   #others: DirectoryNode[] = [];
   #othersAtMs = 0;
@@ -85,6 +90,7 @@ export class RedisDirectory {
     this.#staleMs = options.staleMs ?? 30_000;
     this.#timeoutMs = options.timeoutMs ?? 1_000;
     this.#outage = new OutageLog(options.logger, 'directory');
+    this.#load = options.load ?? (() => 0);
     conn.defineCommand(REFRESH_COMMAND, { numberOfKeys: 2, lua: REFRESH_LUA });
     const refresh = (conn as unknown as Record<string, Refresh>)[REFRESH_COMMAND]!;
     this.#refresh = (...args) => refresh.call(conn, ...args);
@@ -96,7 +102,6 @@ export class RedisDirectory {
    */
   async start(self: DirectoryNode): Promise<void> {
     this.#self = { nodeId: self.nodeId, gateways: [...self.gateways] };
-    this.#selfJson = JSON.stringify(this.#self);
     clearInterval(this.#timer);
     this.#timer = setInterval(() => void this.refresh(), this.#refreshMs);
     this.#timer.unref();
@@ -104,11 +109,21 @@ export class RedisDirectory {
     await this.refresh();
   }
 
-  /** This node's gateways first, then those of every other node seen live within `staleMs` (by node id). */
-  gateways(): DirectoryGateway[] {
-    const own = this.#self?.gateways ?? [];
-    if (Date.now() - this.#othersAtMs > this.#staleMs) return [...own];
-    return [...own, ...this.#others.flatMap((n) => n.gateways)];
+  /**
+   * The gateways of this node and of every other node seen live within `staleMs`, least-loaded node first (this
+   * node's load read now, the others' as of their last refresh; on a tie this node first, then by node id).
+   * `own` replaces this node's stored gateways in the answer (a node on a wildcard address lists the Host its
+   * caller reached). After `stop()` (a draining node) this node is not listed.
+   */
+  gateways(own?: DirectoryGateway[]): DirectoryGateway[] {
+    const nodes: { gateways: DirectoryGateway[]; load: number; rank: number }[] = [];
+    if (this.#self) nodes.push({ gateways: own ?? this.#self.gateways, load: this.#load(), rank: 0 });
+    if (Date.now() - this.#othersAtMs <= this.#staleMs) {
+      // #others is sorted by node id: its index keeps that order among equal loads.
+      this.#others.forEach((n, i) => nodes.push({ gateways: n.gateways, load: n.load ?? 0, rank: i + 1 }));
+    }
+    nodes.sort((a, b) => a.load - b.load || a.rank - b.rank);
+    return nodes.flatMap((n) => [...n.gateways]);
   }
 
   /** Rewrites this node's entry and re-reads the others' now (the timer does this every `refreshMs`). */
@@ -138,7 +153,8 @@ export class RedisDirectory {
     if (!self) return;
     let entries: string[];
     try {
-      const reply = this.#refresh(this.#entryPrefix + self.nodeId, this.#indexKey, this.#ttlMs, this.#selfJson, self.nodeId, this.#entryPrefix);
+      const entry = JSON.stringify({ ...self, load: this.#load() });
+      const reply = this.#refresh(this.#entryPrefix + self.nodeId, this.#indexKey, this.#ttlMs, entry, self.nodeId, this.#entryPrefix);
       entries = await withTimeout(reply, this.#timeoutMs);
     } catch (err) {
       this.#outage.failed(err, `serving the other nodes' last known gateways for at most ${this.#staleMs} ms`);
@@ -161,7 +177,8 @@ function parseEntry(text: string): DirectoryNode | undefined {
   try {
     const v = JSON.parse(text) as DirectoryNode;
     if (typeof v?.nodeId !== 'string' || !Array.isArray(v.gateways)) return undefined;
-    return { nodeId: v.nodeId, gateways: v.gateways.filter((g) => typeof g?.url === 'string' && ['tcp', 'ws', 'http'].includes(g.transport)) };
+    const load = Number.isFinite(v.load) && v.load! >= 0 ? v.load! : 0;
+    return { nodeId: v.nodeId, gateways: v.gateways.filter((g) => typeof g?.url === 'string' && ['tcp', 'ws', 'http'].includes(g.transport)), load };
   } catch {
     return undefined;
   }

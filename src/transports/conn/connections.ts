@@ -3,11 +3,12 @@
  * the flush queue, a decoder) and the registry used for shutdown and stats. See docs/architecture.md
  * "Long connection".
  */
-import { FrameDecoder } from '../../protocol/index.ts';
+import { FrameDecoder, RET } from '../../protocol/index.ts';
 import type { ChatApi, Logger } from '../../service/index.ts';
 import type { Hub } from '../hub.ts';
 import type { TimerWheel } from '../timer-wheel.ts';
 import { EdgeStats } from '../edge-stats.ts';
+import { GOING_AWAY_ERRMSG } from '../drain.ts';
 import { Connection, type ConnectionContext, type ConnectionLimits, type Link } from './connection.ts';
 
 /** Totals over the open connections. */
@@ -40,6 +41,7 @@ export class Connections implements ConnectionContext {
   readonly #all = new Set<Connection>();
   #flushQueue: Connection[] = [];
   #peakBufferedBytes = 0;
+  #isDraining = false;
   readonly #flushAll = (): void => this.#flush();
 
   /** `edgeStats`: this process's answer and delivery counts, shared with the HTTP edge. @default a fresh one */
@@ -62,7 +64,19 @@ export class Connections implements ConnectionContext {
   open(link: Link, transport: string): Connection {
     const conn = new Connection(this, link, transport);
     this.#all.add(conn);
+    // Draining: the listeners are closed, but a `/ws` upgrade can still come on a kept-alive HTTP socket.
+    if (this.#isDraining) conn.fail(RET.GOING_AWAY, GOING_AWAY_ERRMSG);
     return conn;
+  }
+
+  /**
+   * Starts draining (docs/operations.md "Draining and rolling restarts"): a connection opened from now on gets
+   * ERROR 1102 at once. Returns, for every connection open now, the action that sends it ERROR 1102 and closes it;
+   * the gateway spreads them over its drain window.
+   */
+  drain(): (() => void)[] {
+    this.#isDraining = true;
+    return [...this.#all].map((c) => () => c.fail(RET.GOING_AWAY, GOING_AWAY_ERRMSG));
   }
 
   get sharedDecoder(): FrameDecoder {

@@ -8,7 +8,7 @@ import type { TlsOptions } from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { CALLS, RET, SynchatError, httpStatusOf, type CallPath } from '../../protocol/index.ts';
-import { validateCall, type ChatApi } from '../../service/index.ts';
+import { validateCall, type ChatApi, type Reply } from '../../service/index.ts';
 import type { TrustProxy } from '../client-address.ts';
 import type { ConnectionCaps } from '../conn-caps.ts';
 import type { SynccheckHandler } from '../longpoll/synccheck.ts';
@@ -60,6 +60,16 @@ export interface HttpTransportOptions {
    * by loopback callers and by others with `Authorization: Bearer <adminToken>` ({@link adminRefusal}).
    */
   metrics?: { text(): Promise<string>; adminToken: string };
+  /**
+   * `/readyz` (docs/operations.md "Health and readiness"): ret 0 answers 200, anything else 503 with its body.
+   * Absent: `/readyz` answers as `/healthz`.
+   */
+  ready?: () => Promise<Reply>;
+  /**
+   * True while this process drains: every answer carries `Connection: close`, so a client's next request opens a
+   * new connection, which the kernel hands to a live gateway (the listeners are closed). @default never
+   */
+  isDraining?: () => boolean;
 }
 
 /** Prometheus' text exposition format. */
@@ -118,6 +128,8 @@ function bearer(req: FastifyRequest): string | undefined {
 }
 
 function send(reply: FastifyReply, ret: number, body: string, retryAfterSec?: number): void {
+  // PROTOCOL.md: 1102 (503) carries Retry-After; it asks for a reconnect now, to another gateway if there is one.
+  if (retryAfterSec === undefined && ret === RET.GOING_AWAY) retryAfterSec = 0;
   if (retryAfterSec !== undefined) reply.header('retry-after', String(retryAfterSec));
   reply.code(httpStatusOf(ret)).header('content-type', 'application/json; charset=utf-8').header('cache-control', 'no-store').send(body);
 }
@@ -170,6 +182,21 @@ export function buildHttpTransport(opts: HttpTransportOptions): FastifyInstance 
     reply.send(JSON.stringify({ ret: refusal.ret, errMsg: refusal.errMsg }));
   });
 
+  const isDraining = opts.isDraining;
+  if (isDraining) {
+    app.addHook('onRequest', (_req, reply, done) => {
+      if (isDraining()) reply.header('connection', 'close');
+      done();
+    });
+  }
+
+  // Probes (PROTOCOL.md `/healthz`, `/readyz`; docs/operations.md "Health and readiness").
+  app.get('/healthz', (_req, reply) => send(reply, RET.OK, '{"ret":0}'));
+  app.get('/readyz', async (_req, reply) => {
+    const r = opts.ready ? await opts.ready() : { ret: RET.OK, body: '{"ret":0}' };
+    reply.code(r.ret === RET.OK ? 200 : 503).header('content-type', 'application/json; charset=utf-8').header('cache-control', 'no-store').send(r.body);
+  });
+
   const edgeStats = opts.edgeStats;
   if (edgeStats) {
     // Every JSON answer, whichever route or hook wrote it, begins `{"ret":N` (edge-stats.ts retOfAnswer).
@@ -220,7 +247,7 @@ export function buildHttpTransport(opts: HttpTransportOptions): FastifyInstance 
       url: path,
       handler: async (req, reply) => {
         const input = spec.method === 'GET' ? req.query : req.body;
-        const r = await opts.api.call(path, input, { sid: bearer(req), ip: req.ip, requestId: req.id });
+        const r = await opts.api.call(path, input, { sid: bearer(req), ip: req.ip, requestId: req.id, host: req.host });
         send(reply, r.ret, r.body, r.retryAfterSec);
       },
     });

@@ -8,6 +8,7 @@ import type { ChatApi, NewsEvent, Subscription } from '../../service/index.ts';
 import { sessionEndedErrMsg, type Hub, type HubListener } from '../hub.ts';
 import type { TimerWheel, WheelItem } from '../timer-wheel.ts';
 import type { EdgeStats } from '../edge-stats.ts';
+import { GOING_AWAY_BODY } from '../drain.ts';
 
 /** Writes the answer: JSON body text; the transport picks the HTTP status from `ret`. */
 export type Respond = (ret: number, body: string) => void;
@@ -72,6 +73,7 @@ export class SynccheckHandler {
   readonly #wheel: TimerWheel;
   /** sessionId → its parked poll: a new poll of the same device ends the previous one. */
   readonly #bySession = new Map<string, ParkedPoll>();
+  #isDraining = false;
 
   /** Times news reaching parked polls (metrics); absent: not timed. */
   readonly edgeStats: EdgeStats | undefined;
@@ -93,10 +95,22 @@ export class SynccheckHandler {
    * Returns a cancel function for a client that goes away (no-op once answered).
    */
   async handle(sid: string | undefined, syncKey: number, timeoutMs: number | undefined, ip: string, respond: Respond): Promise<() => void> {
+    // Draining: a poll on a kept-alive socket would park on a process that is leaving; the client polls again on a
+    // new connection, which reaches a live gateway.
+    if (this.#isDraining) {
+      respond(RET.GOING_AWAY, GOING_AWAY_BODY);
+      return () => {};
+    }
     const mark = this.#hub.mark();
     const attached = await this.#api.attach(sid ?? '', syncKey, ip);
     if (attached.ret !== RET.OK) {
       respond(attached.ret, JSON.stringify({ ret: attached.ret, errMsg: attached.errMsg }));
+      return () => {};
+    }
+    if (this.#isDraining) {
+      // The drain began during the attach: this poll was not among those it spreads.
+      attached.subscription!.release();
+      respond(RET.GOING_AWAY, GOING_AWAY_BODY);
       return () => {};
     }
     const { uin, sessionId, head, epoch, selector } = attached as Required<typeof attached>;
@@ -130,6 +144,16 @@ export class SynccheckHandler {
         this.unpark(poll);
       }
     };
+  }
+
+  /**
+   * Starts draining (docs/operations.md "Draining and rolling restarts"): a poll arriving from now on is answered
+   * ret 1102 at once. Returns, for every poll parked now, the action that answers it ret 1102; the gateway spreads
+   * them over its drain window.
+   */
+  drain(): (() => void)[] {
+    this.#isDraining = true;
+    return [...this.#bySession.values()].map((poll) => () => poll.finish(RET.GOING_AWAY, GOING_AWAY_BODY));
   }
 
   /** Ends every parked poll with selector 0 (shutdown). */
