@@ -2,8 +2,8 @@
  * The live capacity estimate of the admin dashboard (docs/capacity.md "Live estimate"): "how many more users can
  * this node take", from the node's own snapshots (src/ops/snapshot.ts) instead of the bench records that
  * `npm run capacity` fits. The costs come from the snapshots' deltas: CPU core-seconds per send, append and
- * delivery by non-negative least squares over one-second samples, less the node's cost when idle (timers,
- * heartbeats, garbage collection: its quiet seconds), and memory per connection from RSS against connections. The
+ * delivery (the assumed split, scaled by least squares over one-second samples to what the node spends above its
+ * idle cost), and memory per connection from RSS against connections. The
  * workload is the capacity model's (src/ops/capacity-model.ts `plan()`), so the arithmetic per user is the one
  * `npm run capacity` prints. Pure and browser-safe: the dashboard runs it on every new snapshot, with the
  * assumptions the operator edits.
@@ -88,7 +88,10 @@ export interface LiveAssumptions {
   kernelBytesPerSocket: number;
   /** Appends/s one SQLite writer takes (a node on PostgreSQL has no such limit of its own). */
   maxAppendsPerSecPerWriter: number;
-  /** Costs used while the window has too little traffic (or too few connections) to measure them. */
+  /**
+   * Costs used while the window has too little traffic (or too few connections) to measure them; the CPU costs'
+   * split between sends, appends and deliveries is also the one the live fit scales.
+   */
   fallback: { cpuPerSend: number; cpuPerAppend: number; cpuPerDelivery: number; bytesPerConn: number };
 }
 
@@ -106,8 +109,8 @@ export interface LiveCapacity {
     cpuPerAppend: number;
     cpuPerDelivery: number;
     /**
-     * Core-seconds per send with its appends and deliveries, in the mix sent now: what the fit measures best (its
-     * split between the three is rough when the mix holds still); 0 without sends now.
+     * Core-seconds per send with its appends and deliveries, in the mix sent now: what the window measures; 0
+     * without sends now.
      */
     cpuPerMessageNow: number;
     /** Cores the node spends with no traffic: the mean of the window's quiet seconds (0 unless `cpuSource` is `live`). */
@@ -147,7 +150,7 @@ const PLANNED_USERS = 1_000_000;
  * allows and the fallback costs otherwise. `latest` is the node's newest snapshot.
  */
 export function liveCapacity(samples: readonly RateSample[], latest: NodeSnapshot, a: LiveAssumptions, isSingleWriter: boolean): LiveCapacity {
-  const cpu = fitCpuLive(samples) ?? { ...a.fallback, idleCores: 0, source: 'assumed' as CostSource };
+  const cpu = fitCpuLive(samples, a.fallback) ?? { ...a.fallback, idleCores: 0, source: 'assumed' as CostSource };
   const fitted = fitBytesPerConn(samples);
   const bytesPerConn = fitted ?? a.fallback.bytesPerConn;
   const memorySource: CostSource = fitted === undefined ? 'assumed' : 'live';
@@ -215,27 +218,35 @@ export function liveCapacity(samples: readonly RateSample[], latest: NodeSnapsho
 }
 
 /**
- * CPU core-seconds per send, append and delivery from the samples, a, b, c ≥ 0; undefined when fewer than
+ * CPU core-seconds per send, append and delivery from the samples; undefined when fewer than
  * {@link MIN_BUSY_SAMPLES} samples had sends. The idle cost (timers, heartbeats, garbage collection) is the mean of
- * the quiet samples when the window has {@link MIN_QUIET_SAMPLES} of them, and the busy ones are fitted as
- * cores − idle = sends/s·a + appends/s·b + deliveries/s·c by non-negative least squares. Steady traffic cannot tell
- * the idle cost from the traffic's (an intercept fitted beside them takes any share), so without quiet seconds
- * the fit runs without it and the costs hold the idle cost: an upper bound (`live-bound`). As in
- * `npm run capacity` (docs/capacity.md "The model"), a steady mix separates a, b and c only as well as it varies;
- * the total per message of the mix seen is what is measured.
+ * the quiet samples when the window has {@link MIN_QUIET_SAMPLES} of them. The busy ones then give one factor k by
+ * least squares, cores − idle = k × (sends/s·a₀ + appends/s·b₀ + deliveries/s·c₀), where a₀, b₀, c₀ are the
+ * assumed costs (by default the bench's fit), and the costs are k·a₀, k·b₀, k·c₀: the bench's split between the
+ * three, scaled to what this node spends now. A live mix rarely varies enough to separate three costs — fitted
+ * apart on a steady load, they jumped from sends to deliveries from one second to the next, and the estimate by a
+ * factor of three with them — while their total for the mix seen is well measured. Steady traffic cannot tell the
+ * idle cost from the traffic's either, so without quiet seconds the factor holds the idle cost too: an upper bound
+ * (`live-bound`).
  */
-function fitCpuLive(samples: readonly RateSample[]): { cpuPerSend: number; cpuPerAppend: number; cpuPerDelivery: number; idleCores: number; source: CostSource } | undefined {
+function fitCpuLive(samples: readonly RateSample[], assumed: LiveAssumptions['fallback']): { cpuPerSend: number; cpuPerAppend: number; cpuPerDelivery: number; idleCores: number; source: CostSource } | undefined {
   const isQuiet = (s: RateSample) => s.sendsPerSec === 0 && s.appendsPerSec === 0 && s.deliveriesPerSec === 0;
   const busy = samples.filter((s) => s.sendsPerSec > 0);
   if (busy.length < MIN_BUSY_SAMPLES) return undefined;
   const quiet = samples.filter(isQuiet);
   const idle = quiet.length >= MIN_QUIET_SAMPLES ? quiet.reduce((sum, s) => sum + s.cores, 0) / quiet.length : 0;
-  const [a, b, c] = nnls(
-    busy.map((s) => [s.sendsPerSec, s.appendsPerSec, s.deliveriesPerSec]),
+  const [k] = nnls(
+    busy.map((s) => [s.sendsPerSec * assumed.cpuPerSend + s.appendsPerSec * assumed.cpuPerAppend + s.deliveriesPerSec * assumed.cpuPerDelivery]),
     busy.map((s) => s.cores - idle),
   );
-  if (!(a! + b! + c! > 0)) return undefined;
-  return { idleCores: idle, cpuPerSend: a!, cpuPerAppend: b!, cpuPerDelivery: c!, source: quiet.length >= MIN_QUIET_SAMPLES ? 'live' : 'live-bound' };
+  if (!(k! > 0)) return undefined;
+  return {
+    idleCores: idle,
+    cpuPerSend: k! * assumed.cpuPerSend,
+    cpuPerAppend: k! * assumed.cpuPerAppend,
+    cpuPerDelivery: k! * assumed.cpuPerDelivery,
+    source: quiet.length >= MIN_QUIET_SAMPLES ? 'live' : 'live-bound',
+  };
 }
 
 /**

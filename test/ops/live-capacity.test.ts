@@ -30,7 +30,8 @@ const ASSUMED: LiveAssumptions = {
   node: { cores: 2, memBytes: 2 ** 30, utilisation: 0.5 },
   kernelBytesPerSocket: 4000,
   maxAppendsPerSecPerWriter: 1000,
-  fallback: { cpuPerSend: 0.02, cpuPerAppend: 0, cpuPerDelivery: 0, bytesPerConn: 20_000 },
+  // Half the costs the samples below are made of: the live fit scales this split by 2.
+  fallback: { cpuPerSend: 0.005, cpuPerAppend: 0.0005, cpuPerDelivery: 0.001, bytesPerConn: 20_000 },
 };
 
 /**
@@ -67,7 +68,7 @@ function samples(): RateSample[] {
   })];
 }
 
-test('fits CPU costs above the quiet seconds, memory per connection, and names the resource that runs out first', () => {
+test('scales the assumed CPU costs to the load above the quiet seconds, fits memory per connection, and names the resource that runs out first', () => {
   const latest = snap(11_000, [proc(1, 0, 50 * 2 ** 20 + 8000 * 400, 300, 100)], { sends: 0, appends: 0, deliveries: 0, batches: 0 });
   const r = liveCapacity(samples(), latest, ASSUMED, true);
   assert.equal(r.costs.cpuSource, 'live');
@@ -108,19 +109,20 @@ test('uses the assumed costs while the window has no sends and the connections d
   const r = liveCapacity(quiet, latest, ASSUMED, false);
   assert.equal(r.costs.cpuSource, 'assumed');
   assert.equal(r.costs.memorySource, 'assumed');
-  assert.equal(r.costs.cpuPerSend, 0.02);
+  assert.equal(r.costs.cpuPerSend, 0.005);
   assert.equal(r.costs.bytesPerConn, 20_000);
-  // No writer on PostgreSQL. CPU: one user 0.002 × 0.02 = 4e-5 of 1 core; (1 − 0.05) ÷ 4e-5 = 23,750.
-  // Memory: one user 24,000 B; (512 MiB − 128 MiB − 40,000 B) ÷ 24,000 = 16,775.5. Memory runs out first.
+  // No writer on PostgreSQL. CPU: one user 0.002 × 0.005 + 0.012 × 0.0005 + 0.013 × 0.001 = 2.9e-5 of 1 core;
+  // (1 − 0.05) ÷ 2.9e-5 = 32,758.6. Memory: one user 24,000 B; (512 MiB − 128 MiB − 40,000 B) ÷ 24,000 = 16,775.5.
+  // Memory runs out first.
   assert.equal(r.loads.writer, undefined);
-  assert.ok(Math.abs(r.moreUsersBy.cpu - 23_750) < 1e-6);
+  assert.ok(Math.abs(r.moreUsersBy.cpu - 0.95 / 2.9e-5) < 1e-6);
   assert.equal(r.binding, 'memory');
   assert.equal(r.moreUsers, Math.floor((2 ** 29 - 2 ** 27 - 40_000) / 24_000));
 });
 
 test('without a quiet second, fits costs that hold the idle cost: an upper bound', () => {
   // Steady traffic, 10 sends/s at 0.1 (idle) + 0.01 × 10 = 0.2 cores: the idle part cannot be told apart, so the
-  // sends carry it (appends and deliveries are left at 0 to keep the arithmetic to one column).
+  // sends carry it (appends and deliveries are left at 0): the assumed 0.005 × 10 = 0.05 cores scale by 4.
   const steady = Array.from({ length: 12 }, (_, i) => ({ at: i * 1000, cores: 0.2, coresByPid: {}, sendsPerSec: 10, appendsPerSec: 0, deliveriesPerSec: 0, connections: 10, rssBytes: 2 ** 27 }));
   const latest = snap(11_000, [proc(1, 0, 2 ** 27, 10)], { sends: 0, appends: 0, deliveries: 0, batches: 0 });
   const r = liveCapacity(steady, latest, ASSUMED, false);
