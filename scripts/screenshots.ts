@@ -2,7 +2,8 @@
  * Regenerates docs/screenshots/*.png: seeds a throwaway server with a few people, chats, a group, an image, a
  * voice note and a file, then photographs the web client (chats, contacts, the devices dialog) in Debian's Chromium at desktop and phone widths.
  *
- *   npx tsx scripts/screenshots.ts
+ *   npx tsx scripts/screenshots.ts              # every screenshot
+ *   npx tsx scripts/screenshots.ts qr-login     # only the named ones (the run is the same; other files are left alone)
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,6 +15,8 @@ import { CHROMIUM, CHROMIUM_ARGS, buildWeb, startWebServer } from '../test/brows
 
 const OUT = join(import.meta.dirname, '../docs/screenshots');
 let n = 0;
+/** Screenshot names given on the command line: only those are written. */
+const ONLY = new Set(process.argv.slice(2));
 
 async function seed(base: string) {
   const users: Record<string, Device> = {};
@@ -91,6 +94,7 @@ async function seed(base: string) {
 }
 
 async function shot(page: Page, name: string) {
+  if (ONLY.size > 0 && !ONLY.has(name)) return;
   await page.waitForTimeout(400);
   await page.screenshot({ path: join(OUT, `${name}.png`) });
   console.log(`docs/screenshots/${name}.png`);
@@ -130,6 +134,20 @@ async function main() {
       await page.getByRole('menuitem', { name: 'Devices' }).click();
       await page.getByTestId('password-form').waitFor();
       await shot(page, 'devices');
+      await page.getByRole('button', { name: 'Close' }).click();
+      // QR login (docs/web.md "QR login"): the code on a logged-out browser, and the confirm dialog of a logged-in
+      // one that opened the code's link.
+      const asking = await browser.newContext({ viewport: { width: 1280, height: 800 }, deviceScaleFactor: 1, locale: 'en-GB', timezoneId: 'UTC' });
+      const ap = await asking.newPage();
+      await ap.goto(server.url);
+      await ap.getByTestId('qr-login-open').click();
+      const panel = ap.locator('[data-testid="qr-login"][data-state="waiting"]');
+      await panel.waitFor();
+      await shot(ap, 'qr-login');
+      await page.goto(`${server.url}/#qr=${await panel.getAttribute('data-qr-uuid')}`);
+      await page.getByTestId('qr-asking').waitFor();
+      await shot(page, 'qr-confirm');
+      await asking.close();
       await context.close();
 
       const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, locale: 'en-GB', timezoneId: 'UTC' });

@@ -4,7 +4,7 @@
  * messages still in the outbox or uploading. Every sync entry is folded in exactly once (entries at or below
  * `state.appliedSeq` are skipped), so the same account in several browsers converges. See docs/web.md.
  */
-import { MSG_TYPE, SynchatClient, type ConnectionState, type DeviceSession, type Entry, type MsgEntry, type OutboxItem } from '../../src/sdk/index.ts';
+import { MSG_TYPE, SynchatClient, type ConnectionState, type DeviceSession, type Entry, type LoginAnswer, type MsgEntry, type OutboxItem, type QrAskingDevice, type QrLoginTicket } from '../../src/sdk/index.ts';
 import { MediaClient, type UploadProgress } from '../../src/sdk/media.ts';
 import { BoundedCache } from './bounded-cache.ts';
 import { WebCache } from './cache.ts';
@@ -173,6 +173,32 @@ export class ChatModel {
   async login(username: string, password: string): Promise<void> {
     this.endedReason = undefined;
     const answer = await this.client.login(username, password, { deviceId: browserDeviceId(), deviceName: deviceNameOf(navigator.userAgent) });
+    await this.#afterLogin(answer);
+  }
+
+  /** A QR code that a logged-in device confirms to log this browser in (docs/web.md "QR login"). */
+  qrLoginNew(): Promise<QrLoginTicket> {
+    return this.client.qrLoginNew({ deviceId: browserDeviceId(), deviceName: deviceNameOf(navigator.userAgent) });
+  }
+
+  /** Waits until `ticket` is confirmed, then goes on as after a password login (rejects with ret 3 at expiry). */
+  async waitQrLogin(ticket: QrLoginTicket, options: { signal?: AbortSignal; onScanned?: (displayName: string) => void }): Promise<void> {
+    this.endedReason = undefined;
+    await this.#afterLogin(await this.client.waitQrLogin(ticket, options));
+  }
+
+  /** Which device asks to log in with this QR code (nothing is confirmed yet). */
+  scanQrLogin(uuid: string): Promise<QrAskingDevice> {
+    return this.client.scanQrLogin(uuid);
+  }
+
+  /** Logs the scanned device in as this user. */
+  confirmQrLogin(uuid: string): Promise<QrAskingDevice> {
+    return this.client.confirmQrLogin(uuid);
+  }
+
+  /** After a login (password or QR): this user's cache, or a fresh one and the whole log. */
+  async #afterLogin(answer: LoginAnswer): Promise<void> {
     const state = await this.cache.loadState();
     if (state && state.owner === answer.username) {
       this.state = state;

@@ -2,12 +2,13 @@
  * The app shell: the sign-in screen, or the sidebar and the open chat side by side (one at a time on phones),
  * the connection banner and the dialogs.
  */
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import type { ChatModel } from '../model.ts';
 import { AuthScreen } from './auth.tsx';
 import { ChatPane } from './chat.tsx';
 import { Icon, ModelContext, useModel } from './common.tsx';
 import { DevicesDialog, GroupInfoDialog, NewGroupDialog } from './dialogs.tsx';
+import { QrConfirmDialog, clearQrHash, qrUuidInLocation } from './qr-login.tsx';
 import { Sidebar, type Dialog } from './sidebar.tsx';
 
 /** The root component. */
@@ -54,7 +55,19 @@ function ConnectionBanner() {
 
 function Shell() {
   const model = useModel();
-  const [dialog, setDialog] = useState<Dialog>();
+  // A QR code's link (`#qr=<uuid>`, opened by a phone's camera) opens the confirm dialog, now or when it changes.
+  const [qrUuid, setQrUuid] = useState(qrUuidInLocation);
+  const [dialog, setDialog] = useState<Dialog>(qrUuid ? 'qrConfirm' : undefined);
+  useEffect(() => {
+    const onHash = () => {
+      const uuid = qrUuidInLocation();
+      if (!uuid) return;
+      setQrUuid(uuid);
+      setDialog('qrConfirm');
+    };
+    window.addEventListener('hashchange', onHash);
+    return () => window.removeEventListener('hashchange', onHash);
+  }, []);
   const peer = model.activePeer;
   return (
     <div class={`shell${peer ? ' has-chat' : ''}`}>
@@ -76,6 +89,9 @@ function Shell() {
       </div>
       {dialog === 'newGroup' && <NewGroupDialog onClose={() => setDialog(undefined)} />}
       {dialog === 'devices' && <DevicesDialog onClose={() => setDialog(undefined)} />}
+      {dialog === 'qrConfirm' && (
+        <QrConfirmDialog key={qrUuid} initialUuid={qrUuid} onClose={() => (clearQrHash(), setQrUuid(undefined), setDialog(undefined))} />
+      )}
       {dialog === 'groupInfo' && peer && <GroupInfoDialog groupId={peer} onClose={() => setDialog(undefined)} />}
     </div>
   );

@@ -9,7 +9,7 @@ import { BlockButton } from './chat.tsx';
 import { Avatar, Icon, errorText, useModel } from './common.tsx';
 
 /** Which dialog the shell shows. */
-export type Dialog = 'newGroup' | 'devices' | 'groupInfo' | undefined;
+export type Dialog = 'newGroup' | 'devices' | 'groupInfo' | 'qrConfirm' | undefined;
 
 /** The sidebar. */
 export function Sidebar(props: { onDialog: (d: Dialog) => void }) {
@@ -39,6 +39,9 @@ export function Sidebar(props: { onDialog: (d: Dialog) => void }) {
             <div class="menu" role="menu" onMouseLeave={() => setMenuOpen(false)}>
               <button role="menuitem" type="button" onClick={() => (setMenuOpen(false), props.onDialog('devices'))}>
                 <Icon name="devices" /> Devices
+              </button>
+              <button role="menuitem" type="button" data-testid="menu-qr-confirm" onClick={() => (setMenuOpen(false), props.onDialog('qrConfirm'))}>
+                <Icon name="devices" /> Confirm a login
               </button>
               {'Notification' in window && Notification.permission === 'default' && (
                 <button role="menuitem" type="button" onClick={() => (setMenuOpen(false), void Notification.requestPermission())}>
