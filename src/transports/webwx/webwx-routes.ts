@@ -1,8 +1,8 @@
 /**
  * The WeChat-web ("webwx") gateway (docs/webwx.md): the routes open-source webwx clients call (wechat4u, ItChat),
  * each a translation onto ChatApi calls: no state of its own beyond per-process caches, no second engine, so it
- * runs in gateway processes and on several nodes like every other transport. Mapping rules: codec.ts; media:
- * webwx-media.ts.
+ * runs in gateway processes and on several nodes like every other transport. Mapping rules: codec.ts; login:
+ * webwx-login.ts; media: webwx-media.ts.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { LIMITS, MSG_TYPE, RET } from '../../protocol/index.ts';
@@ -28,6 +28,7 @@ import {
   wxSelectorOf,
   wxSyncKeyOf,
 } from './codec.ts';
+import { registerWebwxLogin } from './webwx-login.ts';
 import { registerWebwxMedia } from './webwx-media.ts';
 import { WxCalls, bearerOf, sendJs, sendWx, sendWxFailure, wxRetOf, type Answer, type WxUser } from './wx-request.ts';
 
@@ -71,6 +72,7 @@ export function registerWebwxRoutes(app: FastifyInstance, opts: WebwxRoutesOptio
       req.log.error({ err }, 'webwx route failed');
       return sendWx(reply, {}, WX_RET.FAILED, 'server error');
     });
+    registerWebwxLogin(scope, { calls, isTls: opts.isTls });
     registerApi(scope, calls, opts);
   });
   // Uploads are multipart: a scope of their own.
