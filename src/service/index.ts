@@ -7,4 +7,5 @@ export { SubscriptionRegistry, subscriptionOf, type Subscription } from './subsc
 export { RecentSessionEnds } from './session-ends.ts';
 export { MediaService, mediaBlobKey, type MediaOptions } from './media.ts';
 export { contentDisposition } from '../core/media-rules.ts';
+export { MAX_TRANSCODE_BYTES, TRANSCODED_VOICE_MIMES, VoiceTranscodeError, voiceToMp3 } from './voice-mp3.ts';
 export type { BlobStore } from '../core/ports.ts';

@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import { skeyOf, userNameOf, peerOf, wxsidOf, sidOfToken, seqOfSynccheckKey, wxText } from '../../src/transports/webwx/codec.ts';
+import { createHash } from 'node:crypto';
+import { opusWebm } from '../helpers/opus.ts';
 import { api, befriend, startServer, syncAll, userDevice, type Device, type TestServer } from '../helpers/server.ts';
 
 const WX = '/cgi-bin/mmwebwx-bin';
@@ -238,6 +240,51 @@ describe('webwx gateway', () => {
     assert.equal(refused.status, 404);
     const unauth = await fetch(`${srv.url}${WX}/webwxuploadmedia?f=json`, { method: 'POST', body: form });
     assert.equal((await unauth.json()).BaseResponse.Ret, 1101, 'an upload without a session is refused before its body is read');
+  });
+
+  it('serves voice as MP3 on webwxgetvoice: Opus in WebM transcoded; a format it cannot read refused with Ret -1', async () => {
+    const sendVoice = async (bytes: Buffer, mime: string, clientMsgId: string) => {
+      const sha256 = createHash('sha256').update(bytes).digest('hex');
+      const init = await api(srv.url, '/api/media/init', { size: bytes.length, sha256, mime, chunkSize: 1 << 20 }, alice.sid);
+      await fetch(`${srv.url}/api/media/${init.body.uploadId}/0`, { method: 'PUT', headers: { authorization: `Bearer ${alice.sid}` }, body: new Uint8Array(bytes) });
+      const done = await api(srv.url, '/api/media/complete', { uploadId: init.body.uploadId }, alice.sid);
+      assert.equal(done.body.ret, 0, JSON.stringify(done.body));
+      const sent = await api(srv.url, '/api/sendmsg', { clientMsgId, to: 'wx_bob', type: 34, content: '2000', mediaId: done.body.mediaId }, alice.sid);
+      assert.equal(sent.body.ret, 0, JSON.stringify(sent.body));
+      return sent.body.msgId as string;
+    };
+    const opus = await sendVoice(await opusWebm(2), 'audio/webm', 'v1');
+    const r = await fetch(`${srv.url}${WX}/webwxgetvoice?msgid=${opus}&skey=${encodeURIComponent(wx(bob).skey)}`);
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('content-type'), 'audio/mpeg');
+    const mp3 = Buffer.from(await r.arrayBuffer());
+    // MPEG-1 Layer III frames, 48 kHz mono at 48 kbit/s: sync 0xFFF, then about 2 s of frames.
+    assert.deepEqual([mp3[0], mp3[1]! & 0xfe], [0xff, 0xfa]);
+    assert.ok(mp3.length > 6000 * 2 && mp3.length < 6000 * 4, `${mp3.length} bytes for 2 s at 48 kbit/s`);
+    const s = await wxSync(bob, 0);
+    const voice = s.AddMsgList.find((x: any) => x.MsgId === opus);
+    assert.deepEqual([voice.MsgType, voice.VoiceLength], [34, 2000]);
+
+    // A WAV (44-byte header, 0.1 s of silence): stored as voice, but not Opus.
+    const wav = Buffer.alloc(44 + 1600);
+    wav.write('RIFF', 0);
+    wav.writeUInt32LE(36 + 1600, 4);
+    wav.write('WAVEfmt ', 8);
+    wav.writeUInt32LE(16, 16);
+    wav.writeUInt16LE(1, 20);
+    wav.writeUInt16LE(1, 22);
+    wav.writeUInt32LE(8000, 24);
+    wav.writeUInt32LE(16000, 28);
+    wav.writeUInt16LE(2, 32);
+    wav.writeUInt16LE(16, 34);
+    wav.write('data', 36);
+    wav.writeUInt32LE(1600, 40);
+    const other = await sendVoice(wav, 'audio/wav', 'v2');
+    const refused = await fetch(`${srv.url}${WX}/webwxgetvoice?msgid=${other}&skey=${encodeURIComponent(wx(bob).skey)}`);
+    assert.equal(refused.status, 404);
+    const body = await refused.json();
+    assert.equal(body.BaseResponse.Ret, -1);
+    assert.match(body.BaseResponse.ErrMsg, /audio\/wav.*Opus/);
   });
 
   it('serves a generated avatar on webwxgeticon', async () => {

@@ -3,13 +3,13 @@
  * past that size) onto Synchat's media calls, and the downloads by message (`webwxgetmsgimg`, `webwxgetvoice`), by
  * media id (`webwxgetmedia`) and the avatars (`webwxgeticon`, `webwxgetheadimg`) onto `/api/media/message`,
  * `/api/media/info` and `/api/avatar`. Bytes are streamed by the media routes' {@link sendMedia}, never through the
- * core.
+ * core; voice is made MP3 here (the service's {@link voiceToMp3}).
  */
 import { createHash } from 'node:crypto';
 import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { RET } from '../../protocol/index.ts';
-import type { BlobStore } from '../../service/index.ts';
+import { MAX_TRANSCODE_BYTES, TRANSCODED_VOICE_MIMES, VoiceTranscodeError, mediaBlobKey, voiceToMp3, type BlobStore } from '../../service/index.ts';
 import { sendMedia } from '../http/media-routes.ts';
 import { WX_PREFIX, WX_RET, peerOf } from './codec.ts';
 import { bearerOf, cookiesOf, sendWx, sendWxFailure, type WxCalls } from './wx-request.ts';
@@ -128,17 +128,33 @@ export function registerWebwxMedia(app: FastifyInstance, opts: WebwxMediaOptions
   }
 
   /**
-   * The media of a message the caller may see. `voice` serves the stored audio only when it is already MP3, which
-   * is what webwx clients play: Synchat keeps voice as the browser recorded it (WebM/Ogg Opus, MP4, WAV) and this
-   * server has no transcoder, so other formats answer Ret -1 saying so (docs/webwx.md "Not supported").
+   * The media of a message the caller may see. `voice` answers MP3, which is what webwx clients play: stored MP3 as
+   * is, Opus in WebM or Ogg (what browsers record) transcoded per request ({@link voiceToMp3}), anything else (MP4,
+   * WAV) Ret -1 saying so (docs/webwx.md "Not supported").
    */
   async function byMessage(req: FastifyRequest, reply: FastifyReply, msgId: unknown, variant: 'original' | 'thumb' | 'voice'): Promise<void> {
     const info = await calls.call(req, '/api/media/message', { msgId: typeof msgId === 'string' ? msgId : String(msgId ?? '') });
     if (info.ret !== RET.OK) return void notFound(reply, info);
-    if (variant === 'voice' && info.mime !== 'audio/mpeg') {
-      return void notFound(reply, { ret: RET.BAD_REQUEST, errMsg: `this voice message is stored as ${info.mime}; this server does not transcode to MP3` });
-    }
+    if (variant === 'voice' && info.mime !== 'audio/mpeg') return mp3Of(reply, info);
     await serve(req, reply, info, variant === 'thumb' ? 'thumb' : 'original');
+  }
+
+  async function mp3Of(reply: FastifyReply, info: Record<string, any>): Promise<void> {
+    const refuse = (why: string) => notFound(reply, { ret: RET.BAD_REQUEST, errMsg: `this voice message is stored as ${info.mime}: ${why}` });
+    if (!TRANSCODED_VOICE_MIMES.includes(info.mime)) return void refuse('this server makes MP3 from Opus (WebM, Ogg) only');
+    if (!opts.blobs) return void refuse('media is not enabled on this server');
+    if (info.size > MAX_TRANSCODE_BYTES) return void refuse(`over ${MAX_TRANSCODE_BYTES} bytes`);
+    const chunks: Uint8Array[] = [];
+    for await (const c of opts.blobs.read(mediaBlobKey(info.sha256, 'original'))) chunks.push(c);
+    let mp3: Uint8Array;
+    try {
+      mp3 = await voiceToMp3(Buffer.concat(chunks));
+    } catch (err) {
+      if (err instanceof VoiceTranscodeError) return void refuse(err.message);
+      throw err;
+    }
+    reply.code(200).header('content-type', 'audio/mpeg').header('content-length', String(mp3.length)).header('cache-control', 'private, max-age=31536000, immutable');
+    reply.send(Buffer.from(mp3.buffer, mp3.byteOffset, mp3.length));
   }
 
   /**
