@@ -123,8 +123,22 @@ export function fitCosts(dir: string, transport: string, clusterWorkers = 2): Co
   const bytesPerDelivery = catchup.length ? median(catchup.map((r) => r.bytesPerEntry)) + 46 : 300;
   sources.bytesPerDelivery = catchup.length ? 'catch-up bytes per entry + 46 B of PUSH framing' : 'assumed 300 B';
   sources.maxAppendsPerSecPerWriter = 'highest append rate sustained in any direct/group step on one SQLite node or catch-up write (a lower bound of the writer)';
+  // bench/probes/heartbeat-cost.ts: server CPU per heartbeat answered (the latest record, if any).
+  const hb = records.filter((r) => r.scenario === 'heartbeat-cost' && r.usPerHeartbeatMedian > 0).sort((a, b) => String(b.date).localeCompare(String(a.date)))[0];
+  const cpuPerHeartbeat = hb ? hb.usPerHeartbeatMedian * 1e-6 : undefined;
+  sources.cpuPerHeartbeat = hb ? `${hb.file}: median over ${hb.rounds.length} rounds of ${hb.connections} connections heartbeating every ${hb.periodMs ?? 1000} ms` : 'no heartbeat-cost record: heartbeats cost no CPU in the plan';
   const cluster = fitCluster(steps, sources, clusterWorkers);
-  return { bytesPerConn, kernelBytesPerSocket, baseBytes, ...cpu, bytesPerDelivery, maxAppendsPerSecPerWriter: maxAppends, ...(cluster ? { cluster } : {}), sources };
+  return {
+    bytesPerConn,
+    kernelBytesPerSocket,
+    baseBytes,
+    ...cpu,
+    bytesPerDelivery,
+    ...(cpuPerHeartbeat ? { cpuPerHeartbeat } : {}),
+    maxAppendsPerSecPerWriter: maxAppends,
+    ...(cluster ? { cluster } : {}),
+    sources,
+  };
 }
 
 /**
@@ -206,6 +220,7 @@ function main(): void {
   console.log(`  CPU per append          ${costs.cpuPerAppend.toExponential(2)} core·s`);
   console.log(`  CPU per delivery        ${costs.cpuPerDelivery.toExponential(2)} core·s   (${costs.sources.cpu})`);
   console.log(`  bytes per delivery      ${Math.round(costs.bytesPerDelivery)} B (${costs.sources.bytesPerDelivery})`);
+  console.log(`  CPU per heartbeat       ${costs.cpuPerHeartbeat ? `${costs.cpuPerHeartbeat.toExponential(2)} core·s` : '—'}   (${costs.sources.cpuPerHeartbeat})`);
   console.log(`  single writer appends/s ≥ ${Math.round(costs.maxAppendsPerSecPerWriter)} (${costs.sources.maxAppendsPerSecPerWriter})`);
   const k = costs.cluster;
   if (k) {

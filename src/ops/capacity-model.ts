@@ -66,6 +66,11 @@ export interface Costs {
   cpuPerDelivery: number;
   /** Bytes on the wire per delivery (packet header + entry JSON). */
   bytesPerDelivery: number;
+  /**
+   * CPU core-seconds per heartbeat (a HEARTBEAT read and its HEARTBEAT_ACK written; BENCHMARKS.md "Issue 13");
+   * absent: heartbeats cost no CPU in the plan.
+   */
+  cpuPerHeartbeat?: number;
   /** Log appends per second one core process (the single SQLite writer) sustained. */
   maxAppendsPerSecPerWriter: number;
   /** Costs of several nodes on PostgreSQL and Redis; absent when no such runs were recorded. */
@@ -190,10 +195,13 @@ export function plan(w: Workload, c: Costs, node: NodeShape, db: DbShape = DEFAU
   const deliveries = s('deliveries/s', `peak msgs/s × deliveries per message = ${fmt(m)} × ${fmt(deliveriesPerMsg)}`, m * deliveriesPerMsg, 'deliveries/s');
   const hb = heartbeatsPerConnSec(w);
   const heartbeats = s('heartbeats/s', `connections × Σ share ÷ heartbeat = ${fmt(connections)} × ${hb.terms}`, w.heartbeatMix?.length ? connections * hb.rate : connections / w.heartbeatSec, 'heartbeats/s');
+  // Heartbeats cost a node the same per heartbeat on one node or several (one read and one write of 16 bytes).
+  const hbCpu = c.cpuPerHeartbeat ?? 0;
+  const hbTerm = hbCpu ? { names: ` + heartbeats/s × ${sci(hbCpu)}`, values: ` + ${fmt(heartbeats)} × ${sci(hbCpu)}`, cores: heartbeats * hbCpu } : { names: '', values: '', cores: 0 };
   const busyCores = s(
     'busy cores at peak',
-    `msgs/s × ${sci(c.cpuPerSend)} + appends/s × ${sci(c.cpuPerAppend)} + deliveries/s × ${sci(c.cpuPerDelivery)} = ${fmt(m)} × ${sci(c.cpuPerSend)} + ${fmt(appends)} × ${sci(c.cpuPerAppend)} + ${fmt(deliveries)} × ${sci(c.cpuPerDelivery)}`,
-    m * c.cpuPerSend + appends * c.cpuPerAppend + deliveries * c.cpuPerDelivery,
+    `msgs/s × ${sci(c.cpuPerSend)} + appends/s × ${sci(c.cpuPerAppend)} + deliveries/s × ${sci(c.cpuPerDelivery)}${hbTerm.names} = ${fmt(m)} × ${sci(c.cpuPerSend)} + ${fmt(appends)} × ${sci(c.cpuPerAppend)} + ${fmt(deliveries)} × ${sci(c.cpuPerDelivery)}${hbTerm.values}`,
+    m * c.cpuPerSend + appends * c.cpuPerAppend + deliveries * c.cpuPerDelivery + hbTerm.cores,
     'cores',
   );
   const cores = s('cores needed', `busy cores ÷ utilisation = ${fmt(busyCores)} ÷ ${node.utilisation}`, busyCores / node.utilisation, 'cores');
@@ -244,8 +252,8 @@ export function plan(w: Workload, c: Costs, node: NodeShape, db: DbShape = DEFAU
   s('— several nodes', `one SQLite node is not enough (${nodes} node(s), writer load ${fmt(writerLoad)}): nodes on PostgreSQL + Redis`, nodes, 'nodes');
   const clusterBusy = s(
     'busy node cores at peak (several nodes)',
-    `msgs/s × ${sci(k.cpuPerSend)} + appends/s × ${sci(k.cpuPerAppend)} + deliveries/s × ${sci(k.cpuPerDelivery)} = ${fmt(m)} × ${sci(k.cpuPerSend)} + ${fmt(appends)} × ${sci(k.cpuPerAppend)} + ${fmt(deliveries)} × ${sci(k.cpuPerDelivery)}`,
-    m * k.cpuPerSend + appends * k.cpuPerAppend + deliveries * k.cpuPerDelivery,
+    `msgs/s × ${sci(k.cpuPerSend)} + appends/s × ${sci(k.cpuPerAppend)} + deliveries/s × ${sci(k.cpuPerDelivery)}${hbTerm.names} = ${fmt(m)} × ${sci(k.cpuPerSend)} + ${fmt(appends)} × ${sci(k.cpuPerAppend)} + ${fmt(deliveries)} × ${sci(k.cpuPerDelivery)}${hbTerm.values}`,
+    m * k.cpuPerSend + appends * k.cpuPerAppend + deliveries * k.cpuPerDelivery + hbTerm.cores,
     'cores',
   );
   const clusterCores = s('node cores needed', `busy ÷ utilisation = ${fmt(clusterBusy)} ÷ ${u}`, clusterBusy / u, 'cores');

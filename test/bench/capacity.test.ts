@@ -55,6 +55,13 @@ test('takes a heartbeat mix: the rates of web and mobile devices add, weighted b
   assert.equal(heartbeatsPerConnSec({ heartbeatSec: 30 }).rate, 1 / 30);
 });
 
+test('adds the CPU of heartbeats when it is known', () => {
+  const p = plan(WORKLOAD, { ...COSTS, cpuPerHeartbeat: 1e-4 }, NODE);
+  // busy cores 0.058 (above) + 1000 ÷ 20 heartbeats/s × 1e-4 = 0.058 + 0.005 = 0.063; at 50 % utilisation 0.126
+  assert.ok(Math.abs(p.cores - 0.126) < 1e-12, String(p.cores));
+  assert.match(p.steps.find((s) => s.what === 'busy cores at peak')!.formula, /heartbeats\/s × 1\.00e-4/);
+});
+
 test('scales to a thousand times the users and names the resource that needs more nodes', () => {
   const p = plan({ ...WORKLOAD, users: 1_000_000 }, COSTS, NODE);
   assert.equal(p.connections, 1_000_000);
