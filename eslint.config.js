@@ -8,6 +8,8 @@ const ADAPTERS = ['**/storage/**', '**/bus/**'];
 // stats objects) and never see Prometheus (docs/operations.md "Metrics").
 const OPS = ['prom-client'];
 const UPPER = ['**/service/**', '**/transports/**', '**/server/**'];
+// The browser-safe part of src/ops: the snapshot and report types, the capacity model and the live estimate.
+const PURE_OPS = ['src/ops/snapshot.ts', 'src/ops/admin-stats.ts', 'src/ops/capacity-model.ts', 'src/ops/live-capacity.ts'];
 const SERVER_SIDE = ['**/server/**', '**/service/**', '**/core/**', '**/storage/**', '**/bus/**', '**/transports/**'];
 
 function restrict(patterns, message) {
@@ -58,6 +60,14 @@ export default tseslint.config(
   {
     files: ['src/ops/**'],
     rules: restrict([...ADAPTERS, '**/transports/**', '**/server/**', '**/sdk/**'], 'src/ops reads the service\'s and the edges\' figures through seams the composition root hands it'),
+  },
+  {
+    // What the admin dashboard (web/) and the load tool (bench/) run of src/ops: plain data and arithmetic that
+    // import nothing but each other (docs/architecture.md "Layers").
+    files: PURE_OPS,
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ regex: '^(?!\\./)', message: 'the browser-safe part of src/ops imports only itself' }] }],
+    },
   },
   {
     files: ['src/sdk/**', 'web/**', 'bench/**'],

@@ -8,7 +8,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { LocalBus } from '../bus/local/local-bus.ts';
-import { RedisBus, RedisDirectory, RedisRateCounters, closeRedis, openRedis } from '../bus/redis/index.ts';
+import { RedisBus, RedisDirectory, RedisNodeReports, RedisRateCounters, closeRedis, openRedis } from '../bus/redis/index.ts';
 import type { Bus, Store } from '../core/ports.ts';
 import { ChatService, LocalRateCounters, type ChatApi, type GatewayInfo, type Logger, type Reply } from '../service/index.ts';
 import { PostgresStore } from '../storage/postgres/postgres-store.ts';
@@ -26,7 +26,9 @@ import { attachWsTransport, parseAllowedOrigins } from '../transports/ws/ws-tran
 import { spreadOver } from '../transports/drain.ts';
 import { ConnectionCaps } from '../transports/conn-caps.ts';
 import { compileTrustProxy } from '../transports/client-address.ts';
-import type { Config } from './config.ts';
+import { adminUsernames, type Config } from './config.ts';
+import { NodeReports } from './node-reports.ts';
+import { MAX_REPORT_BYTES, MAX_REPORTED_NODES } from '../ops/admin-stats.ts';
 import { Readiness, notReady } from './readiness.ts';
 import { loadTls } from './tls.ts';
 import { NodeMetrics, ProcessMetrics, nodeLabel, type NodeOps, type ProcessRole } from '../ops/index.ts';
@@ -51,6 +53,8 @@ export interface Core {
   startedAt: number;
   /** This process's metrics (docs/operations.md "Metrics"): the service's figures, read by the node's `/metrics`. */
   metrics: ProcessMetrics;
+  /** The admin dashboard's data: this node's report and the other nodes' (started once the node's snapshot exists). */
+  reports: NodeReports;
   /** Lists this node's gateways in the directory of live nodes (with Redis; else nothing to do). Never throws. */
   announce(gateways: GatewayInfo[]): Promise<void>;
   /**
@@ -163,6 +167,8 @@ interface BetweenNodes {
   bus: RedisBus;
   counters: RedisRateCounters;
   directory: RedisDirectory;
+  /** Every live node's latest dashboard report (docs/operations.md "Dashboard"). */
+  reports: RedisNodeReports;
   /** Resolves when Redis answers a PING on the commands link; rejects naming what failed. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -174,10 +180,12 @@ function betweenNodes(url: string, nodeId: string, logger: Logger, load: () => n
   const commands = openRedis(url, { role: 'commands', logger });
   const counters = new RedisRateCounters({ redis: commands, fallback: new LocalRateCounters(), logger });
   const directory = new RedisDirectory({ redis: commands, logger, load });
+  const reports = new RedisNodeReports({ redis: commands, logger, maxBytes: MAX_REPORT_BYTES, maxNodes: MAX_REPORTED_NODES - 1 });
   return {
     bus,
     counters,
     directory,
+    reports,
     async ping() {
       // No offline queue (docs/architecture.md "Redis down"): a PING while the link is down fails at once.
       if (!bus.isReady) throw new Error('Redis is unreachable (the bus link is down)');
@@ -188,6 +196,7 @@ function betweenNodes(url: string, nodeId: string, logger: Logger, load: () => n
       }
     },
     async close() {
+      await reports.stop();
       await directory.stop();
       await counters.close();
       await closeRedis(commands);
@@ -278,6 +287,7 @@ export async function buildCore(config: Config, logger: Logger, gateways: (reque
     nodeId,
     startedAt,
     metrics,
+    reports: new NodeReports({ nodeId, store: config.postgresUrl ? 'postgres' : 'sqlite', ...(shared ? { shared: shared.reports } : {}), logger }),
     async announce(own) {
       await shared?.directory.start({ nodeId, gateways: own });
     },
@@ -315,6 +325,8 @@ export interface GatewayOpsWiring {
   metrics: ProcessMetrics;
   /** The node's figures: gathered here (one process) or asked of the core (src/ops/node-metrics.ts). */
   node(): NodeOps;
+  /** `/api/admin/stats` (docs/operations.md "Dashboard"): the core's `Core.reports.stats`, here or over IPC. */
+  adminStats(): Promise<Reply>;
 }
 
 /**
@@ -370,6 +382,7 @@ export async function buildGateway(
     ...(config.webRoot ? { web: { rootDir: config.webRoot } } : {}),
     edgeStats,
     ...(ops ? { metrics: { text: () => ops.node().text(), adminToken: config.adminToken } } : {}),
+    ...(ops ? { admin: { adminToken: config.adminToken, adminUsers: adminUsernames(config.adminUsers), stats: () => ops.adminStats() } } : {}),
     ready: () => (isDraining ? Promise.resolve(notReady('draining')) : coreReady()),
     isDraining: () => isDraining,
   });
@@ -467,6 +480,7 @@ export async function buildServer(config: Config, seams: CoreSeams = {}): Promis
         if (!started.ops) throw new Error('the server is still starting');
         return started.ops;
       },
+      adminStats: () => core.reports.stats(),
     });
   } catch (err) {
     await core.close();
@@ -475,6 +489,7 @@ export async function buildServer(config: Config, seams: CoreSeams = {}): Promis
   ports = { httpPort: gateway.httpPort, tcpPort: gateway.tcpPort };
   const ops = new NodeMetrics(core.metrics, { node: nodeLabel(gateway.httpPort), nodeId: core.nodeId, startedAt: core.startedAt });
   started.ops = ops;
+  await core.reports.start(() => ops.snapshot());
   await core.announce(gatewayDirectory(config, () => ports)());
   return {
     core,

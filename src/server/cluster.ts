@@ -64,7 +64,7 @@ export async function startPrimary(config: Config, logger: pino.Logger, seams: C
   const fork = (): Promise<void> =>
     new Promise((resolve, reject) => {
       const worker = cluster.fork({ SYNCHAT_ROLE_GATEWAY: '1' });
-      hosts.set(worker, new IpcCoreHost(core.service, worker, ready));
+      hosts.set(worker, new IpcCoreHost(core.service, worker, ready, () => core.reports.stats()));
       const leaveOps = ops.addGateway(worker);
       worker.on('message', (m: any) => {
         if (m && m.t === 'listening') resolve();
@@ -96,6 +96,7 @@ export async function startPrimary(config: Config, logger: pino.Logger, seams: C
     });
 
   await Promise.all(Array.from({ length: config.workers }, fork));
+  await core.reports.start(() => ops.snapshot());
   await core.announce(gatewayDirectory(config, () => config)());
   logger.info({ workers: config.workers, httpPort: config.httpPort, tcpPort: config.tcpPort }, 'cluster listening');
   return {
@@ -158,7 +159,7 @@ export async function runGatewayWorker(config: Config): Promise<void> {
     const channel = process as unknown as OpsChannel;
     const metrics = new ProcessMetrics('gateway');
     const nodeOps = new GatewayOps(metrics, channel);
-    const gateway: Gateway = await buildGateway(config, api, logger, undefined, () => api.ready(), { metrics, node: () => nodeOps });
+    const gateway: Gateway = await buildGateway(config, api, logger, undefined, () => api.ready(), { metrics, node: () => nodeOps, adminStats: () => api.adminStats() });
     let exiting: Promise<void> | undefined;
     const drainThenExit = (spreadMs: number, graceMs: number) => {
       exiting ??= gateway

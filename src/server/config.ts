@@ -6,6 +6,7 @@
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
+import { foldUsername } from '../core/rules.ts';
 import { compileTrustProxy } from '../transports/client-address.ts';
 import { parseAllowedOrigins } from '../transports/ws/ws-transport.ts';
 
@@ -92,6 +93,11 @@ export interface Config {
    */
   adminToken: string;
   /**
+   * Comma list of usernames whose logged-in sessions may read the admin dashboard (`/admin`, docs/operations.md
+   * "Dashboard") as the admin token does; '' = none (docs/security.md "Admin dashboard").
+   */
+  adminUsers: string;
+  /**
    * SIGTERM drain (docs/operations.md "Draining and rolling restarts"): the process stops accepting, spreads ERROR
    * 1102 over its long connections and ret 1102 over its parked long-polls across the first 80 % of this window,
    * lets the writes in flight finish, and exits within it, in ms. A rolling restart drains each gateway the same way.
@@ -159,6 +165,7 @@ export const DEFAULTS: Config = {
   // 30 s for a whole request body: the SDK's 1 MiB media chunk at 280 kbit/s (slower links choose smaller chunks).
   httpRequestTimeoutMs: 30_000,
   adminToken: '', // '' = /metrics and /admin answer loopback callers only
+  adminUsers: '', // '' = no user is an admin
   // 10 s (PROTOCOL.md "Several nodes"): 8 s of spread at the default 30 s heartbeat is ~4 reconnects a second per
   // 32 connections; Kubernetes' default terminationGracePeriodSeconds (30 s) leaves room above it.
   drainMs: 10_000,
@@ -208,6 +215,8 @@ const SCHEMA = {
     httpRequestTimeoutMs: { type: 'integer', minimum: 1000, maximum: 3_600_000 },
     // Guessable tokens are refused: 16 characters is ~96 bits from `openssl rand -base64 12`.
     adminToken: { type: 'string', pattern: '^$|^\\S{16,}$' },
+    // Usernames as registered (PROTOCOL.md "Model"), compared case-folded.
+    adminUsers: { type: 'string', pattern: '^$|^\\s*[A-Za-z0-9_]{3,32}\\s*(,\\s*[A-Za-z0-9_]{3,32}\\s*)*$' },
     drainMs: { type: 'integer', minimum: 100, maximum: 3_600_000 },
     publicUrl: { type: 'string', pattern: '^$|^https?://[^/?#\\s]+(/[^?#\\s]*)?$' },
     publicTcpUrl: { type: 'string', pattern: '^$|^(tcp|tls)://[^/?#\\s]+:[0-9]+$' },
@@ -219,6 +228,11 @@ const validate = new Ajv({ coerceTypes: true, allErrors: false }).compile(SCHEMA
 /** `SYNCHAT_HTTP_PORT` ↔ `httpPort`. */
 export function envName(key: keyof Config): string {
   return 'SYNCHAT_' + key.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase().replace('LOG2_N', 'LOG2N');
+}
+
+/** `SYNCHAT_ADMIN_USERS` as a set of usernames, case-folded as stored (PROTOCOL.md "Model"). */
+export function adminUsernames(list: string): Set<string> {
+  return new Set(list.split(',').map((name) => foldUsername(name.trim())).filter((name) => name !== ''));
 }
 
 /** A configuration error naming the variable. */

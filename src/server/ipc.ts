@@ -59,11 +59,16 @@ export class IpcCoreHost {
   readonly #qrPolls = new Map<number, () => void>();
   readonly #off: () => void;
   readonly #ready: () => Promise<Reply>;
+  readonly #adminStats: () => Promise<Reply>;
 
-  /** `ready`: the core's readiness (`/readyz` of a gateway asks it here). */
-  constructor(service: ChatService, worker: Worker, ready: () => Promise<Reply>) {
+  /**
+   * `ready`: the core's readiness (`/readyz` of a gateway asks it here); `adminStats`: the dashboard's data
+   * (`/api/admin/stats` of a gateway asks it here).
+   */
+  constructor(service: ChatService, worker: Worker, ready: () => Promise<Reply>, adminStats: () => Promise<Reply>) {
     this.#service = service;
     this.#ready = ready;
+    this.#adminStats = adminStats;
     this.#out = new Batcher(worker);
     worker.on('message', (batch: GatewayToCore[]) => {
       if (!Array.isArray(batch)) return;
@@ -117,6 +122,9 @@ export class IpcCoreHost {
         break;
       case 'ready':
         void this.#ready().then((reply) => this.#out.push({ t: 'reply', id: msg.id, reply }));
+        break;
+      case 'adminStats':
+        void this.#adminStats().then((reply) => this.#out.push({ t: 'reply', id: msg.id, reply }));
         break;
     }
   }
@@ -202,6 +210,11 @@ export class IpcChatClient implements ChatApi {
   /** The core's readiness (`/readyz`); resolves when the core answers (the caller bounds the wait). */
   ready(): Promise<Reply> {
     return this.#request((id) => ({ t: 'ready', id }));
+  }
+
+  /** The admin dashboard's data (`/api/admin/stats`), from the core. */
+  adminStats(): Promise<Reply> {
+    return this.#request((id) => ({ t: 'adminStats', id }));
   }
 
   attach(sid: string, syncKey: number | undefined, ip: string): Promise<AttachReply> {

@@ -72,9 +72,10 @@ export interface ChatApi {
    */
   attach(sid: string, syncKey: number | undefined, ip: string): Promise<AttachReply>;
   /**
-   * Answers whether `sid` names a live session (ret 0, or the ret and errMsg a call with it would get), without
-   * running a call: a transport asks it before reading a large request body, so an unauthenticated client never
-   * makes the server read, buffer or store its bytes.
+   * Answers whether `sid` names a live session (ret 0 with its `uin` and `username`, or the ret and errMsg a call
+   * with it would get), without running a call: a transport asks it before reading a large request body, so an
+   * unauthenticated client never makes the server read, buffer or store its bytes; the admin route asks whose
+   * session it is.
    */
   checkSession(sid: string | undefined): Promise<Reply>;
   /**
@@ -103,7 +104,9 @@ export type GatewayToCore =
   /** Acknowledged keys, coalesced per session by the gateway (sessionId, syncKey pairs). */
   | { t: 'acks'; acks: [string, number][] }
   /** The core's readiness (`/readyz`: can commit, bus reachable, not draining); answered with a `reply`. */
-  | { t: 'ready'; id: number };
+  | { t: 'ready'; id: number }
+  /** The admin dashboard's data (`/api/admin/stats`, docs/operations.md "Dashboard"); answered with a `reply`. */
+  | { t: 'adminStats'; id: number };
 
 /** Messages from the core process to a gateway process. */
 export type CoreToGateway =

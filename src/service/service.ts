@@ -312,8 +312,9 @@ export class ChatService implements ChatApi {
 
   async checkSession(sid: string | undefined): Promise<Reply> {
     try {
-      await this.#authenticate(sid);
-      return { ret: RET.OK, body: okBody({}) };
+      const session = await this.#authenticate(sid);
+      // Whose session it is: the admin dashboard admits the users named in SYNCHAT_ADMIN_USERS (a cached name).
+      return { ret: RET.OK, body: okBody({ uin: session.uin, username: await this.#c.username(session.uin, this.#c.store.read) }) };
     } catch (err) {
       if (err instanceof SynchatError) return errorReply(err);
       this.#c.logger.error({ err }, 'session check failed');

@@ -28,7 +28,7 @@ test('forwards a user’s news to a gateway only while an attach holds it, and o
   const group = (await api(srv.url, '/api/groups/create', { name: 'g', members: ['ipc_bob', 'ipc_carol'] }, alice.sid)).body.groupId;
 
   const [coreEnd, gatewayEnd] = channelPair();
-  const host = new IpcCoreHost(srv.core.service, coreEnd as never, () => srv.core.readiness());
+  const host = new IpcCoreHost(srv.core.service, coreEnd as never, () => srv.core.readiness(), () => srv.core.reports.stats());
   t.after(() => host.close());
   const gateway = new IpcChatClient(gatewayEnd);
   const seen: BusEvent[] = [];

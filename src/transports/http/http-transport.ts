@@ -13,6 +13,7 @@ import type { TrustProxy } from '../client-address.ts';
 import type { ConnectionCaps } from '../conn-caps.ts';
 import type { SynccheckHandler } from '../longpoll/synccheck.ts';
 import { registerBrowserHeaders } from './browser-headers.ts';
+import { registerAdminRoutes, type AdminRoutesOptions } from './admin-routes.ts';
 import { registerMediaRoutes, type MediaRoutesOptions } from './media-routes.ts';
 import { registerStaticRoutes, type StaticRoutesOptions } from './static-routes.ts';
 import { parkSynccheck } from './park-synccheck.ts';
@@ -60,6 +61,8 @@ export interface HttpTransportOptions {
    * by loopback callers and by others with `Authorization: Bearer <adminToken>` ({@link adminRefusal}).
    */
   metrics?: { text(): Promise<string>; adminToken: string };
+  /** `GET /api/admin/stats`, the admin dashboard's data (docs/operations.md "Dashboard"); absent: no such route. */
+  admin?: Omit<AdminRoutesOptions, 'api'>;
   /**
    * `/readyz` (docs/operations.md "Health and readiness"): ret 0 answers 200, anything else 503 with its body.
    * Absent: `/readyz` answers as `/healthz`.
@@ -269,6 +272,7 @@ export function buildHttpTransport(opts: HttpTransportOptions): FastifyInstance 
     });
   }
 
+  if (opts.admin) registerAdminRoutes(app, { api: opts.api, ...opts.admin });
   if (opts.media) registerMediaRoutes(app, { api: opts.api, ...opts.media });
   if (opts.web) registerStaticRoutes(app, opts.web);
 
