@@ -85,6 +85,10 @@ export class IpcCoreHost {
     for (const subscription of this.#held.values()) subscription.release();
     this.#held.clear();
     this.#subs.clear();
+    // Its held QR polls stop at once (each holds a slot of the node's bound for up to 30 s) and answer nobody.
+    const polls = [...this.#qrPolls.values()];
+    this.#qrPolls.clear();
+    for (const cancel of polls) cancel();
   }
 
   #handle(msg: GatewayToCore): void {
@@ -105,8 +109,8 @@ export class IpcCoreHost {
         const poll = this.#service.pollQrLogin(msg.query, msg.ctx);
         this.#qrPolls.set(msg.id, poll.cancel);
         void poll.reply.then((reply) => {
-          this.#qrPolls.delete(msg.id);
-          this.#out.push({ t: 'reply', id: msg.id, reply });
+          // Not after close(): the gateway is gone, and a send to an exited worker fails (EPIPE).
+          if (this.#qrPolls.delete(msg.id)) this.#out.push({ t: 'reply', id: msg.id, reply });
         });
         break;
       }
