@@ -24,7 +24,7 @@ test('a QR poll held for a gateway ends when the gateway cancels it, and when th
   const srv = await startServer();
   t.after(() => srv.stop());
   const [coreEnd, gatewayEnd] = channelPair();
-  const host = new IpcCoreHost(srv.core.service, coreEnd as never, () => srv.core.readiness());
+  const host = new IpcCoreHost(srv.core.service, coreEnd as never, () => srv.core.readiness(), () => srv.core.reports.stats());
   const gateway = new IpcChatClient(gatewayEnd);
   const ctx = { ip: '127.0.0.1' };
 
