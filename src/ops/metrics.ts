@@ -5,7 +5,7 @@
  * "Metrics".
  */
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Registry, type Metric, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { ServiceObserver } from '../service/observer.ts';
 
 /** The process's part in its node (the `process` label is `<role>-<pid>`). */
@@ -39,19 +39,67 @@ const LOOP_WINDOW_MS = 1000;
 /** Resolution of the event-loop delay sampler, in ms (perf_hooks' default; each sample is one timer). */
 const LOOP_RESOLUTION_MS = 10;
 
+/**
+ * A histogram without labels whose `observe` is a walk over its bounds and three additions. prom-client's
+ * `Histogram.observe` hashes the labels and builds a closure on every call: measured 600 ns a call here, against
+ * 17-33 ns for this (bench/probes/metrics-cost.test.ts; BENCHMARKS.md "Issue 13: what metrics cost"), and a send
+ * passes two. It hands the registry prom-client's own JSON shape of a histogram, so exposition and
+ * `AggregatorRegistry` treat it as one.
+ */
+class HotHistogram {
+  readonly name: string;
+  readonly help: string;
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  readonly #bounds: number[];
+  /** Observations per bucket (not cumulative); the last one is +Inf. */
+  readonly #counts: Float64Array;
+  #sum = 0;
+  #count = 0;
+
+  constructor(name: string, help: string, bounds: number[], registry: Registry) {
+    this.name = name;
+    this.help = help;
+    this.#bounds = bounds;
+    this.#counts = new Float64Array(bounds.length + 1);
+    registry.registerMetric(this as unknown as Metric);
+  }
+
+  observe(value: number): void {
+    const bounds = this.#bounds;
+    let i = 0;
+    while (i < bounds.length && value > bounds[i]!) i++;
+    this.#counts[i]!++;
+    this.#sum += value;
+    this.#count++;
+  }
+
+  get(): MetricObjectWithValues<MetricValue<string>> {
+    const values: MetricValue<string>[] = [];
+    let cumulative = 0;
+    for (let i = 0; i <= this.#bounds.length; i++) {
+      cumulative += this.#counts[i]!;
+      values.push({ metricName: `${this.name}_bucket`, labels: { le: i < this.#bounds.length ? this.#bounds[i]! : '+Inf' }, value: cumulative } as MetricValue<string>);
+    }
+    values.push({ metricName: `${this.name}_sum`, labels: {}, value: this.#sum } as MetricValue<string>);
+    values.push({ metricName: `${this.name}_count`, labels: {}, value: this.#count } as MetricValue<string>);
+    return { name: this.name, help: this.help, type: 'histogram', values, aggregator: 'sum' } as unknown as MetricObjectWithValues<MetricValue<string>>;
+  }
+}
+
 /** One process's registry and the hooks that feed it. */
 export class ProcessMetrics implements ServiceObserver {
   readonly registry = new Registry();
   readonly role: ProcessRole;
   /** `<role>-<pid>`: the `process` label of this process's gauges. */
   readonly processLabel: string;
-  readonly #sendToCommit: Histogram;
-  readonly #commitToDelivery: Histogram;
-  readonly #commitRun: Histogram;
-  readonly #commitSync: Histogram;
-  readonly #batchJobs: Histogram;
-  readonly #syncPage: Histogram;
-  readonly #busLag: Histogram;
+  readonly #sendToCommit: HotHistogram;
+  readonly #commitToDelivery: HotHistogram;
+  readonly #commitRun: HotHistogram;
+  readonly #commitSync: HotHistogram;
+  readonly #batchJobs: HotHistogram;
+  readonly #syncPage: HotHistogram;
+  readonly #busLag: HotHistogram;
   readonly #loop: IntervalHistogram;
   readonly #loopTimer: NodeJS.Timeout;
   /** Event-loop delay over the last whole window, in ms. */
@@ -66,7 +114,7 @@ export class ProcessMetrics implements ServiceObserver {
     this.role = role;
     this.processLabel = `${role}-${process.pid}`;
     const registers = [this.registry];
-    const histogram = (name: string, help: string, buckets: number[]) => new Histogram({ name, help, buckets, registers });
+    const histogram = (name: string, help: string, buckets: number[]) => new HotHistogram(name, help, buckets, this.registry);
     this.#sendToCommit = histogram('synchat_send_to_commit_seconds', 'Accepted sends: from the call reaching the service to its batch being durable.', LATENCY_BUCKETS_S);
     this.#commitToDelivery = histogram(
       'synchat_commit_to_delivery_seconds',
