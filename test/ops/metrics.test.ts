@@ -76,6 +76,22 @@ describe('/metrics on one process', () => {
     assert.equal(sumOf((await scrape(srv.url)).families, 'synchat_users_online'), 0);
   });
 
+  it('counts a parked long-poll and times the news that wakes it', async () => {
+    const carol = await userDevice(srv.url, 'm_carol');
+    const dave = await userDevice(srv.url, 'm_dave');
+    await befriend(srv.url, carol, dave);
+    const { syncKey } = await syncAll(srv.url, dave.sid);
+    const before = (await scrape(srv.url)).families;
+    const poll = api(srv.url, `/api/synccheck?syncKey=${syncKey}&timeout=30000`, undefined, dave.sid);
+    await waitUntil(async () => sumOf((await scrape(srv.url)).families, 'synchat_parked_polls') === 1, 'the parked poll to be counted');
+    await api(srv.url, '/api/sendmsg', { clientMsgId: 'p1', to: 'm_dave', type: 1, content: 'wake up' }, carol.sid);
+    assert.equal((await poll).body.selector > 0, true);
+    const now = (await scrape(srv.url)).families;
+    assert.equal(sumOf(now, 'synchat_parked_polls'), 0);
+    assert.equal(sumOf(now, 'synchat_commit_to_delivery_seconds_count') - sumOf(before, 'synchat_commit_to_delivery_seconds_count'), 1);
+    assert.equal(sumOf(now, 'synchat_answers_total', { transport: 'longpoll', ret: '0' }) - sumOf(before, 'synchat_answers_total', { transport: 'longpoll', ret: '0' }), 1);
+  });
+
   it('names every series synchat_ and labels it with the node', async () => {
     const { families } = await scrape(srv.url);
     const nodes = new Set<string>();
