@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Builds the web client (web/ → web/dist) with Vite. `--if-stale` (used by `npm start`'s prestart) builds only
-// when web/dist/index.html is missing or older than any file under web/src, web/index.html, web/public or the
-// SDK/protocol sources it bundles, so a fresh clone works with `npm start` and a warm one starts at once.
+// when web/dist/index.html is missing or older than any file under web/src, web/index.html, web/admin.html,
+// web/public or the SDK/protocol/ops sources it bundles, so a fresh clone works with `npm start` and a warm one starts at once.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -23,7 +23,7 @@ const isIfStale = process.argv.includes('--if-stale');
 function isFresh() {
   if (!existsSync(out)) return false;
   const built = statSync(out).mtimeMs;
-  const sources = ['web/src', 'web/public', 'web/index.html', 'web/vite.config.ts', 'src/sdk', 'src/protocol'].map((p) => newest(join(root, p)));
+  const sources = ['web/src', 'web/public', 'web/index.html', 'web/admin.html', 'web/vite.config.ts', 'src/sdk', 'src/protocol', 'src/ops'].map((p) => newest(join(root, p)));
   return Math.max(...sources) <= built;
 }
 

@@ -4,6 +4,7 @@
  *
  *   npx tsx scripts/screenshots.ts              # every screenshot
  *   npx tsx scripts/screenshots.ts qr-login     # only the named ones (the run is the same; other files are left alone)
+ *   npx tsx scripts/screenshots.ts admin admin-dark   # the admin dashboard only (a minute of live traffic from SDK clients)
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,6 +13,8 @@ import { chromium, type Page } from 'playwright-core';
 import { MediaClient } from '../src/sdk/media.ts';
 import { api, befriend, userDevice, type Device } from '../test/helpers/server.ts';
 import { CHROMIUM, CHROMIUM_ARGS, buildWeb, startWebServer } from '../test/browser/harness.ts';
+import { startClient, type TestClient } from '../test/sdk/helpers.ts';
+import type { Browser } from 'playwright-core';
 
 const OUT = join(import.meta.dirname, '../docs/screenshots');
 let n = 0;
@@ -100,11 +103,79 @@ async function shot(page: Page, name: string) {
   console.log(`docs/screenshots/${name}.png`);
 }
 
+/** The admin dashboard's screenshots, in light and dark. */
+const ADMIN_SHOTS = ['admin', 'admin-dark'];
+
+/**
+ * The admin dashboard (docs/operations.md "Dashboard"): eight SDK clients (TCP, WebSocket and long-poll) in a group
+ * and in pairs, quiet for a few seconds (the capacity estimate measures the idle cost from them), then sending at
+ * a rate that rises and falls for a minute.
+ */
+async function adminShots(browser: Browser) {
+  const token = 'screenshots-admin-token-0123456789';
+  const server = await startWebServer({ heartbeatMs: 30_000, adminToken: token });
+  const clients: TestClient[] = [];
+  try {
+    const transports = ['tcp', 'ws', 'http'] as const;
+    for (let i = 0; i < 8; i++) clients.push(await startClient(transports[i % 3]!, server.url, `ops_${i}`, `d${i}`));
+    const [first, ...rest] = clients.map((c) => c.client);
+    for (const c of rest) {
+      await first!.requestContact(c.username!);
+      await c.acceptContact(first!.username!);
+    }
+    const group = await first!.createGroup('Load', rest.map((c) => c.username!));
+    const pages = await Promise.all(
+      (['light', 'dark'] as const).map(async (scheme) => {
+        // Tall enough for the tables, the estimate and two rows of charts.
+        const context = await browser.newContext({ viewport: { width: 1440, height: 1280 }, deviceScaleFactor: 1, colorScheme: scheme, locale: 'en-GB', timezoneId: 'UTC' });
+        const page = await context.newPage();
+        await page.goto(`${server.url}/admin`);
+        await page.getByTestId('admin-token').fill(token);
+        await page.getByTestId('admin-token-submit').click();
+        await page.getByTestId('node-row').waitFor();
+        return { name: scheme === 'dark' ? 'admin-dark' : 'admin', page };
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 8000));
+    const started = Date.now();
+    let isSending = true;
+    const traffic = (async () => {
+      for (let sent = 0; isSending; sent++) {
+        // 5 to 45 sends a second, a wave with a period of 40 s; every fourth one into the group.
+        const perSec = 25 + 20 * Math.sin(((Date.now() - started) / 40_000) * 2 * Math.PI);
+        const from = clients[sent % clients.length]!.client;
+        const to = sent % 4 === 0 ? group : from === first ? rest[sent % rest.length]!.username! : first!.username!;
+        await from.sendText(to, `load ${sent}`);
+        await new Promise((r) => setTimeout(r, 1000 / perSec));
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 60_000));
+    // Both while the traffic still flows.
+    await Promise.all(pages.map(({ name, page }) => shot(page, name)));
+    isSending = false;
+    await traffic;
+    for (const { page } of pages) await page.context().close();
+  } finally {
+    for (const c of clients) await c.client.close().catch(() => undefined);
+    await server.stop();
+  }
+}
+
 async function main() {
   buildWeb();
   mkdirSync(OUT, { recursive: true });
-  const server = await startWebServer({ heartbeatMs: 30_000 });
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  try {
+    if (ONLY.size === 0 || ADMIN_SHOTS.some((name) => ONLY.has(name))) await adminShots(browser);
+    if (ONLY.size === 0 || [...ONLY].some((name) => !ADMIN_SHOTS.includes(name))) await chatShots(browser);
+  } finally {
+    await browser.close();
+  }
+}
+
+/** The chat app's screenshots, from a seeded server. */
+async function chatShots(browser: Browser) {
+  const server = await startWebServer({ heartbeatMs: 30_000 });
   try {
     const { group } = await seed(server.url);
     for (const scheme of ['light', 'dark'] as const) {
@@ -164,7 +235,6 @@ async function main() {
       await phone.close();
     }
   } finally {
-    await browser.close();
     await server.stop();
   }
 }

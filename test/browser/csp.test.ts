@@ -7,22 +7,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import sharp from 'sharp';
-import type { Page } from 'playwright-core';
 import { userDevice } from '../helpers/server.ts';
-import { acceptContact, login, messages, openApp, openChat, recordVoice, register, requestContact, sendText, webSuite } from './harness.ts';
-
-/** Records every CSP violation and CSP console error of a page (the listener is installed before any script runs). */
-async function watchCsp(page: Page): Promise<() => Promise<string[]>> {
-  const consoleErrors: string[] = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error' && /Content Security Policy|Content-Security-Policy/i.test(m.text())) consoleErrors.push(m.text());
-  });
-  await page.addInitScript(() => {
-    const seen: string[] = ((window as any).__cspViolations = []);
-    document.addEventListener('securitypolicyviolation', (e) => seen.push(`${e.violatedDirective} ${e.blockedURI}`));
-  });
-  return async () => [...consoleErrors, ...((await page.evaluate(() => (window as any).__cspViolations as string[]).catch(() => [])) ?? [])];
-}
+import { acceptContact, login, messages, openApp, openChat, recordVoice, register, requestContact, sendText, watchCsp, webSuite } from './harness.ts';
 
 describe('web client under its Content-Security-Policy', () => {
   const env = webSuite();

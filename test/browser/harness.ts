@@ -36,6 +36,19 @@ export function packetReader(): (message: string | Buffer) => SeenPacket[] {
     });
 }
 
+/** Records every CSP violation and CSP console error of a page (the listener is installed before any script runs). */
+export async function watchCsp(page: Page): Promise<() => Promise<string[]>> {
+  const consoleErrors: string[] = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content Security Policy|Content-Security-Policy/i.test(m.text())) consoleErrors.push(m.text());
+  });
+  await page.addInitScript(() => {
+    const seen: string[] = ((window as any).__cspViolations = []);
+    document.addEventListener('securitypolicyviolation', (e) => seen.push(`${e.violatedDirective} ${e.blockedURI}`));
+  });
+  return async () => [...consoleErrors, ...((await page.evaluate(() => (window as any).__cspViolations as string[]).catch(() => [])) ?? [])];
+}
+
 /** Where Debian installs Chromium (`.ci/run` installs it in CI). */
 export const CHROMIUM = process.env.SYNCHAT_CHROMIUM ?? '/usr/bin/chromium';
 
