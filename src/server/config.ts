@@ -88,8 +88,9 @@ export interface Config {
   /** An HTTP request not wholly received (body included) within this many ms gets 408 and is closed; the answer's wait is not counted. */
   httpRequestTimeoutMs: number;
   /**
-   * Bearer token that lets callers off loopback read the operator routes (`/metrics`, `/admin`), compared in constant
-   * time; '' = loopback callers only (docs/security.md "Operator routes").
+   * Bearer token, compared in constant time, that lets callers off loopback read `/metrics` (docs/security.md
+   * "Operator routes") and any caller the admin dashboard's data (`/admin`, no loopback exception: "Admin
+   * dashboard"); '' = `/metrics` for loopback callers only, the dashboard for `adminUsers` only.
    */
   adminToken: string;
   /**
@@ -164,7 +165,7 @@ export const DEFAULTS: Config = {
   httpHeadersTimeoutMs: 10_000, // 10 s: a header line every 5 s was held 80 s
   // 30 s for a whole request body: the SDK's 1 MiB media chunk at 280 kbit/s (slower links choose smaller chunks).
   httpRequestTimeoutMs: 30_000,
-  adminToken: '', // '' = /metrics and /admin answer loopback callers only
+  adminToken: '', // '' = /metrics answers loopback callers only; /admin only adminUsers
   adminUsers: '', // '' = no user is an admin
   // 10 s (PROTOCOL.md "Several nodes"): 8 s of spread at the default 30 s heartbeat is ~4 reconnects a second per
   // 32 connections; Kubernetes' default terminationGracePeriodSeconds (30 s) leaves room above it.
