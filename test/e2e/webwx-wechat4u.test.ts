@@ -8,12 +8,16 @@ import { after, before, describe, it } from 'node:test';
 import sharp from 'sharp';
 import type { MsgEntry, RevokeEntry, SynchatClient } from '../../src/sdk/index.ts';
 import { userNameOf } from '../../src/transports/webwx/codec.ts';
-import { startServer, type TestServer } from '../helpers/server.ts';
+import { spawnGatewayServer } from '../helpers/process.ts';
+import { startServer } from '../helpers/server.ts';
 import { befriend, startClient, waitUntil, type TestClient } from '../sdk/helpers.ts';
 
 const require = createRequire(import.meta.url);
-// wechat4u is CommonJS (lib/wechat.js, its published build).
+// wechat4u is CommonJS (lib/wechat.js, its published build). Loading it adds a process-wide 'uncaughtException'
+// listener that only logs, which would hide a crash of this test process: it is taken off again.
+const ownListeners = process.listeners('uncaughtException');
 const Wechat = require('wechat4u') as new () => Bot;
+for (const l of process.listeners('uncaughtException')) if (!ownListeners.includes(l)) process.off('uncaughtException', l);
 
 /** The parts of a wechat4u bot this test uses (its own API, unchanged). */
 interface Bot {
@@ -38,18 +42,19 @@ interface RunningBot {
   errors: unknown[];
 }
 
-let srv: TestServer;
-const bots: Bot[] = [];
-const clients: SynchatClient[] = [];
-before(async () => {
-  srv = await startServer();
-});
-after(async () => {
+/** The server under test: one process, or a core with two gateway processes (the webwx calls cross IPC). */
+let srv: { url: string; stop(): Promise<void> };
+let bots: Bot[] = [];
+let clients: SynchatClient[] = [];
+
+async function stopAll(): Promise<void> {
   for (const b of bots) b.stop();
   for (const c of clients) await c.close();
+  bots = [];
+  clients = [];
   // The bots' last polls end with the server.
   await srv.stop();
-});
+}
 
 async function phone(username: string, deviceId: string): Promise<TestClient> {
   const c = await startClient('ws', srv.url, username, deviceId);
@@ -93,7 +98,22 @@ function found<T>(list: readonly T[], pred: (x: T) => boolean, what: string): Pr
   return waitUntil(() => list.some(pred), what).then(() => list.find(pred)!);
 }
 
-describe('wechat4u 0.7.14 against Synchat', () => {
+const SERVERS: [string, () => Promise<{ url: string; stop(): Promise<void> }>][] = [
+  ['one process', () => startServer()],
+  [
+    'two gateway processes',
+    async () => {
+      const g = await spawnGatewayServer('synchat-webwx-');
+      return { url: g.url, stop: () => g.stopAndClean() };
+    },
+  ],
+];
+
+for (const [serverName, start] of SERVERS) describe(`wechat4u 0.7.14 against Synchat (${serverName})`, () => {
+  before(async () => {
+    srv = await start();
+  });
+  after(() => stopAll());
   let alicePhone: TestClient;
   let bobPhone: TestClient;
   let carol: TestClient;
