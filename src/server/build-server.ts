@@ -487,7 +487,7 @@ export async function buildServer(config: Config, seams: CoreSeams = {}): Promis
     throw err;
   }
   ports = { httpPort: gateway.httpPort, tcpPort: gateway.tcpPort };
-  const ops = new NodeMetrics(core.metrics, { node: nodeLabel(gateway.httpPort), nodeId: core.nodeId, startedAt: core.startedAt });
+  const ops = new NodeMetrics(core.metrics, { node: nodeLabel(gateway.httpPort), nodeId: core.nodeId, startedAt: core.startedAt, isDraining: () => core.isDraining });
   started.ops = ops;
   await core.reports.start(() => ops.snapshot());
   await core.announce(gatewayDirectory(config, () => ports)());

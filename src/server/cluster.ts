@@ -54,7 +54,7 @@ export async function startPrimary(config: Config, logger: pino.Logger, seams: C
   cluster.setupPrimary({ serialization: 'advanced' });
   const hosts = new Map<Worker, IpcCoreHost>();
   // Gateways' /metrics ask here, and this asks every gateway (src/ops/node-metrics.ts).
-  const ops = new NodeMetrics(core.metrics, { node: nodeLabel(config.httpPort), nodeId: core.nodeId, startedAt: core.startedAt });
+  const ops = new NodeMetrics(core.metrics, { node: nodeLabel(config.httpPort), nodeId: core.nodeId, startedAt: core.startedAt, isDraining: () => core.isDraining });
   /** Gateways told to drain: their exit is expected, not replaced. */
   const retiring = new Set<Worker>();
   let isClosing = false;

@@ -1,8 +1,8 @@
 /**
  * The admin dashboard (`/admin`, docs/operations.md "Dashboard") in Chromium, under the server's CSP: signed in with
  * the admin token while SDK clients send over TCP and WebSocket, its tables and charts show numbers that move (read
- * from the DOM and from the charts' data, not from pixels) and the capacity estimate measures live costs; an admin
- * user's chat session opens it without the token, a non-admin's is refused.
+ * from the DOM and from the charts' data, not from pixels), the capacity estimate measures live costs and a draining
+ * node wears its badge; an admin user's chat session opens it without the token, a non-admin's is refused.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test, type TestContext } from 'node:test';
@@ -102,6 +102,9 @@ describe('admin dashboard', () => {
       await traffic;
     }
     assert.ok(sent > 0);
+    // A node that starts to drain (SIGTERM's first step) wears the badge at the next update.
+    await server.core.startDrain();
+    await page.locator(`${row} [data-testid="draining-badge"]`).waitFor();
     assert.deepEqual(await csp(), []);
     await context.close();
   });

@@ -85,3 +85,18 @@ describe('GET /api/admin/stats with neither a token nor admin users', () => {
     assert.match(r.body.errMsg, /off: set SYNCHAT_ADMIN_TOKEN or SYNCHAT_ADMIN_USERS/);
   });
 });
+
+describe('GET /api/admin/stats of a draining node', () => {
+  let srv: TestServer;
+  before(async () => {
+    srv = await startServer({ adminToken: TOKEN });
+  });
+  after(() => srv.stop());
+
+  it('says so in its snapshot (the dashboard shows a draining badge)', async () => {
+    assert.equal((await stats(srv.url, `Bearer ${TOKEN}`)).body.nodes[0].snapshot.isDraining, false);
+    // The first step of a SIGTERM (docs/operations.md "Draining and rolling restarts"); serving goes on.
+    await srv.core.startDrain();
+    assert.equal((await stats(srv.url, `Bearer ${TOKEN}`)).body.nodes[0].snapshot.isDraining, true);
+  });
+});
