@@ -2,8 +2,9 @@
 // call (the caller's X-Request-Id when sane, echoed in the answer), reaching the service's own lines; and never a
 // secret — sids, passwords, QR uuids — whatever the call, its outcome or where the client put them.
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import Database from 'better-sqlite3';
 import { after, before, describe, it } from 'node:test';
 import { makeLogger } from '../../src/server/build-server.ts';
 import { loggableUrl } from '../../src/transports/http/http-transport.ts';
@@ -38,10 +39,7 @@ describe('server logs', () => {
     srv = await startServer({ logLevel: 'debug' }, { logDestination: out });
   });
   after(async () => {
-    // The last test closed the store under the server, so its close may wait on it forever: give it a moment, then
-    // remove the data folder here (the listeners are closed first).
-    await Promise.race([srv.stop().catch(() => {}), new Promise((r) => setTimeout(r, 2_000))]);
-    rmSync(srv.dataDir, { recursive: true, force: true });
+    await srv.stop();
   });
 
   it('names each HTTP call by a request id: the sane X-Request-Id given, else its own; echoed in the answer', async () => {
@@ -55,7 +53,7 @@ describe('server logs', () => {
     assert.ok(reqIds.includes('trace-42.a') && reqIds.includes(own), `debug lines for both: ${JSON.stringify(reqIds)}`);
   });
 
-  it('logs no sid, password or QR uuid: login, synccheck, calls that fail, a sid put in a query, a long connection', async () => {
+  it('logs no sid, password or QR uuid: login, synccheck, refused calls, a sid put in a query, a long connection', async () => {
     const d = await userDevice(srv.url, 'log_alice', 'laptop', PASSWORD);
     const wrong = await api(srv.url, '/api/login', { username: 'log_alice', password: PASSWORD + '!', deviceId: 'laptop' });
     assert.notEqual(wrong.body.ret, 0);
@@ -68,17 +66,33 @@ describe('server logs', () => {
     await api(srv.url, '/api/contacts/list', {}, d.sid + 'x');
     const { client } = await authedWire('tcp', srv, d.sid, 0);
     client.close();
-    // A call that fails inside the service (its store is gone): logged at error with the request id.
-    await srv.core.store.close();
-    const failed = await fetch(`${srv.url}/api/contacts/list`, { method: 'POST', headers: { authorization: `Bearer ${d.sid}`, 'content-type': 'application/json', 'x-request-id': 'failing-call' }, body: '{}' });
-    assert.equal((await failed.json()).ret, 9);
     await new Promise((r) => setImmediate(r));
-
-    const errors = out.lines.filter((l) => l.level >= 50);
-    assert.ok(errors.some((l) => l.requestId === 'failing-call' && l.path === '/api/contacts/list'), `the service's error line carries the request id: ${JSON.stringify(errors)}`);
     assert.ok(out.lines.some((l) => l.msg === 'request' && /sid=\[Redacted\]/.test(l.url)), 'the sid in the query string is logged redacted');
     for (const secret of [d.sid, PASSWORD, uuid]) assert.ok(!out.all.includes(secret), `the logs hold ${secret.slice(0, 6)}…`);
   });
+
+  it(
+    'logs a call that fails inside the service at error, with its request id, and without its sid',
+    { skip: process.env.STORE_UNDER_TEST === 'postgres' ? 'breaks the SQLite file of the server' : false },
+    async () => {
+      const d = await userDevice(srv.url, 'log_bob', 'phone', PASSWORD);
+      // A broken database, as a bad migration or a hand edit leaves it: the contacts table is gone.
+      const db = new Database(join(srv.dataDir, 'synchat.db'));
+      db.exec('DROP TABLE contacts');
+      db.close();
+      const failed = await fetch(`${srv.url}/api/contacts/list`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${d.sid}`, 'content-type': 'application/json', 'x-request-id': 'failing-call' },
+        body: '{}',
+      });
+      assert.equal((await failed.json()).ret, 9);
+      assert.equal(failed.headers.get('x-request-id'), 'failing-call');
+      await new Promise((r) => setImmediate(r));
+      const errors = out.lines.filter((l) => l.level >= 50);
+      assert.ok(errors.some((l) => l.requestId === 'failing-call' && l.path === '/api/contacts/list' && l.err), `the service's error line carries the request id: ${JSON.stringify(errors)}`);
+      assert.ok(!out.all.includes(d.sid), 'the sid of the failing call is not logged');
+    },
+  );
 });
 
 describe('makeLogger', () => {
