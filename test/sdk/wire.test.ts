@@ -200,7 +200,9 @@ describe('WireConnection', () => {
   });
 
   it('sends HEARTBEAT when idle and stays open while each one is acknowledged', async () => {
-    const { conn, link } = await authed(60, { ticker: new WireTicker(10) });
+    // A 60 ms period with its acknowledgement due within 60 ms failed 2 runs in 5 on a machine at load 25 (an
+    // event-loop stall longer than the period, not a dead link): a longer period and acknowledgement deadline.
+    const { conn, link } = await authed(200, { ticker: new WireTicker(10), heartbeatAckTimeoutMs: 5_000 });
     let answered = 0;
     await waitFor(() => {
       for (const p of link.sent) {
