@@ -73,14 +73,12 @@ export async function spawnServerProcess(env: Record<string, string>): Promise<S
 /** A several-process server (`SYNCHAT_WORKERS=2`) on fresh ports with a data folder of its own. */
 export interface GatewayServer extends ServerChild {
   ports: { httpPort: number; tcpPort: number };
-  /** Its data folder (removed by {@link GatewayServer.stopAndClean}). */
-  dataDir: string;
   /** Stops the server and removes its data folder. */
   stopAndClean(): Promise<void>;
 }
 
-/** Starts a server with two gateway processes on free ports, its data in a new temp folder named `prefix…`; `env` adds settings. */
-export async function spawnGatewayServer(prefix: string, env: Record<string, string> = {}): Promise<GatewayServer> {
+/** Starts a server with two gateway processes on free ports, its data in a new temp folder named `prefix…`. */
+export async function spawnGatewayServer(prefix: string): Promise<GatewayServer> {
   const dataDir = mkdtempSync(join(tmpdir(), prefix));
   const ports = { httpPort: await freePort(), tcpPort: await freePort() };
   const server = await spawnServerProcess({
@@ -88,11 +86,9 @@ export async function spawnGatewayServer(prefix: string, env: Record<string, str
     SYNCHAT_WORKERS: '2',
     SYNCHAT_HTTP_PORT: String(ports.httpPort),
     SYNCHAT_TCP_PORT: String(ports.tcpPort),
-    ...env,
   });
   return Object.assign(server, {
     ports,
-    dataDir,
     async stopAndClean() {
       await server.stop();
       rmSync(dataDir, { recursive: true, force: true });

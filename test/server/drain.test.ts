@@ -9,7 +9,10 @@ import { describe, test } from 'node:test';
 import { OP, RET } from '../../src/protocol/index.ts';
 import { spreadOver } from '../../src/transports/drain.ts';
 import { Readiness } from '../../src/server/readiness.ts';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { EXIT_DRAIN_OVERRAN } from '../../src/server/lifecycle.ts';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { heldFsync } from '../helpers/gated-fsync.ts';
@@ -195,6 +198,33 @@ describe('drain', () => {
       assert.equal(r.headers.get('retry-after'), '0');
       assert.equal((await r.json()).ret, RET.GOING_AWAY);
     }
+  });
+
+  test('SIGTERM with a write that cannot become durable (a held disk): the process exits 1 at SYNCHAT_DRAIN_MS, the write unanswered', { skip: process.env.STORE_UNDER_TEST === 'postgres' ? 'the held disk is a seam of the SQLite store' : undefined }, async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'synchat-overrun-'));
+    const fsyncDir = join(dir, 'fsync');
+    mkdirSync(fsyncDir);
+    const disk = heldFsync(fsyncDir);
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/held-disk-server.ts', join(dir, 'data'), fsyncDir, '1500'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    t.after(() => {
+      child.kill('SIGKILL');
+      disk.release();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const exited = once(child, 'exit');
+    const ports = JSON.parse((await once(createInterface({ input: child.stdout! }), 'line'))[0] as string);
+    const url = `http://127.0.0.1:${ports.httpPort}`;
+    disk.hold();
+    const write = fetch(`${url}/api/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'held', password: 'password-held', displayName: 'Held' }) }).then(
+      () => 'answered',
+      () => 'unanswered',
+    );
+    await disk.waitParked(0);
+    child.kill('SIGTERM');
+    const [code] = (await exited) as [number | null];
+    assert.equal(code, EXIT_DRAIN_OVERRAN, 'the deadline, not the held write, ended the process');
+    // Never answered: it may or may not be durable, and the client sends it again.
+    assert.equal(await write, 'unanswered');
   });
 
   test('SIGTERM: the process tells its long connection ERROR 1102 and its parked long-poll ret 1102, and exits 0', async () => {
