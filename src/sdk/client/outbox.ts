@@ -34,8 +34,11 @@ interface Waiter {
   reject(err: Error): void;
 }
 
-/** Codes after which a send is worth repeating (the same clientMsgId makes the repeat safe). */
-const RETRYABLE = new Set<number>([-1, RET.SERVER_ERROR, RET.RATE_LIMITED]);
+/**
+ * Codes after which a send is worth repeating (the same clientMsgId makes the repeat safe). GOING_AWAY: the server
+ * that answered drains (PROTOCOL.md 1102); the repeat goes to another gateway.
+ */
+const RETRYABLE = new Set<number>([-1, RET.SERVER_ERROR, RET.RATE_LIMITED, RET.GOING_AWAY]);
 
 function errorOf(err: unknown): { ret: number; errMsg: string } {
   if (err instanceof SynchatError) return { ret: err.ret, errMsg: err.errMsg };
