@@ -70,6 +70,9 @@ export async function startPrimary(config: Config, logger: pino.Logger, seams: C
         if (m && m.t === 'listening') resolve();
         if (m && m.t === 'failed') reject(new Error(`gateway failed to start: ${m.message}`));
       });
+      // A message sent to a gateway that has just died (a crash, a kill) fails with EPIPE or ERR_IPC_CHANNEL_CLOSED as
+      // an 'error' event; unhandled, it would take the core down with it. The 'exit' below cleans up after it.
+      worker.on('error', (err) => logger.warn({ err, pid: worker.process.pid }, 'message to a gateway process failed'));
       worker.once('exit', (code, signal) => {
         hosts.get(worker)?.close();
         hosts.delete(worker);
