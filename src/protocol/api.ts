@@ -220,16 +220,22 @@ export const CALLS = {
   '/api/media/init': {
     method: 'POST',
     auth: true,
-    schema: obj(
-      {
-        size: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
-        sha256: { type: 'string', pattern: '^[0-9A-Fa-f]{64}$' },
-        mime: { type: 'string', minLength: 1, maxLength: 127, pattern: '^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9!#$&^_.+*-]+$' },
-        chunkSize: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
-        name: { type: 'string', maxLength: 1024 },
-      },
-      ['size', 'sha256', 'mime', 'chunkSize'],
-    ),
+    schema: {
+      ...obj(
+        {
+          size: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+          sha256: { type: 'string', pattern: '^[0-9A-Fa-f]{64}$' },
+          mime: { type: 'string', minLength: 1, maxLength: 127, pattern: '^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9!#$&^_.+*-]+$' },
+          chunkSize: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
+          name: { type: 'string', maxLength: 1024 },
+          // Instead of sha256, for a client that learns the hash only at the end (docs/protocol.md "Media"): the
+          // upload's id, chosen by the client (unguessable), so that a repeat of init resumes it.
+          uploadId: MEDIA_ID,
+        },
+        ['size', 'mime', 'chunkSize'],
+      ),
+      oneOf: [{ properties: { sha256: true }, required: ['sha256'] }, { properties: { uploadId: true }, required: ['uploadId'] }],
+    },
   },
   '/api/media/chunk': {
     method: 'POST',

@@ -59,6 +59,9 @@ const INSTANT_CANDIDATES = 50;
 /** Stale uploads removed per sweep. */
 const SWEEP_BATCH = 200;
 
+/** The `sha256` of an upload whose client did not declare one (`uploadId` at init): `complete` computes it. */
+const UNHASHED = '';
+
 /** Blob key of stored content (`variant` original or thumb); the HTTP transport reads it from the same BlobStore. */
 export function mediaBlobKey(sha256: string, variant: Variant): string {
   return `content/${sha256.slice(0, 2)}/${sha256}/${variant}`;
@@ -172,13 +175,18 @@ export class MediaService {
 
   // ---- calls -------------------------------------------------------------------------------------------------
 
-  /** `/api/media/init`: resume, instant (content the user may already read), or a new upload. */
+  /**
+   * `/api/media/init`: resume, instant (content the user may already read), or a new upload. With `uploadId` instead
+   * of `sha256` (a client that learns the hash only at the end), the upload has that id, a repeat resumes it, and the
+   * hash is the one `complete` computes (no instant upload).
+   */
   async init(s: SessionRow, b: Body): Promise<Record<string, unknown>> {
     const now = this.#d.clock.now();
     if (now - this.#lastSweep > Math.min(this.#o.uploadExpiryMs / 4, 60_000)) await this.sweep();
-    const sha256 = String(b.sha256).toLowerCase();
     const size: number = b.size;
     const name = b.name === undefined ? '' : safeFileName(b.name);
+    if (b.sha256 === undefined) return this.#initNamed(s, b.uploadId, size, name, b, now);
+    const sha256 = String(b.sha256).toLowerCase();
     const read = this.#d.store.read;
 
     // Instant upload only for content this user may already read: anyone else uploads every chunk, so the
@@ -228,6 +236,34 @@ export class MediaService {
     return { uploadId: created.row.uploadId, missing: missingChunks(chunkCount(size, b.chunkSize), []), chunkSize: b.chunkSize };
   }
 
+  /** An upload named by its client ({@link UNHASHED}): made once, resumed by every repeat; another user's id is ret 6. */
+  async #initNamed(s: SessionRow, uploadId: string, size: number, name: string, b: Body, now: number): Promise<Record<string, unknown>> {
+    const answer = async (up: MediaUploadRow): Promise<Record<string, unknown>> => {
+      if (up.uin !== s.uin || up.size !== size || up.chunkSize !== b.chunkSize) fail(RET.CONFLICT, 'uploadId: taken by another upload');
+      if (up.state === 'done') return { uploadId, missing: [], mediaId: up.mediaId, chunkSize: up.chunkSize };
+      return this.#resume(up, now);
+    };
+    const found = await this.#d.store.read.getUpload(uploadId);
+    if (found) return answer(found);
+    const refusal = checkUploadInit({ size, chunkSize: b.chunkSize }, this.#o, 0);
+    if (refusal) fail(refusal.ret, refusal.errMsg);
+    const created = await this.#d.run(async (tx, fx) => {
+      await fx.lock([s.uin]);
+      const again = await tx.getUpload(uploadId);
+      if (again) return { row: again, isNew: false };
+      const quota = checkUploadInit({ size, chunkSize: b.chunkSize }, this.#o, await tx.usedUploadBytes(s.uin, now - DAY_MS));
+      if (quota) fail(quota.ret, quota.errMsg);
+      const row: MediaUploadRow = {
+        uploadId, uin: s.uin, sha256: UNHASHED, size, chunkSize: b.chunkSize, mime: String(b.mime), name,
+        state: 'pending', mediaId: null, createTime: now, updateTime: now,
+      };
+      await tx.insertUpload(row);
+      return { row, isNew: true };
+    });
+    if (!created.isNew) return answer(created.row);
+    return { uploadId, missing: missingChunks(chunkCount(size, b.chunkSize), []), chunkSize: b.chunkSize };
+  }
+
   async #resume(up: MediaUploadRow, now: number): Promise<Record<string, unknown>> {
     await this.#d.run((tx) => tx.touchUpload(up.uploadId, now));
     const present = (await this.#o.blobs.list(chunkPrefix(up.uploadId))).map(Number).filter(Number.isInteger);
@@ -262,9 +298,9 @@ export class MediaService {
 
   async #complete(s: SessionRow, uploadId: string): Promise<Record<string, unknown>> {
     const read = this.#d.store.read;
-    const up = await read.getUpload(uploadId);
+    let up = await read.getUpload(uploadId);
     if (!up || up.uin !== s.uin) fail(RET.NOT_FOUND, 'no such upload');
-    if (up.state === 'done') return this.#describe(up.mediaId!, await read.getMediaBlob(up.sha256));
+    if (up.state === 'done') return this.#describe(up.mediaId!, await read.getMediaBlob((await read.getMedia(up.mediaId!))?.sha256 ?? up.sha256));
     const blobs = this.#o.blobs;
     const count = chunkCount(up.size, up.chunkSize);
     const prefix = chunkPrefix(uploadId);
@@ -285,7 +321,8 @@ export class MediaService {
     }
     if (total !== up.size) await this.#discard(up, `size mismatch: received ${total} bytes, declared ${up.size}`);
     const digest = hash.digest('hex');
-    if (digest !== up.sha256) {
+    if (up.sha256 === UNHASHED) up = { ...up, sha256: digest };
+    else if (digest !== up.sha256) {
       await this.#discard(up, `sha256 mismatch: the uploaded bytes hash to ${digest}, not ${up.sha256}; nothing was stored, upload again`);
     }
     const detected = detectType(Buffer.concat(head));

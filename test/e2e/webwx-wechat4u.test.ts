@@ -161,6 +161,15 @@ for (const [serverName, start] of SERVERS) describe(`wechat4u 0.7.14 against Syn
     assert.match(bytes.type, /^image\//);
     assert.equal((await sharp(Buffer.from(bytes.data)).metadata()).width, 240);
 
+    // Over 512 KiB: wechat4u sends it in chunks, each on a connection of its own (with two gateway processes, not
+    // all to the same one).
+    const big = await sharp({ create: { width: 700, height: 700, channels: 3, background: '#000', noise: { type: 'gaussian', mean: 128, sigma: 60 } } }).png().toBuffer();
+    assert.ok(big.length > 1024 * 1024, `${big.length} bytes: at least three chunks`);
+    const bigPic = await a.bot.sendMsg({ file: big, filename: 'big.png' }, bobName);
+    assert.equal(bigPic.BaseResponse.Ret, 0);
+    const bigImg = await found(b.messages, (m) => m.MsgId === bigPic.MsgID, 'bob bot gets the big image');
+    assert.equal((await sharp(Buffer.from((await b.bot.getMsgImg(bigImg.MsgId)).data)).metadata()).width, 700);
+
     const wrong = await a.bot.sendMsg('oops', bobName);
     await found(b.messages, (m) => m.MsgId === wrong.MsgID, 'bob bot gets the wrong message');
     await a.bot.revokeMsg(wrong.MsgID, bobName);
@@ -169,7 +178,7 @@ for (const [serverName, start] of SERVERS) describe(`wechat4u 0.7.14 against Syn
     await waitUntil(() => recalls.some((r) => r.msgId === wrong.MsgID), "alice's phone gets the recall");
 
     // The native devices of both users saw the same conversation: same messages, same order, once each.
-    const sent = [first.MsgID, reply.MsgID, pic.MsgID, wrong.MsgID];
+    const sent = [first.MsgID, reply.MsgID, pic.MsgID, bigPic.MsgID, wrong.MsgID];
     const inChat = (list: MsgEntry[], peer: string) => list.filter((m) => m.peer === peer).map((m) => m.msgId);
     await waitUntil(() => inChat(bobPhone.messages, 'w4_alice').length >= sent.length, "bob's phone has the conversation");
     await waitUntil(() => inChat(alicePhone.messages, 'w4_bob').length >= sent.length, "alice's phone has the conversation");

@@ -27,34 +27,14 @@ export interface WebwxMediaOptions {
  * larger files into chunks of 524,288 bytes), plus room for a client that cuts a little differently.
  */
 const MAX_PART_BYTES = 1024 * 1024;
-/**
- * Chunked uploads being put together in this process, at most this many bytes in all: a webwx client names no
- * upload id the server gave it and sends no SHA-256, which Synchat's upload needs first, so the chunks wait here
- * until the last one arrives and the whole file is uploaded at once.
- */
-const MAX_ASSEMBLY_BYTES = 64 * 1024 * 1024;
-/** Chunks of the file's upload to the service, in bytes (its chunk size must lie between 64 KiB and 16 MiB). */
+/** The chunk size of webwx uploads (ItChat and wechat4u cut files over it into chunks of exactly this). */
+const WX_CHUNK_BYTES = 512 * 1024;
+/** Chunks of a whole file's upload to the service, in bytes (its chunk size must lie between 64 KiB and 16 MiB). */
 const UPLOAD_CHUNK_BYTES = 4 * 1024 * 1024;
-/** A chunked upload whose next chunk has not come for this long is dropped, in ms. */
-const ASSEMBLY_IDLE_MS = 5 * 60_000;
-
-interface Assembly {
-  chunks: (Buffer | undefined)[];
-  received: number;
-  bytes: number;
-  touchedAt: number;
-}
 
 /** Registers the media routes on `app` in a scope of their own (multipart bodies, authenticated before they are read). */
 export function registerWebwxMedia(app: FastifyInstance, opts: WebwxMediaOptions): void {
   const { calls } = opts;
-  const assemblies = new Map<string, Assembly>();
-  let assemblyBytes = 0;
-  const drop = (key: string) => {
-    const a = assemblies.get(key);
-    if (a) assemblyBytes -= a.bytes;
-    assemblies.delete(key);
-  };
 
   void app.register(async (scope) => {
     await scope.register(multipart, { limits: { fileSize: MAX_PART_BYTES, files: 1, fields: 20, fieldSize: 16 * 1024, parts: 24 } });
@@ -158,10 +138,12 @@ export function registerWebwxMedia(app: FastifyInstance, opts: WebwxMediaOptions
   }
 
   /**
-   * One upload request: a whole file, or chunk `chunk` of `chunks` (0-based). Chunks wait in this process
-   * ({@link MAX_ASSEMBLY_BYTES}) until all arrived; then the file goes through `/api/media/init`, one chunk and
-   * `/api/media/complete`, and the answer of that last request carries the MediaId (wechat4u and ItChat read it
-   * from the last answer). Identical content already stored is not uploaded again (init answers its mediaId).
+   * One upload request: a whole file, or chunk `chunk` of `chunks` (0-based, 512 KiB each but the last). A whole file
+   * goes through `/api/media/init` (with its SHA-256: content already stored is not uploaded again), its chunks and
+   * `/api/media/complete`. A chunked file is one upload of the service named by the client's `ClientMediaId`
+   * (`uploadId` at init, derived from the session so nobody else can name it): each request puts its chunk there,
+   * whichever gateway process or node it reaches, and the request after which none is missing completes it. Its
+   * answer carries the MediaId, which wechat4u and ItChat read from the last answer.
    */
   async function upload(req: FastifyRequest, reply: FastifyReply, fields: Record<string, string>, file: Buffer | undefined): Promise<void> {
     let request: Record<string, unknown> = {};
@@ -172,52 +154,55 @@ export function registerWebwxMedia(app: FastifyInstance, opts: WebwxMediaOptions
     }
     const sid = sidOfToken(cookiesOf(req).wxsid) ?? bearerOf(req, request.BaseRequest);
     const name = fields.name ?? '';
-    if (!file || typeof request.ClientMediaId === 'undefined') return void sendWx(reply, { MediaId: '' }, WX_RET.FAILED, 'needs the file part (filename) and uploadmediarequest');
-    if (!opts.blobs) return void sendWx(reply, { MediaId: '' }, WX_RET.FAILED, 'media is not enabled on this server');
+    const failed = (errMsg: string) => void sendWx(reply, { MediaId: '' }, WX_RET.FAILED, errMsg);
+    if (!file || typeof request.ClientMediaId === 'undefined') return failed('needs the file part (filename) and uploadmediarequest');
+    if (!opts.blobs) return failed('media is not enabled on this server');
+    const mime = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*\/[A-Za-z0-9!#$&^_.+*-]+$/.test(fields.type ?? '') ? fields.type! : 'application/octet-stream';
     const chunks = Number(fields.chunks ?? 1);
     const chunk = Number(fields.chunk ?? 0);
-    if (!Number.isInteger(chunks) || chunks < 1 || chunks > 1024 || !Number.isInteger(chunk) || chunk < 0 || chunk >= chunks) {
-      return void sendWx(reply, { MediaId: '' }, WX_RET.FAILED, 'chunk and chunks: 0 ≤ chunk < chunks ≤ 1024');
-    }
-    let whole = file;
-    if (chunks > 1) {
-      const now = Date.now();
-      for (const [k, a] of assemblies) if (now - a.touchedAt > ASSEMBLY_IDLE_MS) drop(k);
-      const key = `${sid}\n${String(request.ClientMediaId)}\n${name}`;
-      let a = assemblies.get(key);
-      if (!a) assemblies.set(key, (a = { chunks: new Array(chunks).fill(undefined), received: 0, bytes: 0, touchedAt: now }));
-      if (a.chunks.length !== chunks) return void sendWx(reply, { MediaId: '' }, WX_RET.FAILED, 'chunks changed during the upload');
-      if (!a.chunks[chunk]) {
-        if (assemblyBytes + file.length > MAX_ASSEMBLY_BYTES) {
-          drop(key);
-          return void sendWx(reply, { MediaId: '' }, WX_RET.FAILED, 'too many uploads in progress on this server: try again later');
+    if (!Number.isInteger(chunks) || chunks < 1 || !Number.isInteger(chunk) || chunk < 0 || chunk >= chunks) return failed('chunk and chunks: 0 ≤ chunk < chunks');
+    const done = (mediaId: string, size: number) =>
+      sendWx(reply, { MediaId: mediaId, StartPos: size, CDNThumbImgHeight: 0, CDNThumbImgWidth: 0, EncryFileName: encodeURIComponent(name) });
+
+    if (chunks === 1) {
+      const sha256 = createHash('sha256').update(file).digest('hex');
+      const init = await calls.call(req, '/api/media/init', { size: file.length, sha256, mime, chunkSize: UPLOAD_CHUNK_BYTES, name }, sid);
+      if (init.ret !== RET.OK) return void sendWxFailure(reply, init, { MediaId: '' });
+      let mediaId: string | undefined = init.mediaId;
+      if (!mediaId) {
+        for (const index of init.missing as number[]) {
+          const bytes = new Uint8Array(file.subarray(index * UPLOAD_CHUNK_BYTES, (index + 1) * UPLOAD_CHUNK_BYTES));
+          const put = await calls.call(req, '/api/media/chunk', { uploadId: init.uploadId, index, bytes }, sid);
+          if (put.ret !== RET.OK) return void sendWxFailure(reply, put, { MediaId: '' });
         }
-        a.chunks[chunk] = file;
-        a.received++;
-        a.bytes += file.length;
-        assemblyBytes += file.length;
+        const completed = await calls.call(req, '/api/media/complete', { uploadId: init.uploadId }, sid);
+        if (completed.ret !== RET.OK) return void sendWxFailure(reply, completed, { MediaId: '' });
+        mediaId = completed.mediaId as string;
       }
-      a.touchedAt = now;
-      if (a.received < chunks) return void sendWx(reply, { MediaId: '', StartPos: a.bytes });
-      whole = Buffer.concat(a.chunks as Buffer[]);
-      drop(key);
+      return void done(mediaId!, file.length);
     }
-    const sha256 = createHash('sha256').update(whole).digest('hex');
-    const mime = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*\/[A-Za-z0-9!#$&^_.+*-]+$/.test(fields.type ?? '') ? fields.type! : 'application/octet-stream';
-    const init = await calls.call(req, '/api/media/init', { size: whole.length, sha256, mime, chunkSize: UPLOAD_CHUNK_BYTES, name }, sid);
+
+    const size = Number(request.TotalLen ?? fields.size);
+    if (!Number.isSafeInteger(size) || size <= (chunks - 1) * WX_CHUNK_BYTES || size > chunks * WX_CHUNK_BYTES) {
+      return failed(`TotalLen: ${chunks} chunks of ${WX_CHUNK_BYTES} bytes (the last one shorter) hold it`);
+    }
+    const uploadId = createHash('sha256').update(`webwx upload\n${sid}\n${String(request.ClientMediaId)}\n${name}\n${size}`).digest('base64url').slice(0, 43);
+    const named = { size, mime, chunkSize: WX_CHUNK_BYTES, name, uploadId };
+    const init = await calls.call(req, '/api/media/init', named, sid);
     if (init.ret !== RET.OK) return void sendWxFailure(reply, init, { MediaId: '' });
-    let mediaId: string | undefined = init.mediaId;
-    if (!mediaId) {
-      for (const index of init.missing as number[]) {
-        const bytes = new Uint8Array(whole.subarray(index * UPLOAD_CHUNK_BYTES, (index + 1) * UPLOAD_CHUNK_BYTES));
-        const put = await calls.call(req, '/api/media/chunk', { uploadId: init.uploadId, index, bytes }, sid);
-        if (put.ret !== RET.OK) return void sendWxFailure(reply, put, { MediaId: '' });
-      }
-      const done = await calls.call(req, '/api/media/complete', { uploadId: init.uploadId }, sid);
-      if (done.ret !== RET.OK) return void sendWxFailure(reply, done, { MediaId: '' });
-      mediaId = done.mediaId as string;
+    if (init.mediaId) return void done(init.mediaId, size);
+    if ((init.missing as number[]).includes(chunk)) {
+      const put = await calls.call(req, '/api/media/chunk', { uploadId, index: chunk, bytes: new Uint8Array(file) }, sid);
+      if (put.ret !== RET.OK) return void sendWxFailure(reply, put, { MediaId: '' });
     }
-    sendWx(reply, { MediaId: mediaId, StartPos: whole.length, CDNThumbImgHeight: 0, CDNThumbImgWidth: 0, EncryFileName: encodeURIComponent(name) });
+    // Asked again after the put: two chunks put at once on two processes both see the upload whole.
+    const now = await calls.call(req, '/api/media/init', named, sid);
+    if (now.ret !== RET.OK) return void sendWxFailure(reply, now, { MediaId: '' });
+    if (now.mediaId) return void done(now.mediaId, size);
+    if ((now.missing as number[]).length > 0) return void sendWx(reply, { MediaId: '', StartPos: Math.min(size, (chunk + 1) * WX_CHUNK_BYTES) });
+    const completed = await calls.call(req, '/api/media/complete', { uploadId }, sid);
+    if (completed.ret !== RET.OK) return void sendWxFailure(reply, completed, { MediaId: '' });
+    done(completed.mediaId as string, size);
   }
 }
 
