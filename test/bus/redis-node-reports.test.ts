@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { RedisNodeReports, type RedisLogger } from '../../src/bus/redis/index.ts';
+import { assertEntryRemoved, readLiveEntry, writeAsPreviousVersion } from '../helpers/redis-entries.ts';
 import { REDIS_URL, requireRedis } from '../helpers/services.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
@@ -41,6 +42,21 @@ describe('RedisNodeReports', { skip, timeout: 30_000 }, () => {
     await waitUntil(() => JSON.parse(a.others()[0] ?? '{"n":0}').n > seen, "b's next report on a", 10_000);
     await b.stop();
     await waitUntil(() => a.others().length === 0, 'b gone from a', 10_000);
+  });
+
+  it("keeps its report at <prefix>report:<id> in the set <prefix>reports, where a node of the previous version reads and writes theirs (a rolling upgrade)", async (t) => {
+    const admin = new Redis(REDIS_URL);
+    t.after(() => admin.disconnect());
+    const prefix = PREFIX + 'r3:';
+    const keys = { entryPrefix: prefix + 'report:', indexKey: prefix + 'reports' };
+    await writeAsPreviousVersion(admin, keys, 'old', JSON.stringify({ node: 'old' }), 60_000);
+    const r = new RedisNodeReports({ redis: REDIS_URL, logger: quiet, prefix, intervalMs: 60_000, ttlMs: 60_000, timeoutMs: 1000 });
+    opened.push(r);
+    await r.start('new', async () => JSON.stringify({ node: 'new' }));
+    assert.deepEqual(r.others(), [JSON.stringify({ node: 'old' })]);
+    assert.equal(await readLiveEntry(admin, keys, 'new', 60_000, ['new', 'old']), JSON.stringify({ node: 'new' }));
+    await r.stop();
+    await assertEntryRemoved(admin, keys, 'new', ['old']);
   });
 
   it('does not write a report over its bound', async () => {

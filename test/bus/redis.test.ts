@@ -1,7 +1,7 @@
 // The Redis adapters against a real Redis, never mocks: the bus routes news by held user between nodes, keeps a
 // publisher's order, broadcasts session ends and survives a Redis restart (a gap, then delivery again); the
 // throttles are shared between nodes and fall back to memory when Redis is gone; the directory lists live nodes
-// and forgets a stopped or silent one. Skipped without Redis at 127.0.0.1:6379, failing instead under CI=true.
+// (at the keys nodes of the previous version use) and forgets a stopped or silent one. Skipped without Redis at 127.0.0.1:6379, failing instead under CI=true.
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
@@ -11,6 +11,7 @@ import { openRedis, RedisBus, RedisDirectory, RedisRateCounters, type DirectoryG
 import { backoffDelayMs } from '../../src/core/backoff.ts';
 import { LocalRateCounters } from '../../src/service/rate-limit.ts';
 import { startOwnRedis, type OwnRedis } from '../helpers/nodes.ts';
+import { assertEntryRemoved, readLiveEntry, writeAsPreviousVersion } from '../helpers/redis-entries.ts';
 import { REDIS_URL, requireRedis } from '../helpers/services.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
@@ -379,6 +380,22 @@ describe('RedisDirectory', { skip, timeout: 60_000 }, () => {
     await b!.refresh();
     await a!.refresh();
     assert.deepEqual(a!.gateways(gw('host-a')), [...gw('host-a'), ...gw('c'), ...gw('b')], 'another node\'s load as it last wrote it');
+  });
+
+  it("keeps its entry at <prefix>node:<id> in the set <prefix>nodes, where a node of the previous version reads and writes theirs (a rolling upgrade)", async () => {
+    const admin = new Redis(REDIS_URL);
+    cleanups.push(async () => admin.disconnect());
+    const prefix = PREFIX + 'dir4:';
+    const keys = { entryPrefix: prefix + 'node:', indexKey: prefix + 'nodes' };
+    await writeAsPreviousVersion(admin, keys, 'old', JSON.stringify({ nodeId: 'old', gateways: gw('old'), load: 0 }), 60_000);
+    const directory = new RedisDirectory({ redis: REDIS_URL, logger: testLogger(), prefix, ttlMs: 60_000, refreshMs: 60_000, timeoutMs: 1000 });
+    cleanups.push(() => directory.stop());
+    await directory.start({ nodeId: 'new', gateways: gw('new') });
+    assert.deepEqual(directory.gateways(), [...gw('new'), ...gw('old')]);
+    const entry = await readLiveEntry(admin, keys, 'new', 60_000, ['new', 'old']);
+    assert.deepEqual(JSON.parse(entry ?? 'null'), { nodeId: 'new', gateways: gw('new'), load: 0 });
+    await directory.stop();
+    await assertEntryRemoved(admin, keys, 'new', ['old']);
   });
 
   it('drops a node that stops refreshing within its TTL, and keeps serving the last known list for staleMs while its own Redis link is down', async () => {

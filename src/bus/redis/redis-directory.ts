@@ -2,10 +2,12 @@
  * The directory of live nodes for `/api/gateways` (docs/architecture.md "Between nodes (Redis)"): each node
  * writes its gateways and its load under a key that expires unless refreshed, and reads everyone's on the same
  * timer, so `gateways()` answers from memory, synchronously, least-loaded node first, and a dead node drops out
- * within `ttlMs + refreshMs`; a draining node removes its entry at once (`stop()`).
+ * within `ttlMs + refreshMs`; a draining node removes its entry at once (`stop()`). The entries' upkeep is
+ * {@link RedisNodeEntries}'s; this class makes and checks the entries and orders the gateways.
  */
 import type { Redis } from 'ioredis';
-import { closeRedis, connectionOf, firstReady, OutageLog, withTimeout, type RedisLogger } from './redis-connection.ts';
+import type { RedisLogger } from './redis-connection.ts';
+import { RedisNodeEntries } from './redis-node-entries.ts';
 
 /** One listener a client may connect to (the shape `/api/gateways` answers). */
 export interface DirectoryGateway {
@@ -40,60 +42,30 @@ export interface RedisDirectoryOptions {
   load?: () => number;
 }
 
-/**
- * Writes this node's entry with its TTL, adds its id to the index, and returns every live entry; ids whose entry
- * expired are removed from the index on the way (so listing needs no KEYS scan). KEYS: own entry, index.
- * ARGV: ttlMs, own entry, own id, entry key prefix. Reads keys it was not given: standalone Redis only (not
- * Redis Cluster).
- */
-const REFRESH_LUA = `redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1])
-redis.call('SADD', KEYS[2], ARGV[3])
-local out = {}
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  local entry = redis.call('GET', ARGV[4] .. id)
-  if entry then out[#out + 1] = entry else redis.call('SREM', KEYS[2], id) end
-end
-return out`;
-const REFRESH_COMMAND = 'synchatDirectoryRefresh';
-
-type Refresh = (entryKey: string, indexKey: string, ttlMs: number, entry: string, nodeId: string, entryPrefix: string) => Promise<string[]>;
-
 /** The live nodes' gateways, kept in memory from Redis. */
 export class RedisDirectory {
-  readonly #conn: Redis;
-  readonly #isOwned: boolean;
-  readonly #entryPrefix: string;
-  readonly #indexKey: string;
-  readonly #ttlMs: number;
-  readonly #refreshMs: number;
-  readonly #staleMs: number;
-  readonly #timeoutMs: number;
-  readonly #outage: OutageLog;
-  readonly #refresh: Refresh;
+  readonly #entries: RedisNodeEntries<DirectoryNode>;
   readonly #load: () => number;
   #self: DirectoryNode | undefined;
-  /** The other nodes at the last successful read, by node id, and when that was (Date.now()). */
-  #others: DirectoryNode[] = [];
-  #othersAtMs = 0;
-  #timer: NodeJS.Timeout | undefined;
-  #refreshing: Promise<void> | undefined;
 
   constructor(options: RedisDirectoryOptions) {
-    const { conn, isOwned } = connectionOf(options.redis, { role: 'directory', logger: options.logger });
-    this.#conn = conn;
-    this.#isOwned = isOwned;
     const prefix = options.prefix ?? 'synchat:';
-    this.#entryPrefix = prefix + 'node:';
-    this.#indexKey = prefix + 'nodes';
-    this.#ttlMs = options.ttlMs ?? 15_000;
-    this.#refreshMs = options.refreshMs ?? 5_000;
-    this.#staleMs = options.staleMs ?? 30_000;
-    this.#timeoutMs = options.timeoutMs ?? 1_000;
-    this.#outage = new OutageLog(options.logger, 'directory');
+    const staleMs = options.staleMs ?? 30_000;
+    this.#entries = new RedisNodeEntries({
+      redis: options.redis,
+      logger: options.logger,
+      role: 'directory',
+      what: 'directory',
+      outageConsequence: `serving the other nodes' last known gateways for at most ${staleMs} ms`,
+      entryPrefix: prefix + 'node:',
+      indexKey: prefix + 'nodes',
+      ttlMs: options.ttlMs ?? 15_000,
+      intervalMs: options.refreshMs ?? 5_000,
+      staleMs,
+      timeoutMs: options.timeoutMs ?? 1_000,
+      parse: parseEntry,
+    });
     this.#load = options.load ?? (() => 0);
-    conn.defineCommand(REFRESH_COMMAND, { numberOfKeys: 2, lua: REFRESH_LUA });
-    const refresh = (conn as unknown as Record<string, Refresh>)[REFRESH_COMMAND]!;
-    this.#refresh = (...args) => refresh.call(conn, ...args);
   }
 
   /**
@@ -101,12 +73,9 @@ export class RedisDirectory {
    * Resolves after the first attempt; never throws (with Redis down the directory serves this node alone).
    */
   async start(self: DirectoryNode): Promise<void> {
-    this.#self = { nodeId: self.nodeId, gateways: [...self.gateways] };
-    clearInterval(this.#timer);
-    this.#timer = setInterval(() => void this.refresh(), this.#refreshMs);
-    this.#timer.unref();
-    await firstReady(this.#conn, this.#timeoutMs);
-    await this.refresh();
+    const own = { nodeId: self.nodeId, gateways: [...self.gateways] };
+    this.#self = own;
+    await this.#entries.start(own.nodeId, () => JSON.stringify({ ...own, load: this.#load() }));
   }
 
   /**
@@ -118,57 +87,21 @@ export class RedisDirectory {
   gateways(own?: DirectoryGateway[]): DirectoryGateway[] {
     const nodes: { gateways: DirectoryGateway[]; load: number; rank: number }[] = [];
     if (this.#self) nodes.push({ gateways: own ?? this.#self.gateways, load: this.#load(), rank: 0 });
-    if (Date.now() - this.#othersAtMs <= this.#staleMs) {
-      // #others is sorted by node id: its index keeps that order among equal loads.
-      this.#others.forEach((n, i) => nodes.push({ gateways: n.gateways, load: n.load ?? 0, rank: i + 1 }));
-    }
+    // others() is sorted by node id: its index keeps that order among equal loads.
+    this.#entries.others().forEach((n, i) => nodes.push({ gateways: n.gateways, load: n.load ?? 0, rank: i + 1 }));
     nodes.sort((a, b) => a.load - b.load || a.rank - b.rank);
     return nodes.flatMap((n) => [...n.gateways]);
   }
 
   /** Rewrites this node's entry and re-reads the others' now (the timer does this every `refreshMs`). */
   refresh(): Promise<void> {
-    this.#refreshing ??= this.#runRefresh().finally(() => {
-      this.#refreshing = undefined;
-    });
-    return this.#refreshing;
+    return this.#entries.refresh();
   }
 
   /** Stops refreshing and removes this node's entry (best effort, bounded); closes the connection if owned. */
   async stop(): Promise<void> {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
-    const self = this.#self;
     this.#self = undefined;
-    await this.#refreshing;
-    if (self) {
-      const removed = this.#conn.multi().del(this.#entryPrefix + self.nodeId).srem(this.#indexKey, self.nodeId).exec();
-      await withTimeout(removed, this.#timeoutMs).catch(() => undefined);
-    }
-    if (this.#isOwned) await closeRedis(this.#conn);
-  }
-
-  async #runRefresh(): Promise<void> {
-    const self = this.#self;
-    if (!self) return;
-    let entries: string[];
-    try {
-      const entry = JSON.stringify({ ...self, load: this.#load() });
-      const reply = this.#refresh(this.#entryPrefix + self.nodeId, this.#indexKey, this.#ttlMs, entry, self.nodeId, this.#entryPrefix);
-      entries = await withTimeout(reply, this.#timeoutMs);
-    } catch (err) {
-      this.#outage.failed(err, `serving the other nodes' last known gateways for at most ${this.#staleMs} ms`);
-      return;
-    }
-    this.#outage.succeeded();
-    const others: DirectoryNode[] = [];
-    for (const text of entries) {
-      const node = parseEntry(text);
-      if (node && node.nodeId !== self.nodeId) others.push(node);
-    }
-    others.sort((a, b) => (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0));
-    this.#others = others;
-    this.#othersAtMs = Date.now();
+    await this.#entries.stop();
   }
 }
 
