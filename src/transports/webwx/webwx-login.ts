@@ -8,6 +8,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { LIMITS, RET } from '../../protocol/index.ts';
+import { setBounded } from '../../service/bounded.ts';
 import { WX_PREFIX, sidOfToken, skeyOf, wxsidOf } from './codec.ts';
 import { sendJs, type WxCalls } from './wx-request.ts';
 
@@ -44,10 +45,8 @@ export function registerWebwxLogin(scope: FastifyInstance, opts: WebwxLoginOptio
   const { calls } = opts;
   const told = new Map<string, 'waiting' | 'scanned'>();
   const remember = (uuid: string, state: 'waiting' | 'scanned' | undefined) => {
-    told.delete(uuid);
-    if (state === undefined) return;
-    if (told.size >= TOLD_MAX) told.delete(told.keys().next().value!);
-    told.set(uuid, state);
+    if (state === undefined) told.delete(uuid);
+    else setBounded(told, uuid, state, TOLD_MAX);
   };
 
   // The asking device is a webwx client: a device id of its own per login, so two webwx logins of one user never

@@ -6,6 +6,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { RET } from '../../protocol/index.ts';
 import type { ChatApi } from '../../service/index.ts';
+import { setBounded } from '../../service/bounded.ts';
 import { WX_RET, sidOfToken, uinOf } from './codec.ts';
 
 /** A parsed service answer. */
@@ -80,9 +81,7 @@ export class WxCalls {
     a.subscription?.release();
     if (a.ret !== RET.OK) return { ret: a.ret, errMsg: a.errMsg ?? 'not logged in' };
     const user = { uin: a.uin!, username: a.username! };
-    this.#users.delete(sid);
-    if (this.#users.size >= WHOAMI_CACHE_MAX) this.#users.delete(this.#users.keys().next().value!);
-    this.#users.set(sid, user);
+    setBounded(this.#users, sid, user, WHOAMI_CACHE_MAX);
     return { ...user, head: a.head };
   }
 
